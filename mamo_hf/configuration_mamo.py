@@ -1,0 +1,345 @@
+# Copyright 2026 The mamo_hf authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""MAMO configuration: one sub-config per encoder and a composite config with the pre-training settings.
+
+Every choice that the paper leaves open (SPEC.md "[decision]") is a field here, so that a checkpoint states how it
+was trained.
+"""
+
+from huggingface_hub.dataclasses import strict
+from transformers.configuration_utils import PreTrainedConfig
+
+
+def _require(condition: bool, field: str, message: str) -> None:
+    """Raise a `ValueError` that names the offending config field."""
+    if not condition:
+        raise ValueError(f"`{field}` {message}")
+
+
+def _check_heads(config: PreTrainedConfig) -> None:
+    _require(
+        config.hidden_size % config.num_attention_heads == 0,
+        "hidden_size",
+        f"({config.hidden_size}) must be divisible by `num_attention_heads` ({config.num_attention_heads}).",
+    )
+
+
+def _check_probability(value: float, field: str) -> None:
+    _require(0.0 <= value < 1.0, field, f"must be in [0, 1), got {value}.")
+
+
+@strict
+class MamoVisionConfig(PreTrainedConfig):
+    r"""
+    Configuration of the MAMO image encoder, a pre-LayerNorm ViT with a [CLS] token and learned position embeddings
+    (ViT-B/16 by default). Position embeddings are learned for `image_size` and bicubically interpolated when the
+    model sees another resolution (256 px pre-training, 384 px fine-tuning).
+
+    Args:
+        hidden_size (`int`, defaults to 768): width of the encoder.
+        num_hidden_layers (`int`, defaults to 12): number of transformer layers.
+        num_attention_heads (`int`, defaults to 12): attention heads per layer; must divide `hidden_size`.
+        intermediate_size (`int`, defaults to 3072): width of the MLP.
+        hidden_act (`str`, defaults to `"gelu"`): MLP activation.
+        hidden_dropout_prob (`float`, defaults to 0.0): dropout after attention and MLP.
+        attention_probs_dropout_prob (`float`, defaults to 0.0): dropout on attention probabilities.
+        initializer_range (`float`, defaults to 0.02): std of the truncated-normal initialisation.
+        layer_norm_eps (`float`, defaults to 1e-12): LayerNorm epsilon.
+        image_size (`int`, defaults to 256): side of the square images the position embeddings are learned for.
+        patch_size (`int`, defaults to 16): side of a square patch; must divide `image_size`.
+        num_channels (`int`, defaults to 3): input channels.
+        qkv_bias (`bool`, defaults to `True`): bias on the query, key and value projections.
+    """
+
+    model_type = "mamo_vision_model"
+    base_config_key = "vision_config"
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.0
+    attention_probs_dropout_prob: float | int = 0.0
+    initializer_range: float | int = 0.02
+    layer_norm_eps: float | int = 1e-12
+    image_size: int = 256
+    patch_size: int = 16
+    num_channels: int = 3
+    qkv_bias: bool = True
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.validate_encoder_fields()
+
+    def validate_encoder_fields(self):
+        """Check the field values; also run by `validate()` (e.g. on `save_pretrained`)."""
+        _check_heads(self)
+        _require(self.patch_size > 0, "patch_size", f"must be positive, got {self.patch_size}.")
+        _require(
+            self.image_size % self.patch_size == 0,
+            "image_size",
+            f"({self.image_size}) must be divisible by `patch_size` ({self.patch_size}).",
+        )
+        _check_probability(self.hidden_dropout_prob, "hidden_dropout_prob")
+        _check_probability(self.attention_probs_dropout_prob, "attention_probs_dropout_prob")
+
+    @property
+    def num_patches(self) -> int:
+        """Number of patches of an `image_size` × `image_size` image."""
+        return (self.image_size // self.patch_size) ** 2
+
+
+@strict
+class MamoTextConfig(PreTrainedConfig):
+    r"""
+    Configuration of the MAMO text encoder: BERT embeddings and the first BERT layers (post-LayerNorm), initialised
+    from layers 1..6 of `bert-base-uncased` for `mamo-base`.
+
+    Args:
+        vocab_size (`int`, defaults to 30522): vocabulary size of the tokenizer.
+        hidden_size (`int`, defaults to 768): width of the encoder.
+        num_hidden_layers (`int`, defaults to 6): number of transformer layers.
+        num_attention_heads (`int`, defaults to 12): attention heads per layer; must divide `hidden_size`.
+        intermediate_size (`int`, defaults to 3072): width of the MLP.
+        hidden_act (`str`, defaults to `"gelu"`): MLP activation.
+        hidden_dropout_prob (`float`, defaults to 0.1): dropout on embeddings and after attention and MLP.
+        attention_probs_dropout_prob (`float`, defaults to 0.1): dropout on attention probabilities.
+        max_position_embeddings (`int`, defaults to 512): longest text the model accepts.
+        type_vocab_size (`int`, defaults to 2): number of BERT token types.
+        initializer_range (`float`, defaults to 0.02): std of the normal initialisation.
+        layer_norm_eps (`float`, defaults to 1e-12): LayerNorm epsilon.
+        pad_token_id, cls_token_id, sep_token_id, mask_token_id (`int`): special token ids of the tokenizer
+            (`bert-base-uncased` by default); masking never touches [CLS], [SEP] or padding and writes [MASK].
+    """
+
+    model_type = "mamo_text_model"
+    base_config_key = "text_config"
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.1
+    attention_probs_dropout_prob: float | int = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float | int = 0.02
+    layer_norm_eps: float | int = 1e-12
+    pad_token_id: int | None = 0
+    cls_token_id: int | None = 101
+    sep_token_id: int | None = 102
+    mask_token_id: int | None = 103
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.validate_encoder_fields()
+
+    def validate_encoder_fields(self):
+        """Check the field values; also run by `validate()` (e.g. on `save_pretrained`)."""
+        _check_heads(self)
+        _require(self.vocab_size > 0, "vocab_size", f"must be positive, got {self.vocab_size}.")
+        _check_probability(self.hidden_dropout_prob, "hidden_dropout_prob")
+        _check_probability(self.attention_probs_dropout_prob, "attention_probs_dropout_prob")
+
+
+@strict
+class MamoFusionConfig(PreTrainedConfig):
+    r"""
+    Configuration of the MAMO fusion encoder: BERT layers with merged attention over `[text tokens ; image tokens]`
+    (SPEC.md §1), initialised from layers 7..12 of `bert-base-uncased` for `mamo-base`. Its width must equal the text
+    encoder's.
+
+    Args:
+        hidden_size (`int`, defaults to 768): width of the encoder.
+        num_hidden_layers (`int`, defaults to 6): number of transformer layers.
+        num_attention_heads (`int`, defaults to 12): attention heads per layer; must divide `hidden_size`.
+        intermediate_size (`int`, defaults to 3072): width of the MLP.
+        hidden_act (`str`, defaults to `"gelu"`): MLP activation.
+        hidden_dropout_prob (`float`, defaults to 0.1): dropout after attention and MLP.
+        attention_probs_dropout_prob (`float`, defaults to 0.1): dropout on attention probabilities.
+        initializer_range (`float`, defaults to 0.02): std of the normal initialisation.
+        layer_norm_eps (`float`, defaults to 1e-12): LayerNorm epsilon.
+    """
+
+    model_type = "mamo_fusion_model"
+    base_config_key = "fusion_config"
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.1
+    attention_probs_dropout_prob: float | int = 0.1
+    initializer_range: float | int = 0.02
+    layer_norm_eps: float | int = 1e-12
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.validate_encoder_fields()
+
+    def validate_encoder_fields(self):
+        """Check the field values; also run by `validate()` (e.g. on `save_pretrained`)."""
+        _check_heads(self)
+        _check_probability(self.hidden_dropout_prob, "hidden_dropout_prob")
+        _check_probability(self.attention_probs_dropout_prob, "attention_probs_dropout_prob")
+
+
+@strict
+class MamoConfig(PreTrainedConfig):
+    r"""
+    Configuration of a MAMO model: the three encoders plus everything pre-training needs (SPEC.md §2–§3).
+
+    Args:
+        vision_config (`dict` or `MamoVisionConfig`): image encoder.
+        text_config (`dict` or `MamoTextConfig`): text encoder.
+        fusion_config (`dict` or `MamoFusionConfig`): fusion encoder; `hidden_size` must equal the text encoder's.
+        projection_dim (`int`, defaults to 256): size of the shared ITC space.
+        temperature (`float`, defaults to 0.07): initial ITC temperature τ (learnable).
+        temperature_min, temperature_max (`float`, defaults to 0.001 and 0.5): τ is clamped to this range.
+        momentum (`float`, defaults to 0.995): EMA momentum m of the teacher, `θ̄ ← m·θ̄ + (1−m)·θ`.
+        image_mask_ratio (`float`, defaults to 0.75): fraction of patches masked (dropped) in the view (Ĩ, T).
+        text_mask_ratio (`float`, defaults to 0.25): fraction of word pieces masked in the view (I, T̃).
+        text_mask_random_ratio, text_mask_keep_ratio (`float`, default 0.0): of the masked tokens, the fraction
+            replaced by a random token and the fraction left unchanged (BERT's 80/10/10 is 0.1 and 0.1); the rest
+            becomes [MASK]. [decision] 0 and 0: all [MASK], as in the paper's figure.
+        queue_size (`int`, defaults to 0): ITC momentum queue length; 0 disables the queue. [decision]
+        distill_alpha (`float`, defaults to 0.0): weight of the teacher's soft ITC targets; 0 disables it. [decision]
+        itc_weight, itm_weight, mlm_weight, mim_weight, mrm_weight (`float`, default 1.0): objective weights; a weight
+            of 0 skips that objective's computation.
+        mrm_target_layers (`int`, defaults to 1): MRM target is the average of the top-K teacher fusion layers, each
+            normalised by a parameter-free LayerNorm when K > 1. [decision]
+        initializer_range (`float`, defaults to 0.02): std of the initialisation of the MAMO-specific layers.
+        tie_word_embeddings (`bool`, defaults to `True`): tie the MLM decoder to the text word embeddings.
+
+    Example:
+
+    ```python
+    >>> from mamo_hf import MamoConfig, MamoModel
+    >>> config = MamoConfig.mamo_base()
+    >>> model = MamoModel(config)  # randomly initialised mamo-base
+    ```
+    """
+
+    model_type = "mamo"
+    sub_configs_defaults = {
+        "vision_config": MamoVisionConfig,
+        "text_config": MamoTextConfig,
+        "fusion_config": MamoFusionConfig,
+    }
+
+    vision_config: dict | PreTrainedConfig | None = None
+    text_config: dict | PreTrainedConfig | None = None
+    fusion_config: dict | PreTrainedConfig | None = None
+    projection_dim: int = 256
+    temperature: float | int = 0.07
+    temperature_min: float | int = 0.001
+    temperature_max: float | int = 0.5
+    momentum: float | int = 0.995
+    image_mask_ratio: float | int = 0.75
+    text_mask_ratio: float | int = 0.25
+    text_mask_random_ratio: float | int = 0.0
+    text_mask_keep_ratio: float | int = 0.0
+    queue_size: int = 0
+    distill_alpha: float | int = 0.0
+    itc_weight: float | int = 1.0
+    itm_weight: float | int = 1.0
+    mlm_weight: float | int = 1.0
+    mim_weight: float | int = 1.0
+    mrm_weight: float | int = 1.0
+    mrm_target_layers: int = 1
+    initializer_range: float | int = 0.02
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.validate_mamo_fields()
+
+    def validate_mamo_fields(self):
+        """Check the cross-field constraints; also run by `validate()` (e.g. on `save_pretrained`)."""
+        _require(
+            self.fusion_config.hidden_size == self.text_config.hidden_size,
+            "fusion_config.hidden_size",
+            f"({self.fusion_config.hidden_size}) must equal `text_config.hidden_size` "
+            f"({self.text_config.hidden_size}): fusion layers continue the text encoder.",
+        )
+        _require(self.projection_dim > 0, "projection_dim", f"must be positive, got {self.projection_dim}.")
+        _require(
+            0.0 < self.temperature_min <= self.temperature <= self.temperature_max,
+            "temperature",
+            f"({self.temperature}) must lie in [temperature_min, temperature_max] = "
+            f"[{self.temperature_min}, {self.temperature_max}] with temperature_min > 0.",
+        )
+        _require(0.0 <= self.momentum <= 1.0, "momentum", f"must be in [0, 1], got {self.momentum}.")
+        _check_probability(self.image_mask_ratio, "image_mask_ratio")
+        _check_probability(self.text_mask_ratio, "text_mask_ratio")
+        _require(
+            self.text_mask_random_ratio >= 0 and self.text_mask_keep_ratio >= 0
+            and self.text_mask_random_ratio + self.text_mask_keep_ratio <= 1.0,
+            "text_mask_random_ratio",
+            "and `text_mask_keep_ratio` must be non-negative with a sum of at most 1, got "
+            f"{self.text_mask_random_ratio} and {self.text_mask_keep_ratio}.",
+        )
+        _require(self.queue_size >= 0, "queue_size", f"must be non-negative, got {self.queue_size}.")
+        _require(0.0 <= self.distill_alpha <= 1.0, "distill_alpha", f"must be in [0, 1], got {self.distill_alpha}.")
+        for name in ("itc_weight", "itm_weight", "mlm_weight", "mim_weight", "mrm_weight"):
+            value = getattr(self, name)
+            _require(value >= 0, name, f"must be non-negative, got {value}.")
+        _require(
+            1 <= self.mrm_target_layers <= self.fusion_config.num_hidden_layers,
+            "mrm_target_layers",
+            f"must be between 1 and `fusion_config.num_hidden_layers` ({self.fusion_config.num_hidden_layers}), "
+            f"got {self.mrm_target_layers}.",
+        )
+
+    @classmethod
+    def mamo_base(cls, **kwargs) -> "MamoConfig":
+        """`mamo-base` of SPEC.md §1: ViT-B/16 at 256 px, 6 BERT-base text layers, 6 fusion layers, 256-d ITC."""
+        return cls(
+            vision_config=MamoVisionConfig(),
+            text_config=MamoTextConfig(),
+            fusion_config=MamoFusionConfig(),
+            **kwargs,
+        )
+
+    @classmethod
+    def tiny(
+        cls,
+        vocab_size: int = 1000,
+        image_size: int = 32,
+        patch_size: int = 8,
+        special_token_ids: dict[str, int] | None = None,
+        **kwargs,
+    ) -> "MamoConfig":
+        """A MAMO of a few hundred thousand parameters for tests and CPU demos (width 64, 2 layers per encoder).
+
+        `special_token_ids` sets `pad_token_id`, `cls_token_id`, `sep_token_id` and `mask_token_id` of the text
+        config (take them from the tokenizer); other keyword arguments are top-level `MamoConfig` fields.
+        """
+        width = {"hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128, "num_hidden_layers": 2}
+        kwargs.setdefault("projection_dim", 32)
+        return cls(
+            vision_config=MamoVisionConfig(image_size=image_size, patch_size=patch_size, **width),
+            text_config=MamoTextConfig(
+                vocab_size=vocab_size, max_position_embeddings=64, **width, **(special_token_ids or {})
+            ),
+            fusion_config=MamoFusionConfig(**width),
+            **kwargs,
+        )
+
+
+__all__ = ["MamoConfig", "MamoFusionConfig", "MamoTextConfig", "MamoVisionConfig"]

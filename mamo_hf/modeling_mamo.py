@@ -1,0 +1,844 @@
+# Copyright 2026 The mamo_hf authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""PyTorch MAMO: a ViT image encoder, a BERT text encoder and a merged-attention fusion encoder (SPEC.md §1)."""
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.utils import ModelOutput, can_return_tuple, logging
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
+
+from .configuration_mamo import MamoConfig, MamoFusionConfig, MamoTextConfig, MamoVisionConfig
+
+
+logger = logging.get_logger(__name__)
+
+TEXT_MODALITY, IMAGE_MODALITY = 0, 1
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Input checks: fail early with a message that names the argument and the fix.
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def check_pixel_values(pixel_values: torch.Tensor | None, num_channels: int) -> None:
+    """Raise a `ValueError` unless `pixel_values` is a `[batch, num_channels, height, width]` tensor."""
+    if pixel_values is None:
+        raise ValueError("`pixel_values` is required: pass the images processed by `MamoImageProcessor`.")
+    if pixel_values.dim() != 4:
+        raise ValueError(
+            f"`pixel_values` must have shape [batch, {num_channels}, height, width], got {tuple(pixel_values.shape)}."
+        )
+    if pixel_values.shape[1] != num_channels:
+        raise ValueError(
+            f"`pixel_values` has {pixel_values.shape[1]} channels but the image encoder expects {num_channels} "
+            f"(`vision_config.num_channels`); convert the images to RGB (the processor does)."
+        )
+
+
+def check_same_batch_size(**tensors: torch.Tensor | None) -> None:
+    """Raise a `ValueError` unless every given tensor has the same first dimension."""
+    sizes = {name: tensor.shape[0] for name, tensor in tensors.items() if tensor is not None}
+    if len(set(sizes.values())) > 1:
+        described = ", ".join(f"`{name}` has {size}" for name, size in sizes.items())
+        raise ValueError(f"Images and texts must come in pairs with the same batch size: {described}.")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Building blocks shared by the three encoders.
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attention written out, `softmax(Q·Kᵀ·scaling + mask)·V`, which also returns the probabilities.
+
+    Shapes: `query`/`key`/`value` `[batch, heads, length, head_dim]`; `attention_mask` additive `[batch, 1, q, k]`.
+    Returns the output `[batch, length, heads, head_dim]` and the probabilities `[batch, heads, q, k]` (used for
+    attention maps and Grad-CAM). The softmax runs in float32.
+    """
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    probabilities = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    probabilities = F.dropout(probabilities, p=dropout, training=module.training)
+    output = torch.matmul(probabilities, value).transpose(1, 2).contiguous()
+    return output, probabilities
+
+
+class MamoAttention(nn.Module):
+    """Multi-head self-attention; the kernel comes from `config._attn_implementation` (SDPA by default)."""
+
+    def __init__(self, config: MamoVisionConfig | MamoTextConfig | MamoFusionConfig):
+        super().__init__()
+        self.config = config
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_probs_dropout_prob
+        self.is_causal = False
+        qkv_bias = getattr(config, "qkv_bias", True)
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=qkv_bias)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=qkv_bias)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=qkv_bias)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        input_shape = hidden_states.shape[:-1]
+        head_shape = (*input_shape, -1, self.head_dim)
+        query = self.q_proj(hidden_states).view(head_shape).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(head_shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(head_shape).transpose(1, 2)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        output, probabilities = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        output = self.o_proj(output.reshape(*input_shape, -1).contiguous())
+        return output, probabilities
+
+
+class MamoMLP(nn.Module):
+    """The transformer feed-forward block, `fc2(act(fc1(x)))`."""
+
+    def __init__(self, config: MamoVisionConfig | MamoTextConfig | MamoFusionConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation_fn = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_fn(self.fc1(hidden_states)))
+
+
+class MamoVisionLayer(GradientCheckpointingLayer):
+    """A pre-LayerNorm ViT block: `x + Attn(LN(x))`, then `x + MLP(LN(x))`."""
+
+    def __init__(self, config: MamoVisionConfig):
+        super().__init__()
+        self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = MamoAttention(config)
+        self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = MamoMLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        attention_output, _ = self.attention(self.layernorm_before(hidden_states), attention_mask, **kwargs)
+        hidden_states = hidden_states + self.dropout(attention_output)
+        return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+
+
+class MamoTextLayer(GradientCheckpointingLayer):
+    """A post-LayerNorm BERT block: `LN(x + Attn(x))`, then `LN(x + MLP(x))`. Used by the text and fusion encoders."""
+
+    def __init__(self, config: MamoTextConfig | MamoFusionConfig):
+        super().__init__()
+        self.attention = MamoAttention(config)
+        self.attention_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = MamoMLP(config)
+        self.output_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        attention_output, _ = self.attention(hidden_states, attention_mask, **kwargs)
+        hidden_states = self.attention_layernorm(hidden_states + self.dropout(attention_output))
+        return self.output_layernorm(hidden_states + self.dropout(self.mlp(hidden_states)))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Image encoder.
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def interpolate_position_embeddings(position_embeddings: torch.Tensor, grid_height: int, grid_width: int):
+    """Resize learned ViT position embeddings `[1, 1 + g·g, D]` to a `grid_height × grid_width` patch grid.
+
+    The [CLS] entry is kept; the patch entries are resampled bicubically (as DeiT and transformers' ViT do), so a
+    model pre-trained at 256 px runs at 384 px. Returns `[1, 1 + grid_height·grid_width, D]`.
+    """
+    cls_position, patch_positions = position_embeddings[:, :1], position_embeddings[:, 1:]
+    dim = position_embeddings.shape[-1]
+    side = int(round(patch_positions.shape[1] ** 0.5))
+    patch_positions = patch_positions.reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    patch_positions = F.interpolate(
+        patch_positions.float(), size=(grid_height, grid_width), mode="bicubic", align_corners=False
+    ).to(position_embeddings.dtype)
+    patch_positions = patch_positions.permute(0, 2, 3, 1).reshape(1, grid_height * grid_width, dim)
+    return torch.cat([cls_position, patch_positions], dim=1)
+
+
+def gather_patches(patches: torch.Tensor, patch_indices: torch.Tensor) -> torch.Tensor:
+    """Select `patches[b, patch_indices[b]]`: `[B, N, D]` and `[B, K]` → `[B, K, D]`."""
+    return patches.gather(1, patch_indices.unsqueeze(-1).expand(-1, -1, patches.shape[-1]))
+
+
+class MamoVisionEmbeddings(nn.Module):
+    """Patch embeddings plus position embeddings, a [CLS] token and, MAE-style, the dropping of masked patches."""
+
+    def __init__(self, config: MamoVisionConfig):
+        super().__init__()
+        self.patch_size = config.patch_size
+        self.grid_size = config.image_size // config.patch_size
+        self.patch_embeddings = nn.Conv2d(
+            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
+        )
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.position_embeddings = nn.Parameter(torch.zeros(1, 1 + self.grid_size**2, config.hidden_size))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def position_embeddings_for(self, height: int, width: int) -> torch.Tensor:
+        """Position embeddings `[1, 1 + n, D]` for an image of `height × width` pixels (interpolated if needed)."""
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(
+                f"Image size {height}×{width} is not divisible by the patch size {self.patch_size}; resize the "
+                "images with the processor."
+            )
+        grid_height, grid_width = height // self.patch_size, width // self.patch_size
+        if grid_height == grid_width == self.grid_size:
+            return self.position_embeddings
+        return interpolate_position_embeddings(self.position_embeddings, grid_height, grid_width)
+
+    def forward(self, pixel_values: torch.Tensor, visible_patch_indices: torch.Tensor | None = None):
+        batch_size, _, height, width = pixel_values.shape
+        pixel_values = pixel_values.to(self.patch_embeddings.weight.dtype)
+        patches = self.patch_embeddings(pixel_values).flatten(2).transpose(1, 2)
+        positions = self.position_embeddings_for(height, width)
+        patches = patches + positions[:, 1:]
+        if visible_patch_indices is not None:
+            patches = gather_patches(patches, visible_patch_indices)
+        cls_token = (self.cls_token + positions[:, :1]).expand(batch_size, -1, -1)
+        return self.dropout(torch.cat([cls_token, patches], dim=1))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Text and fusion embeddings.
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class MamoTextEmbeddings(nn.Module):
+    """BERT embeddings: word + position + token type, then LayerNorm and dropout."""
+
+    def __init__(self, config: MamoTextConfig):
+        super().__init__()
+        self.max_position_embeddings = config.max_position_embeddings
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
+        length = inputs_embeds.shape[1]
+        if length > self.max_position_embeddings:
+            raise ValueError(
+                f"The text has {length} tokens but the text encoder accepts at most {self.max_position_embeddings} "
+                f"(`text_config.max_position_embeddings`); tokenize with `truncation=True, "
+                f"max_length={self.max_position_embeddings}`."
+            )
+        if position_ids is None:
+            position_ids = torch.arange(length, device=inputs_embeds.device).unsqueeze(0)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
+        embeddings = inputs_embeds + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.layernorm(embeddings))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Pre-trained model base and the three encoders.
+# --------------------------------------------------------------------------------------------------------------------
+
+
+_BERT_LAYER_RENAMES = (
+    ("attention.self.query.", "attention.q_proj."),
+    ("attention.self.key.", "attention.k_proj."),
+    ("attention.self.value.", "attention.v_proj."),
+    ("attention.output.dense.", "attention.o_proj."),
+    ("attention.output.LayerNorm.", "attention_layernorm."),
+    ("intermediate.dense.", "mlp.fc1."),
+    ("output.dense.", "mlp.fc2."),
+    ("output.LayerNorm.", "output_layernorm."),
+)
+
+
+def vit_to_mamo_state_dict(vit_state: dict[str, torch.Tensor], grid_size: int) -> dict[str, torch.Tensor]:
+    """Rename a transformers `ViTModel` state dict to MAMO's image encoder (`image_encoder.*`).
+
+    The ViT pooler has no MAMO counterpart and is left out. Position embeddings learned for another resolution are
+    interpolated to a `grid_size × grid_size` patch grid.
+    """
+    mapped = {}
+    for name, tensor in vit_state.items():
+        if name.startswith("pooler.") or name == "embeddings.mask_token":
+            continue
+        name = name.replace("embeddings.patch_embeddings.projection.", "embeddings.patch_embeddings.")
+        if name == "embeddings.position_embeddings" and tensor.shape[1] != 1 + grid_size**2:
+            tensor = interpolate_position_embeddings(tensor, grid_size, grid_size)
+        mapped[f"image_encoder.{name}"] = tensor
+    return mapped
+
+
+def bert_to_mamo_state_dict(bert_state: dict[str, torch.Tensor], num_text_layers: int) -> dict[str, torch.Tensor]:
+    """Rename a transformers BERT state dict to MAMO's text and fusion encoders.
+
+    BERT layers `0..num_text_layers-1` become the text encoder's layers, the following ones the fusion encoder's
+    (SPEC.md §1). Keys without a MAMO counterpart (pooler, NSP and MLM heads) are left out.
+    """
+    mapped = {}
+    for name, tensor in bert_state.items():
+        name = name.removeprefix("bert.")
+        if name.startswith("embeddings."):
+            mapped["text_encoder." + name.replace(".LayerNorm.", ".layernorm.")] = tensor
+            continue
+        layer = re.fullmatch(r"encoder\.layer\.(\d+)\.(.+)", name)
+        if layer is None:
+            continue
+        index, rest = int(layer[1]), layer[2]
+        old, new = next(rename for rename in _BERT_LAYER_RENAMES if rest.startswith(rename[0]))
+        rest = new + rest.removeprefix(old)
+        if index < num_text_layers:
+            mapped[f"text_encoder.layers.{index}.{rest}"] = tensor
+        else:
+            mapped[f"fusion_encoder.layers.{index - num_text_layers}.{rest}"] = tensor
+    return mapped
+
+
+def _shared_encoder_fields(config) -> dict[str, Any]:
+    """The fields a ViT or BERT config shares with MAMO's encoder configs."""
+    names = ("hidden_size", "num_attention_heads", "intermediate_size", "hidden_act", "layer_norm_eps")
+    names += ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range")
+    return {name: getattr(config, name) for name in names}
+
+
+class MamoPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and the loading conventions shared by every MAMO model."""
+
+    config: MamoConfig
+    base_model_prefix = "mamo"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_attention_backend = True
+    _no_split_modules = ["MamoVisionEmbeddings", "MamoTextEmbeddings", "MamoVisionLayer", "MamoTextLayer"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, MamoVisionEmbeddings):
+            init.trunc_normal_(module.position_embeddings, mean=0.0, std=std)
+            init.trunc_normal_(module.cls_token, mean=0.0, std=std)
+        elif isinstance(module, MamoModel):
+            init.trunc_normal_(module.image_mask_embedding, mean=0.0, std=std)
+            init.constant_(module.temperature, self.config.temperature)
+
+    @classmethod
+    def from_vision_text_pretrained(
+        cls,
+        vision_model_name_or_path: str,
+        text_model_name_or_path: str,
+        num_text_layers: int | None = None,
+        image_size: int | None = None,
+        output_loading_info: bool = False,
+        **config_overrides,
+    ):
+        r"""
+        Build a MAMO model initialised as in the paper: the image encoder from a transformers ViT checkpoint, the text
+        encoder from the first BERT layers and the fusion encoder from the remaining ones (SPEC.md §1).
+
+        Args:
+            vision_model_name_or_path (`str`): a `ViTModel` checkpoint (e.g. `google/vit-base-patch16-224-in21k`).
+            text_model_name_or_path (`str`): a BERT checkpoint (e.g. `bert-base-uncased`). Its tokenizer, if the
+                folder has one, supplies the special token ids.
+            num_text_layers (`int`, *optional*): BERT layers given to the text encoder; the rest form the fusion
+                encoder. Defaults to half of BERT's layers (6 of 12).
+            image_size (`int`, *optional*): pre-training resolution; position embeddings are interpolated to it.
+                Defaults to the ViT's own (use 256 for the paper's recipe).
+            output_loading_info (`bool`, *optional*): also return a dict with `new_keys` (weights that start from
+                scratch: projections, mask embedding, modality types, heads) and `unused_keys` (source weights
+                without a MAMO counterpart).
+            config_overrides: top-level `MamoConfig` fields (e.g. `projection_dim=256`, `mlm_weight=0.0`).
+
+        Returns:
+            The model (in float32), or `(model, loading_info)`.
+
+        Example:
+
+        ```python
+        >>> model = MamoForPreTraining.from_vision_text_pretrained(
+        ...     "google/vit-base-patch16-224-in21k", "bert-base-uncased", image_size=256
+        ... )
+        ```
+        """
+        from transformers import AutoTokenizer, BertForMaskedLM, ViTModel
+
+        vision = ViTModel.from_pretrained(vision_model_name_or_path, add_pooling_layer=False, dtype=torch.float32)
+        text = BertForMaskedLM.from_pretrained(text_model_name_or_path, dtype=torch.float32)
+        vision_config, bert_config = vision.config, text.config
+        num_text_layers = bert_config.num_hidden_layers // 2 if num_text_layers is None else num_text_layers
+        if not 0 < num_text_layers < bert_config.num_hidden_layers:
+            raise ValueError(
+                f"`num_text_layers` must be between 1 and {bert_config.num_hidden_layers - 1} so that both the text "
+                f"and the fusion encoder get BERT layers, got {num_text_layers}."
+            )
+        special_tokens = {}
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(text_model_name_or_path)
+            special_tokens = {
+                name: getattr(tokenizer, name)
+                for name in ("pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id")
+                if getattr(tokenizer, name, None) is not None
+            }
+        except (OSError, ValueError):
+            logger.warning(
+                f"No tokenizer in {text_model_name_or_path}: keeping bert-base-uncased special token ids "
+                "(pad 0, [CLS] 101, [SEP] 102, [MASK] 103)."
+            )
+        config = MamoConfig(
+            vision_config=MamoVisionConfig(
+                **_shared_encoder_fields(vision_config),
+                num_hidden_layers=vision_config.num_hidden_layers,
+                image_size=image_size or vision_config.image_size,
+                patch_size=vision_config.patch_size,
+                num_channels=vision_config.num_channels,
+                qkv_bias=vision_config.qkv_bias,
+            ),
+            text_config=MamoTextConfig(
+                **_shared_encoder_fields(bert_config),
+                num_hidden_layers=num_text_layers,
+                vocab_size=bert_config.vocab_size,
+                max_position_embeddings=bert_config.max_position_embeddings,
+                type_vocab_size=bert_config.type_vocab_size,
+                **special_tokens,
+            ),
+            fusion_config=MamoFusionConfig(
+                **_shared_encoder_fields(bert_config), num_hidden_layers=bert_config.num_hidden_layers - num_text_layers
+            ),
+            **config_overrides,
+        )
+        model = cls(config)
+        grid_size = config.vision_config.image_size // config.vision_config.patch_size
+        source = vit_to_mamo_state_dict(vision.state_dict(), grid_size)
+        source.update(bert_to_mamo_state_dict(text.state_dict(), num_text_layers))
+        model.base_model.load_state_dict(source, strict=False)
+        prefix = "" if model.base_model is model else f"{cls.base_model_prefix}."
+        loaded = {prefix + name for name in source}
+        new_keys = [name for name in model.state_dict() if name not in loaded]
+        unused = [name for name in text.state_dict() if not name.startswith(("bert.embeddings.", "bert.encoder."))]
+        logger.warning(
+            f"Initialised {cls.__name__} from {vision_model_name_or_path} and {text_model_name_or_path}; "
+            f"{len(new_keys)} weights are new and must be trained: {new_keys}"
+        )
+        model.eval()
+        if output_loading_info:
+            return model, {"new_keys": new_keys, "unused_keys": unused}
+        return model
+
+
+class MamoVisionModel(MamoPreTrainedModel):
+    """The MAMO image encoder, usable alone: a ViT whose forward can keep only some patches (MAE-style masking).
+
+    `pooler_output` is the final [CLS] state (after the last LayerNorm), the input of the ITC image projection.
+    """
+
+    config: MamoVisionConfig
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    _can_record_outputs = {"hidden_states": MamoVisionLayer, "attentions": MamoAttention}
+
+    def __init__(self, config: MamoVisionConfig):
+        super().__init__(config)
+        self.embeddings = MamoVisionEmbeddings(config)
+        self.layers = nn.ModuleList([MamoVisionLayer(config) for _ in range(config.num_hidden_layers)])
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embeddings.patch_embeddings
+
+    @merge_with_config_defaults
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        visible_patch_indices: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `[batch, channels, height, width]`): images from
+                `MamoImageProcessor`. Sizes other than `config.image_size` use interpolated position embeddings.
+            visible_patch_indices (`torch.LongTensor` of shape `[batch, num_visible]`, *optional*): indices (row-major
+                over the patch grid) of the patches to keep; the others are dropped before the first layer, so the
+                encoder only pays for what it sees. `None` keeps every patch.
+
+        Returns:
+            `BaseModelOutputWithPooling`: `last_hidden_state` `[batch, 1 + num_visible, hidden]` ([CLS] first),
+            `pooler_output` `[batch, hidden]` (the [CLS] state).
+        """
+        check_pixel_values(pixel_values, self.config.num_channels)
+        hidden_states = self.embeddings(pixel_values, visible_patch_indices)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, None, **kwargs)
+        last_hidden_state = self.layernorm(hidden_states)
+        return BaseModelOutputWithPooling(last_hidden_state=last_hidden_state, pooler_output=last_hidden_state[:, 0])
+
+
+class MamoTextModel(MamoPreTrainedModel):
+    """The MAMO text encoder, usable alone: BERT embeddings and the first BERT layers.
+
+    `pooler_output` is the final [CLS] state, the input of the ITC text projection (no BERT pooler).
+    """
+
+    config: MamoTextConfig
+    main_input_name = "input_ids"
+    input_modalities = ("text",)
+    _can_record_outputs = {"hidden_states": MamoTextLayer, "attentions": MamoAttention}
+
+    def __init__(self, config: MamoTextConfig):
+        super().__init__(config)
+        self.embeddings = MamoTextEmbeddings(config)
+        self.layers = nn.ModuleList([MamoTextLayer(config) for _ in range(config.num_hidden_layers)])
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        self.embeddings.word_embeddings = value
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `[batch, length]`): token ids from the BERT tokenizer.
+            attention_mask (`torch.Tensor` of shape `[batch, length]`, *optional*): 1 for tokens, 0 for padding.
+            token_type_ids, position_ids (`torch.LongTensor` of shape `[batch, length]`, *optional*): BERT inputs.
+            inputs_embeds (`torch.FloatTensor` of shape `[batch, length, hidden]`, *optional*): instead of `input_ids`.
+
+        Returns:
+            `BaseModelOutputWithPooling`: `last_hidden_state` `[batch, length, hidden]`, `pooler_output`
+            `[batch, hidden]` (the [CLS] state).
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds` to the text encoder.")
+        hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
+        attention_mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask
+        )
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask, **kwargs)
+        return BaseModelOutputWithPooling(last_hidden_state=hidden_states, pooler_output=hidden_states[:, 0])
+
+
+class MamoFusionModel(MamoPreTrainedModel):
+    """The MAMO fusion encoder: BERT layers with merged attention over `[text tokens ; image tokens]`.
+
+    A learned modality-type embedding is added to each part; image tokens must already have the fusion width.
+    """
+
+    config: MamoFusionConfig
+    main_input_name = "text_embeds"
+    _can_record_outputs = {"hidden_states": MamoTextLayer, "attentions": MamoAttention}
+
+    def __init__(self, config: MamoFusionConfig):
+        super().__init__(config)
+        self.modality_type_embeddings = nn.Embedding(2, config.hidden_size)
+        self.layers = nn.ModuleList([MamoTextLayer(config) for _ in range(config.num_hidden_layers)])
+        self.post_init()
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        text_embeds: torch.Tensor,
+        image_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutput:
+        r"""
+        Args:
+            text_embeds (`torch.FloatTensor` of shape `[batch, text_length, hidden]`): text-encoder states.
+            image_embeds (`torch.FloatTensor` of shape `[batch, image_length, hidden]`): image tokens in fusion width.
+            attention_mask (`torch.Tensor` of shape `[batch, text_length]`, *optional*): the text padding mask;
+                image tokens are always attended to.
+
+        Returns:
+            `BaseModelOutput`: `last_hidden_state` `[batch, text_length + image_length, hidden]`, text positions first.
+        """
+        check_same_batch_size(text_embeds=text_embeds, image_embeds=image_embeds)
+        text_type, image_type = self.modality_type_embeddings.weight
+        hidden_states = torch.cat([text_embeds + text_type, image_embeds + image_type], dim=1)
+        if attention_mask is not None:
+            image_mask = attention_mask.new_ones(image_embeds.shape[:2])
+            attention_mask = torch.cat([attention_mask, image_mask], dim=1)
+        attention_mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask
+        )
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask, **kwargs)
+        return BaseModelOutput(last_hidden_state=hidden_states)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# MamoModel
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MamoModelOutput(ModelOutput):
+    r"""
+    Output of [`MamoModel`].
+
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `[batch, text_length + 1 + num_patches, hidden]`):
+            fusion-encoder states, text positions first, then the image [CLS] and every patch position.
+        pooler_output (`torch.FloatTensor` of shape `[batch, hidden]`): fusion state at position 0, the multimodal
+            [CLS] used by ITM and the task heads.
+        image_embeds (`torch.FloatTensor` of shape `[batch, projection_dim]`): L2-normalised ITC image features.
+        text_embeds (`torch.FloatTensor` of shape `[batch, projection_dim]`): L2-normalised ITC text features.
+        logits_per_image (`torch.FloatTensor` of shape `[batch, batch]`): `image_embeds · text_embedsᵀ / τ`.
+        logits_per_text (`torch.FloatTensor` of shape `[batch, batch]`): its transpose.
+        image_model_output (`BaseModelOutputWithPooling`): image-encoder output (visible tokens only).
+        text_model_output (`BaseModelOutputWithPooling`): text-encoder output.
+        fusion_model_output (`BaseModelOutput`): fusion-encoder output (hidden states, attentions on request).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    logits_per_image: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    image_model_output: BaseModelOutputWithPooling | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+    fusion_model_output: BaseModelOutput | None = None
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in self.values())
+
+
+class MamoModel(MamoPreTrainedModel):
+    """MAMO: image encoder, text encoder, merged-attention fusion encoder and ITC projections (SPEC.md §1).
+
+    Besides `forward`, the building blocks are public so that training losses, retrieval and task heads call each
+    encoder once per input: `get_image_features`, `get_text_features`, `restore_masked_patches` and `fuse`.
+
+    Example:
+
+    ```python
+    >>> from mamo_hf import MamoModel, MamoProcessor
+    >>> model = MamoModel.from_pretrained("path/to/mamo-base")
+    >>> processor = MamoProcessor.from_pretrained("path/to/mamo-base")
+    >>> inputs = processor(images=images, text=captions, padding=True, return_tensors="pt")
+    >>> outputs = model(**inputs)
+    >>> outputs.logits_per_image.softmax(dim=-1)  # ITC: which caption goes with which image
+    ```
+    """
+
+    config: MamoConfig
+    main_input_name = "input_ids"
+
+    def __init__(self, config: MamoConfig):
+        super().__init__(config)
+        vision_width = config.vision_config.hidden_size
+        text_width = config.text_config.hidden_size
+        self.image_encoder = MamoVisionModel(config.vision_config)
+        self.text_encoder = MamoTextModel(config.text_config)
+        self.fusion_encoder = MamoFusionModel(config.fusion_config)
+        self.image_to_fusion = nn.Linear(vision_width, config.fusion_config.hidden_size)
+        self.image_mask_embedding = nn.Parameter(torch.zeros(1, 1, vision_width))
+        self.image_projection = nn.Linear(vision_width, config.projection_dim)
+        self.text_projection = nn.Linear(text_width, config.projection_dim)
+        self.temperature = nn.Parameter(torch.tensor(config.temperature))
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.text_encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Embedding):
+        self.text_encoder.set_input_embeddings(value)
+
+    @property
+    def itc_temperature(self) -> torch.Tensor:
+        """The learnable ITC temperature τ, clamped to `[temperature_min, temperature_max]`."""
+        return self.temperature.clamp(self.config.temperature_min, self.config.temperature_max)
+
+    @can_return_tuple
+    def get_image_features(
+        self, pixel_values: torch.Tensor, visible_patch_indices: torch.Tensor | None = None, **kwargs
+    ) -> BaseModelOutputWithPooling:
+        """Encode images. `pooler_output` holds the L2-normalised ITC features `[batch, projection_dim]`; the other
+        fields are the image encoder's (`last_hidden_state` is what `fuse` takes)."""
+        outputs = self.image_encoder(pixel_values, visible_patch_indices=visible_patch_indices, **kwargs)
+        outputs.pooler_output = F.normalize(self.image_projection(outputs.pooler_output), dim=-1)
+        return outputs
+
+    @can_return_tuple
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        """Encode texts. `pooler_output` holds the L2-normalised ITC features `[batch, projection_dim]`; the other
+        fields are the text encoder's (`last_hidden_state` is what `fuse` takes)."""
+        outputs = self.text_encoder(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids, **kwargs
+        )
+        outputs.pooler_output = F.normalize(self.text_projection(outputs.pooler_output), dim=-1)
+        return outputs
+
+    def restore_masked_patches(
+        self, image_states: torch.Tensor, visible_patch_indices: torch.Tensor, image_size: tuple[int, int]
+    ) -> torch.Tensor:
+        """Put a token back at every dropped patch position, so the fusion encoder sees the full grid.
+
+        A dropped patch `p` gets `mask_embedding + position_embedding[p]` (as an MAE decoder does); visible patches
+        keep their encoder states. `image_states` `[B, 1 + K, Dv]` ([CLS] first) → `[B, 1 + N, Dv]`.
+        """
+        positions = self.image_encoder.embeddings.position_embeddings_for(*image_size)
+        batch_size, dim = image_states.shape[0], image_states.shape[-1]
+        full = (self.image_mask_embedding + positions[:, 1:]).to(image_states.dtype).expand(batch_size, -1, -1)
+        index = visible_patch_indices.unsqueeze(-1).expand(-1, -1, dim)
+        full = full.scatter(1, index, image_states[:, 1:])
+        return torch.cat([image_states[:, :1], full], dim=1)
+
+    def fuse(
+        self,
+        text_states: torch.Tensor,
+        text_attention_mask: torch.Tensor | None,
+        image_states: torch.Tensor,
+        **kwargs,
+    ) -> BaseModelOutput:
+        """Run the fusion encoder on text-encoder states `[B, L, Dt]` and image-encoder states `[B, M, Dv]`.
+
+        Image states are projected to the fusion width first. Returns `[B, L + M, Dt]` states, text first; position 0
+        is the multimodal [CLS].
+        """
+        return self.fusion_encoder(
+            text_states, self.image_to_fusion(image_states), attention_mask=text_attention_mask, **kwargs
+        )
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        visible_patch_indices: torch.Tensor | None = None,
+        **kwargs,
+    ) -> MamoModelOutput:
+        r"""
+        Encode image-text pairs with the three encoders.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `[batch, length]`): token ids from `MamoProcessor`.
+            pixel_values (`torch.FloatTensor` of shape `[batch, channels, height, width]`): images from
+                `MamoProcessor`, one per text.
+            attention_mask (`torch.Tensor` of shape `[batch, length]`, *optional*): 1 for tokens, 0 for padding.
+            token_type_ids, position_ids (`torch.LongTensor` of shape `[batch, length]`, *optional*): BERT inputs.
+            visible_patch_indices (`torch.LongTensor` of shape `[batch, num_visible]`, *optional*): patches the image
+                encoder keeps; dropped patches reach the fusion encoder as the learned mask embedding.
+
+        Returns:
+            [`MamoModelOutput`]
+        """
+        if input_ids is None:
+            raise ValueError("`input_ids` is required: pass the texts tokenized by `MamoProcessor`.")
+        check_pixel_values(pixel_values, self.config.vision_config.num_channels)
+        check_same_batch_size(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+
+        image_outputs = self.get_image_features(pixel_values, visible_patch_indices=visible_patch_indices, **kwargs)
+        text_outputs = self.get_text_features(
+            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids, **kwargs
+        )
+        image_states = image_outputs.last_hidden_state
+        if visible_patch_indices is not None:
+            image_states = self.restore_masked_patches(image_states, visible_patch_indices, pixel_values.shape[-2:])
+        fusion_outputs = self.fuse(text_outputs.last_hidden_state, attention_mask, image_states, **kwargs)
+
+        image_embeds, text_embeds = image_outputs.pooler_output, text_outputs.pooler_output
+        logits_per_image = image_embeds @ text_embeds.t() / self.itc_temperature
+        return MamoModelOutput(
+            last_hidden_state=fusion_outputs.last_hidden_state,
+            pooler_output=fusion_outputs.last_hidden_state[:, 0],
+            image_embeds=image_embeds,
+            text_embeds=text_embeds,
+            logits_per_image=logits_per_image,
+            logits_per_text=logits_per_image.t(),
+            image_model_output=image_outputs,
+            text_model_output=text_outputs,
+            fusion_model_output=fusion_outputs,
+        )
+
+
+__all__ = [
+    "MamoFusionModel",
+    "MamoModel",
+    "MamoModelOutput",
+    "MamoPreTrainedModel",
+    "MamoTextModel",
+    "MamoVisionModel",
+]
