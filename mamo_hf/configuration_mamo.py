@@ -39,6 +39,12 @@ def _check_probability(value: float, field: str) -> None:
     _require(0.0 <= value < 1.0, field, f"must be in [0, 1), got {value}.")
 
 
+def special_token_ids(tokenizer) -> dict[str, int]:
+    """The special token ids a `MamoTextConfig` takes from a BERT tokenizer ([PAD], [CLS], [SEP], [MASK])."""
+    names = ("pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id")
+    return {name: getattr(tokenizer, name) for name in names if getattr(tokenizer, name, None) is not None}
+
+
 @strict
 class MamoVisionConfig(PreTrainedConfig):
     r"""
@@ -176,7 +182,7 @@ class MamoFusionConfig(PreTrainedConfig):
     """
 
     model_type = "mamo_fusion_model"
-    base_config_key = "fusion_config"
+    base_config_key = "fusion_encoder_config"
 
     hidden_size: int = 768
     num_hidden_layers: int = 6
@@ -207,7 +213,8 @@ class MamoConfig(PreTrainedConfig):
     Args:
         vision_config (`dict` or `MamoVisionConfig`): image encoder.
         text_config (`dict` or `MamoTextConfig`): text encoder.
-        fusion_config (`dict` or `MamoFusionConfig`): fusion encoder; `hidden_size` must equal the text encoder's.
+        fusion_encoder_config (`dict` or `MamoFusionConfig`): fusion encoder; `hidden_size` must equal the text
+            encoder's. (Not `fusion_config`: transformers reserves that name for kernel fusion.)
         projection_dim (`int`, defaults to 256): size of the shared ITC space.
         temperature (`float`, defaults to 0.07): initial ITC temperature τ (learnable).
         temperature_min, temperature_max (`float`, defaults to 0.001 and 0.5): τ is clamped to this range.
@@ -239,12 +246,12 @@ class MamoConfig(PreTrainedConfig):
     sub_configs_defaults = {
         "vision_config": MamoVisionConfig,
         "text_config": MamoTextConfig,
-        "fusion_config": MamoFusionConfig,
+        "fusion_encoder_config": MamoFusionConfig,
     }
 
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
-    fusion_config: dict | PreTrainedConfig | None = None
+    fusion_encoder_config: dict | PreTrainedConfig | None = None
     projection_dim: int = 256
     temperature: float | int = 0.07
     temperature_min: float | int = 0.001
@@ -272,9 +279,9 @@ class MamoConfig(PreTrainedConfig):
     def validate_mamo_fields(self):
         """Check the cross-field constraints; also run by `validate()` (e.g. on `save_pretrained`)."""
         _require(
-            self.fusion_config.hidden_size == self.text_config.hidden_size,
-            "fusion_config.hidden_size",
-            f"({self.fusion_config.hidden_size}) must equal `text_config.hidden_size` "
+            self.fusion_encoder_config.hidden_size == self.text_config.hidden_size,
+            "fusion_encoder_config.hidden_size",
+            f"({self.fusion_encoder_config.hidden_size}) must equal `text_config.hidden_size` "
             f"({self.text_config.hidden_size}): fusion layers continue the text encoder.",
         )
         _require(self.projection_dim > 0, "projection_dim", f"must be positive, got {self.projection_dim}.")
@@ -288,7 +295,8 @@ class MamoConfig(PreTrainedConfig):
         _check_probability(self.image_mask_ratio, "image_mask_ratio")
         _check_probability(self.text_mask_ratio, "text_mask_ratio")
         _require(
-            self.text_mask_random_ratio >= 0 and self.text_mask_keep_ratio >= 0
+            self.text_mask_random_ratio >= 0
+            and self.text_mask_keep_ratio >= 0
             and self.text_mask_random_ratio + self.text_mask_keep_ratio <= 1.0,
             "text_mask_random_ratio",
             "and `text_mask_keep_ratio` must be non-negative with a sum of at most 1, got "
@@ -299,11 +307,11 @@ class MamoConfig(PreTrainedConfig):
         for name in ("itc_weight", "itm_weight", "mlm_weight", "mim_weight", "mrm_weight"):
             value = getattr(self, name)
             _require(value >= 0, name, f"must be non-negative, got {value}.")
+        fusion_layers = self.fusion_encoder_config.num_hidden_layers
         _require(
-            1 <= self.mrm_target_layers <= self.fusion_config.num_hidden_layers,
+            1 <= self.mrm_target_layers <= fusion_layers,
             "mrm_target_layers",
-            f"must be between 1 and `fusion_config.num_hidden_layers` ({self.fusion_config.num_hidden_layers}), "
-            f"got {self.mrm_target_layers}.",
+            f"must be between 1 and the number of fusion layers ({fusion_layers}), got {self.mrm_target_layers}.",
         )
 
     @classmethod
@@ -312,7 +320,7 @@ class MamoConfig(PreTrainedConfig):
         return cls(
             vision_config=MamoVisionConfig(),
             text_config=MamoTextConfig(),
-            fusion_config=MamoFusionConfig(),
+            fusion_encoder_config=MamoFusionConfig(),
             **kwargs,
         )
 
@@ -337,9 +345,9 @@ class MamoConfig(PreTrainedConfig):
             text_config=MamoTextConfig(
                 vocab_size=vocab_size, max_position_embeddings=64, **width, **(special_token_ids or {})
             ),
-            fusion_config=MamoFusionConfig(**width),
+            fusion_encoder_config=MamoFusionConfig(**width),
             **kwargs,
         )
 
 
-__all__ = ["MamoConfig", "MamoFusionConfig", "MamoTextConfig", "MamoVisionConfig"]
+__all__ = ["MamoConfig", "MamoFusionConfig", "MamoTextConfig", "MamoVisionConfig", "special_token_ids"]

@@ -27,12 +27,12 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
-from transformers.utils import ModelOutput, can_return_tuple, logging
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs, can_return_tuple, logging
 from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_mamo import MamoConfig, MamoFusionConfig, MamoTextConfig, MamoVisionConfig
-
+from .configuration_mamo import MamoConfig, MamoFusionConfig, MamoTextConfig, MamoVisionConfig, special_token_ids
 
 logger = logging.get_logger(__name__)
 
@@ -114,7 +114,10 @@ class MamoAttention(nn.Module):
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]
         head_shape = (*input_shape, -1, self.head_dim)
@@ -163,7 +166,12 @@ class MamoVisionLayer(GradientCheckpointingLayer):
         self.mlp = MamoMLP(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
         attention_output, _ = self.attention(self.layernorm_before(hidden_states), attention_mask, **kwargs)
         hidden_states = hidden_states + self.dropout(attention_output)
         return hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
@@ -180,7 +188,12 @@ class MamoTextLayer(GradientCheckpointingLayer):
         self.output_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
         attention_output, _ = self.attention(hidden_states, attention_mask, **kwargs)
         hidden_states = self.attention_layernorm(hidden_states + self.dropout(attention_output))
         return self.output_layernorm(hidden_states + self.dropout(self.mlp(hidden_states)))
@@ -288,7 +301,9 @@ class MamoTextEmbeddings(nn.Module):
             position_ids = torch.arange(length, device=inputs_embeds.device).unsqueeze(0)
         if token_type_ids is None:
             token_type_ids = torch.zeros(inputs_embeds.shape[:2], dtype=torch.long, device=inputs_embeds.device)
-        embeddings = inputs_embeds + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
+        embeddings = (
+            inputs_embeds + self.position_embeddings(position_ids) + self.token_type_embeddings(token_type_ids)
+        )
         return self.dropout(self.layernorm(embeddings))
 
 
@@ -429,15 +444,10 @@ class MamoPreTrainedModel(PreTrainedModel):
                 f"`num_text_layers` must be between 1 and {bert_config.num_hidden_layers - 1} so that both the text "
                 f"and the fusion encoder get BERT layers, got {num_text_layers}."
             )
-        special_tokens = {}
         try:
-            tokenizer = AutoTokenizer.from_pretrained(text_model_name_or_path)
-            special_tokens = {
-                name: getattr(tokenizer, name)
-                for name in ("pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id")
-                if getattr(tokenizer, name, None) is not None
-            }
+            special_tokens = special_token_ids(AutoTokenizer.from_pretrained(text_model_name_or_path))
         except (OSError, ValueError):
+            special_tokens = {}
             logger.warning(
                 f"No tokenizer in {text_model_name_or_path}: keeping bert-base-uncased special token ids "
                 "(pad 0, [CLS] 101, [SEP] 102, [MASK] 103)."
@@ -459,8 +469,9 @@ class MamoPreTrainedModel(PreTrainedModel):
                 type_vocab_size=bert_config.type_vocab_size,
                 **special_tokens,
             ),
-            fusion_config=MamoFusionConfig(
-                **_shared_encoder_fields(bert_config), num_hidden_layers=bert_config.num_hidden_layers - num_text_layers
+            fusion_encoder_config=MamoFusionConfig(
+                **_shared_encoder_fields(bert_config),
+                num_hidden_layers=bert_config.num_hidden_layers - num_text_layers,
             ),
             **config_overrides,
         )
@@ -510,7 +521,7 @@ class MamoVisionModel(MamoPreTrainedModel):
         self,
         pixel_values: torch.Tensor | None = None,
         visible_patch_indices: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         r"""
         Args:
@@ -564,7 +575,7 @@ class MamoTextModel(MamoPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         r"""
         Args:
@@ -611,7 +622,7 @@ class MamoFusionModel(MamoPreTrainedModel):
         text_embeds: torch.Tensor,
         image_embeds: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutput:
         r"""
         Args:
@@ -702,8 +713,8 @@ class MamoModel(MamoPreTrainedModel):
         text_width = config.text_config.hidden_size
         self.image_encoder = MamoVisionModel(config.vision_config)
         self.text_encoder = MamoTextModel(config.text_config)
-        self.fusion_encoder = MamoFusionModel(config.fusion_config)
-        self.image_to_fusion = nn.Linear(vision_width, config.fusion_config.hidden_size)
+        self.fusion_encoder = MamoFusionModel(config.fusion_encoder_config)
+        self.image_to_fusion = nn.Linear(vision_width, config.fusion_encoder_config.hidden_size)
         self.image_mask_embedding = nn.Parameter(torch.zeros(1, 1, vision_width))
         self.image_projection = nn.Linear(vision_width, config.projection_dim)
         self.text_projection = nn.Linear(text_width, config.projection_dim)
@@ -723,7 +734,10 @@ class MamoModel(MamoPreTrainedModel):
 
     @can_return_tuple
     def get_image_features(
-        self, pixel_values: torch.Tensor, visible_patch_indices: torch.Tensor | None = None, **kwargs
+        self,
+        pixel_values: torch.Tensor,
+        visible_patch_indices: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         """Encode images. `pooler_output` holds the L2-normalised ITC features `[batch, projection_dim]`; the other
         fields are the image encoder's (`last_hidden_state` is what `fuse` takes)."""
@@ -738,12 +752,16 @@ class MamoModel(MamoPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         """Encode texts. `pooler_output` holds the L2-normalised ITC features `[batch, projection_dim]`; the other
         fields are the text encoder's (`last_hidden_state` is what `fuse` takes)."""
         outputs = self.text_encoder(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids, **kwargs
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            **kwargs,
         )
         outputs.pooler_output = F.normalize(self.text_projection(outputs.pooler_output), dim=-1)
         return outputs
@@ -768,7 +786,7 @@ class MamoModel(MamoPreTrainedModel):
         text_states: torch.Tensor,
         text_attention_mask: torch.Tensor | None,
         image_states: torch.Tensor,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutput:
         """Run the fusion encoder on text-encoder states `[B, L, Dt]` and image-encoder states `[B, M, Dv]`.
 
@@ -788,7 +806,7 @@ class MamoModel(MamoPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         visible_patch_indices: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MamoModelOutput:
         r"""
         Encode image-text pairs with the three encoders.
@@ -812,7 +830,11 @@ class MamoModel(MamoPreTrainedModel):
 
         image_outputs = self.get_image_features(pixel_values, visible_patch_indices=visible_patch_indices, **kwargs)
         text_outputs = self.get_text_features(
-            input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids, **kwargs
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            **kwargs,
         )
         image_states = image_outputs.last_hidden_state
         if visible_patch_indices is not None:
@@ -834,8 +856,91 @@ class MamoModel(MamoPreTrainedModel):
         )
 
 
+@dataclass
+class MamoImageTextMatchingOutput(ModelOutput):
+    r"""
+    Output of [`MamoForImageTextRetrieval`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): the training loss, when requested.
+        itm_logits (`torch.FloatTensor` of shape `[batch, 2]`): image-text matching logits (not matched, matched).
+        itm_scores (`torch.FloatTensor` of shape `[batch]`): probability that each image matches its text.
+        logits_per_image (`torch.FloatTensor` of shape `[batch, batch]`): ITC similarities divided by τ.
+        logits_per_text (`torch.FloatTensor` of shape `[batch, batch]`): their transpose.
+        image_embeds, text_embeds (`torch.FloatTensor` of shape `[batch, projection_dim]`): ITC features.
+        last_hidden_state (`torch.FloatTensor` of shape `[batch, text_length + 1 + num_patches, hidden]`): fusion
+            states of the pairs.
+    """
+
+    loss: torch.FloatTensor | None = None
+    itm_logits: torch.FloatTensor | None = None
+    itm_scores: torch.FloatTensor | None = None
+    logits_per_image: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    last_hidden_state: torch.FloatTensor | None = None
+
+
+class MamoForImageTextRetrieval(MamoPreTrainedModel):
+    """MAMO with its image-text matching (ITM) head: scores how well each image matches its text.
+
+    Retrieval ranks candidates by the ITC similarity and re-ranks the best ones by the ITM score (SPEC.md §5).
+
+    Example:
+
+    ```python
+    >>> model = MamoForImageTextRetrieval.from_pretrained("path/to/mamo-base")
+    >>> outputs = model(**processor(images=images, text=captions, padding=True, return_tensors="pt"))
+    >>> outputs.itm_scores  # P(match) for each (image, caption) pair
+    ```
+    """
+
+    def __init__(self, config: MamoConfig):
+        super().__init__(config)
+        self.mamo = MamoModel(config)
+        self.itm_head = nn.Linear(config.fusion_encoder_config.hidden_size, 2)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.mamo.get_input_embeddings()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MamoImageTextMatchingOutput:
+        r"""
+        Score image-text pairs: the i-th image against the i-th text (ITM) and every image against every text (ITC).
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `[batch, length]`), pixel_values (`torch.FloatTensor` of shape
+                `[batch, channels, height, width]`), attention_mask (`torch.Tensor` of shape `[batch, length]`):
+                the pairs, as produced by `MamoProcessor`.
+
+        Returns:
+            [`MamoImageTextMatchingOutput`]
+        """
+        outputs = self.mamo(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask, **kwargs)
+        itm_logits = self.itm_head(outputs.pooler_output)
+        return MamoImageTextMatchingOutput(
+            itm_logits=itm_logits,
+            itm_scores=itm_logits.softmax(dim=-1)[:, 1],
+            logits_per_image=outputs.logits_per_image,
+            logits_per_text=outputs.logits_per_text,
+            image_embeds=outputs.image_embeds,
+            text_embeds=outputs.text_embeds,
+            last_hidden_state=outputs.last_hidden_state,
+        )
+
+
 __all__ = [
+    "MamoForImageTextRetrieval",
     "MamoFusionModel",
+    "MamoImageTextMatchingOutput",
     "MamoModel",
     "MamoModelOutput",
     "MamoPreTrainedModel",

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import transformers
 
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SUITES_ROOT = REPO_ROOT / ".transformers-tests" / transformers.__version__
 PACKAGE = "hf_common_tests"
@@ -90,8 +89,17 @@ def _download_sdist(destination: Path) -> Path:
     if os.environ.get("MAMO_TRANSFORMERS_SDIST"):
         return Path(os.environ["MAMO_TRANSFORMERS_SDIST"])
     command = [
-        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-        f"transformers=={transformers.__version__}", "--dest", str(destination),
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        f"transformers=={transformers.__version__}",
+        "--dest",
+        str(destination),
     ]
     subprocess.run(command, check=True)
     return next(destination.glob("transformers-*.tar.gz"))

@@ -1,0 +1,47 @@
+"""Small builders shared by the tests: tiny configs, a real BERT tokenizer from a vocab, image-text batches."""
+
+import torch
+from transformers import BertTokenizer
+
+from mamo_hf import MamoConfig
+from mamo_hf.configuration_mamo import special_token_ids
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = (
+    "a an the of on in at and with is are to left right top bottom middle center small large big red green blue "
+    "yellow white black purple orange circle square triangle star picture photo image shows there two one three "
+    "next above below near cat dog sits"
+).split()
+
+
+def tiny_tokenizer() -> BertTokenizer:
+    """A real (Rust) BERT tokenizer over a few dozen words: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4."""
+    vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + WORDS)}
+    return BertTokenizer(vocab=vocab)
+
+
+def tiny_config(**overrides) -> MamoConfig:
+    """`MamoConfig.tiny` with the tiny tokenizer's vocabulary and special tokens, and no dropout."""
+    tokenizer = tiny_tokenizer()
+    config = MamoConfig.tiny(vocab_size=len(tokenizer), special_token_ids=special_token_ids(tokenizer), **overrides)
+    for sub_config in (config.text_config, config.fusion_encoder_config):
+        sub_config.hidden_dropout_prob = 0.0
+        sub_config.attention_probs_dropout_prob = 0.0
+    return config
+
+
+def random_pairs(config: MamoConfig, batch_size: int = 4, length: int = 9, seed: int = 0):
+    """A batch of random images and right-padded token ids with [CLS] ... [SEP] and varied lengths."""
+    generator = torch.Generator().manual_seed(seed)
+    size = config.vision_config.image_size
+    pixel_values = torch.randn(batch_size, 3, size, size, generator=generator)
+    text = config.text_config
+    input_ids = torch.randint(5, text.vocab_size, (batch_size, length), generator=generator)
+    attention_mask = torch.ones(batch_size, length, dtype=torch.long)
+    for row in range(batch_size):
+        real = length - (row % 3) * 2  # lengths length, length-2, length-4, ...
+        input_ids[row, 0] = text.cls_token_id
+        input_ids[row, real - 1] = text.sep_token_id
+        input_ids[row, real:] = text.pad_token_id
+        attention_mask[row, real:] = 0
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "pixel_values": pixel_values}

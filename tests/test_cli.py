@@ -1,0 +1,85 @@
+"""The `mamo-hf` command: `demo` and `init-base`."""
+
+import json
+
+import pytest
+import torch
+from helpers import tiny_tokenizer
+from PIL import Image
+from transformers import AutoModel, AutoProcessor, BertConfig, BertForMaskedLM, ViTConfig, ViTImageProcessor, ViTModel
+
+from mamo_hf import MamoModel, MamoProcessor
+from mamo_hf.cli import main
+
+
+def test_demo_prints_itc_and_itm_matrices(capsys):
+    assert main(["demo", "--num-pairs", "3", "--seed", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "ITC cosine similarity" in printed and "ITM match probability" in printed
+    itm_rows = printed.split("ITM match probability")[1].strip().splitlines()[2:5]
+    scores = [[float(value) for value in row.split()[2:]] for row in itm_rows]
+    assert len(scores) == 3 and all(len(row) == 3 and all(0 < value < 1 for value in row) for row in scores)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sources")
+    torch.manual_seed(0)
+    vit_config = ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, image_size=32, patch_size=8
+    )
+    ViTModel(vit_config).save_pretrained(root / "vit")
+    ViTImageProcessor(image_mean=[0.4, 0.5, 0.6], image_std=[0.2, 0.25, 0.3]).save_pretrained(root / "vit")
+    tokenizer = tiny_tokenizer()
+    BertForMaskedLM(
+        BertConfig(
+            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=37
+        )
+    ).save_pretrained(root / "bert")
+    tokenizer.save_pretrained(root / "bert")
+    return root
+
+
+def test_init_base_writes_a_folder_the_auto_classes_load(sources, tmp_path, capsys):
+    output = tmp_path / "mamo-tiny"
+    main(
+        [
+            "init-base",
+            "--vision",
+            str(sources / "vit"),
+            "--text",
+            str(sources / "bert"),
+            "--output",
+            str(output),
+            "--image-size",
+            "48",
+        ]
+    )
+    assert "new weights" in capsys.readouterr().out
+    model = AutoModel.from_pretrained(output)
+    processor = AutoProcessor.from_pretrained(output)
+    assert type(model) is MamoModel and type(processor) is MamoProcessor
+    assert model.config.vision_config.image_size == 48
+    assert processor.image_processor.size == {"height": 48, "width": 48}
+    assert list(processor.image_processor.image_mean) == pytest.approx([0.4, 0.5, 0.6])
+    assert list(processor.image_processor.image_std) == pytest.approx([0.2, 0.25, 0.3])
+    assert processor.tokenizer.get_vocab() == tiny_tokenizer().get_vocab()
+    saved_config = json.loads((output / "config.json").read_text())
+    assert saved_config["text_config"]["mask_token_id"] == tiny_tokenizer().mask_token_id
+
+    inputs = processor(
+        images=[Image.new("RGB", (64, 50), "red")] * 2,
+        text=["a red square", "a blue circle at the top"],
+        padding=True,
+        return_tensors="pt",
+    )
+    assert inputs["pixel_values"].shape == (2, 3, 48, 48)
+    with torch.no_grad():
+        outputs = model(**inputs)
+    assert outputs.last_hidden_state.shape[1] == inputs["input_ids"].shape[1] + 1 + 36
+
+
+def test_init_base_requires_its_arguments(capsys):
+    with pytest.raises(SystemExit):
+        main(["init-base", "--vision", "somewhere"])
+    assert "--text" in capsys.readouterr().err
