@@ -5,12 +5,22 @@ Importing the package registers every MAMO class with the transformers Auto clas
 `trust_remote_code=True` where `mamo_hf` is not installed.
 """
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor, AutoTokenizer, BertTokenizer
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForPreTraining,
+    AutoProcessor,
+    AutoTokenizer,
+    BertTokenizer,
+)
 
 from .configuration_mamo import MamoConfig, MamoFusionConfig, MamoTextConfig, MamoVisionConfig
 from .image_processing_mamo import MamoImageProcessor, MamoImageProcessorPil
 from .modeling_mamo import (
     MamoForImageTextRetrieval,
+    MamoForPreTraining,
+    MamoForPreTrainingOutput,
     MamoFusionModel,
     MamoImageTextMatchingOutput,
     MamoModel,
@@ -32,6 +42,7 @@ for _config, _model in (
     (MamoFusionConfig, MamoFusionModel),
 ):
     AutoModel.register(_config, _model, exist_ok=True)
+AutoModelForPreTraining.register(MamoConfig, MamoForPreTraining, exist_ok=True)
 AutoImageProcessor.register(
     MamoConfig,
     image_processor_classes={"torchvision": MamoImageProcessor, "pil": MamoImageProcessorPil},
@@ -44,6 +55,7 @@ AutoProcessor.register(MamoConfig, MamoProcessor, exist_ok=True)
 # that the folder's `auto_map` names both whichever one saved it.
 MamoConfig.register_for_auto_class()
 MamoModel.register_for_auto_class("AutoModel")
+MamoForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 MamoImageProcessor.register_for_auto_class("AutoImageProcessor")
 MamoImageProcessorPil.register_for_auto_class("AutoImageProcessor")
 MamoProcessor.register_for_auto_class("AutoProcessor")
@@ -51,6 +63,8 @@ MamoProcessor.register_for_auto_class("AutoProcessor")
 __all__ = [
     "MamoConfig",
     "MamoForImageTextRetrieval",
+    "MamoForPreTraining",
+    "MamoForPreTrainingOutput",
     "MamoFusionConfig",
     "MamoFusionModel",
     "MamoImageProcessor",

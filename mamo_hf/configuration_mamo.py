@@ -17,6 +17,8 @@ Every choice that the paper leaves open (SPEC.md "[decision]") is a field here, 
 was trained.
 """
 
+import math
+
 from huggingface_hub.dataclasses import strict
 from transformers.configuration_utils import PreTrainedConfig
 
@@ -337,15 +339,23 @@ class MamoConfig(PreTrainedConfig):
 
         `special_token_ids` sets `pad_token_id`, `cls_token_id`, `sep_token_id` and `mask_token_id` of the text
         config (take them from the tokenizer); other keyword arguments are top-level `MamoConfig` fields.
+
+        Two settings differ from a scaled-down `mamo_base()`, because a tiny model trained from scratch otherwise sits
+        for hundreds of steps at the collapsed ITC solution (all similarities equal; measured on the demo data):
+        the initialisation std is scaled to the width, `0.02 · √(768 / 64) ≈ 0.07` (BERT's and ViT's 0.02 is tuned
+        for width 768 and leaves a 64-wide model's attention nearly uniform), and there is no dropout.
         """
         width = {"hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128, "num_hidden_layers": 2}
+        std = {"initializer_range": 0.02 * math.sqrt(768 / width["hidden_size"])}
+        std |= {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
         kwargs.setdefault("projection_dim", 32)
+        kwargs.setdefault("initializer_range", std["initializer_range"])
         return cls(
-            vision_config=MamoVisionConfig(image_size=image_size, patch_size=patch_size, **width),
+            vision_config=MamoVisionConfig(image_size=image_size, patch_size=patch_size, **width, **std),
             text_config=MamoTextConfig(
-                vocab_size=vocab_size, max_position_embeddings=64, **width, **(special_token_ids or {})
+                vocab_size=vocab_size, max_position_embeddings=64, **width, **std, **(special_token_ids or {})
             ),
-            fusion_encoder_config=MamoFusionConfig(**width),
+            fusion_encoder_config=MamoFusionConfig(**width, **std),
             **kwargs,
         )
 

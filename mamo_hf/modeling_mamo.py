@@ -13,6 +13,7 @@
 # limitations under the License.
 """PyTorch MAMO: a ViT image encoder, a BERT text encoder and a merged-attention fusion encoder (SPEC.md §1)."""
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,10 +34,33 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_mamo import MamoConfig, MamoFusionConfig, MamoTextConfig, MamoVisionConfig, special_token_ids
+from .losses_mamo import (
+    contrastive_targets,
+    corrupt_text,
+    gather_with_grad,
+    gather_without_grad,
+    image_mask_to_indices,
+    image_text_contrastive_loss,
+    image_text_matching_loss,
+    masked_image_modeling_loss,
+    masked_language_modeling_loss,
+    masked_representation_loss,
+    pad_to_length,
+    representation_targets,
+    sample_hard_negatives,
+    sample_image_mask,
+    sample_text_mask,
+    world_size_and_rank,
+)
 
 logger = logging.get_logger(__name__)
 
-TEXT_MODALITY, IMAGE_MODALITY = 0, 1
+# The classes a saved folder offers to `trust_remote_code` users, by Auto class.
+MAMO_AUTO_MAP = {
+    "AutoConfig": "configuration_mamo.MamoConfig",
+    "AutoModel": "modeling_mamo.MamoModel",
+    "AutoModelForPreTraining": "modeling_mamo.MamoForPreTraining",
+}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -240,14 +264,23 @@ class MamoVisionEmbeddings(nn.Module):
         self.position_embeddings = nn.Parameter(torch.zeros(1, 1 + self.grid_size**2, config.hidden_size))
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def position_embeddings_for(self, height: int, width: int) -> torch.Tensor:
-        """Position embeddings `[1, 1 + n, D]` for an image of `height × width` pixels (interpolated if needed)."""
+    def grid_for(self, height: int, width: int) -> tuple[int, int]:
+        """The patch grid `(rows, columns)` of an image of `height × width` pixels."""
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(
                 f"Image size {height}×{width} is not divisible by the patch size {self.patch_size}; resize the "
                 "images with the processor."
             )
-        grid_height, grid_width = height // self.patch_size, width // self.patch_size
+        return height // self.patch_size, width // self.patch_size
+
+    def num_patches_for(self, height: int, width: int) -> int:
+        """The number of patches of an image of `height × width` pixels."""
+        rows, columns = self.grid_for(height, width)
+        return rows * columns
+
+    def position_embeddings_for(self, height: int, width: int) -> torch.Tensor:
+        """Position embeddings `[1, 1 + n, D]` for an image of `height × width` pixels (interpolated if needed)."""
+        grid_height, grid_width = self.grid_for(height, width)
         if grid_height == grid_width == self.grid_size:
             return self.position_embeddings
         return interpolate_position_embeddings(self.position_embeddings, grid_height, grid_width)
@@ -324,8 +357,10 @@ _BERT_LAYER_RENAMES = (
 )
 
 
-def vit_to_mamo_state_dict(vit_state: dict[str, torch.Tensor], grid_size: int) -> dict[str, torch.Tensor]:
-    """Rename a transformers `ViTModel` state dict to MAMO's image encoder (`image_encoder.*`).
+def vit_to_mamo_state_dict(
+    vit_state: dict[str, torch.Tensor], grid_size: int, prefix: str = ""
+) -> dict[str, torch.Tensor]:
+    """Rename a transformers `ViTModel` state dict to MAMO's image encoder (`{prefix}image_encoder.*`).
 
     The ViT pooler has no MAMO counterpart and is left out. Position embeddings learned for another resolution are
     interpolated to a `grid_size × grid_size` patch grid.
@@ -337,21 +372,37 @@ def vit_to_mamo_state_dict(vit_state: dict[str, torch.Tensor], grid_size: int) -
         name = name.replace("embeddings.patch_embeddings.projection.", "embeddings.patch_embeddings.")
         if name == "embeddings.position_embeddings" and tensor.shape[1] != 1 + grid_size**2:
             tensor = interpolate_position_embeddings(tensor, grid_size, grid_size)
-        mapped[f"image_encoder.{name}"] = tensor
+        mapped[f"{prefix}image_encoder.{name}"] = tensor
     return mapped
 
 
-def bert_to_mamo_state_dict(bert_state: dict[str, torch.Tensor], num_text_layers: int) -> dict[str, torch.Tensor]:
-    """Rename a transformers BERT state dict to MAMO's text and fusion encoders.
+_BERT_MLM_HEAD_RENAMES = {
+    "cls.predictions.transform.dense.weight": "mlm_head.dense.weight",
+    "cls.predictions.transform.dense.bias": "mlm_head.dense.bias",
+    "cls.predictions.transform.LayerNorm.weight": "mlm_head.layernorm.weight",
+    "cls.predictions.transform.LayerNorm.bias": "mlm_head.layernorm.bias",
+    "cls.predictions.bias": "mlm_head.decoder.bias",
+}
+
+
+def bert_to_mamo_state_dict(
+    bert_state: dict[str, torch.Tensor], num_text_layers: int, prefix: str = ""
+) -> dict[str, torch.Tensor]:
+    """Rename a transformers BERT state dict to MAMO's text and fusion encoders and MLM head.
 
     BERT layers `0..num_text_layers-1` become the text encoder's layers, the following ones the fusion encoder's
-    (SPEC.md §1). Keys without a MAMO counterpart (pooler, NSP and MLM heads) are left out.
+    (SPEC.md §1); encoder keys get `prefix` (the base-model prefix of a head model). BERT's MLM head, when the
+    checkpoint has one, becomes `mlm_head.*` (its decoder weight is tied to the word embeddings). The pooler and NSP
+    head have no MAMO counterpart and are left out.
     """
     mapped = {}
     for name, tensor in bert_state.items():
+        if name in _BERT_MLM_HEAD_RENAMES:
+            mapped[_BERT_MLM_HEAD_RENAMES[name]] = tensor
+            continue
         name = name.removeprefix("bert.")
         if name.startswith("embeddings."):
-            mapped["text_encoder." + name.replace(".LayerNorm.", ".layernorm.")] = tensor
+            mapped[prefix + "text_encoder." + name.replace(".LayerNorm.", ".layernorm.")] = tensor
             continue
         layer = re.fullmatch(r"encoder\.layer\.(\d+)\.(.+)", name)
         if layer is None:
@@ -360,17 +411,47 @@ def bert_to_mamo_state_dict(bert_state: dict[str, torch.Tensor], num_text_layers
         old, new = next(rename for rename in _BERT_LAYER_RENAMES if rest.startswith(rename[0]))
         rest = new + rest.removeprefix(old)
         if index < num_text_layers:
-            mapped[f"text_encoder.layers.{index}.{rest}"] = tensor
+            mapped[f"{prefix}text_encoder.layers.{index}.{rest}"] = tensor
         else:
-            mapped[f"fusion_encoder.layers.{index - num_text_layers}.{rest}"] = tensor
+            mapped[f"{prefix}fusion_encoder.layers.{index - num_text_layers}.{rest}"] = tensor
     return mapped
 
 
-def _shared_encoder_fields(config) -> dict[str, Any]:
-    """The fields a ViT or BERT config shares with MAMO's encoder configs."""
-    names = ("hidden_size", "num_attention_heads", "intermediate_size", "hidden_act", "layer_norm_eps")
-    names += ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range")
-    return {name: getattr(config, name) for name in names}
+def mamo_config_from_vit_bert(
+    vit_config, bert_config, num_text_layers: int, image_size: int, special_tokens: dict[str, int], **overrides
+) -> MamoConfig:
+    """The `MamoConfig` of a model whose encoders come from a ViT and a BERT checkpoint (SPEC.md §1)."""
+    if not 0 < num_text_layers < bert_config.num_hidden_layers:
+        raise ValueError(
+            f"`num_text_layers` must be between 1 and {bert_config.num_hidden_layers - 1} so that both the text "
+            f"and the fusion encoder get BERT layers, got {num_text_layers}."
+        )
+    shared = ("hidden_size", "num_attention_heads", "intermediate_size", "hidden_act", "layer_norm_eps")
+    shared += ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range")
+    vit_fields = {name: getattr(vit_config, name) for name in shared}
+    bert_fields = {name: getattr(bert_config, name) for name in shared}
+    return MamoConfig(
+        vision_config=MamoVisionConfig(
+            **vit_fields,
+            num_hidden_layers=vit_config.num_hidden_layers,
+            image_size=image_size,
+            patch_size=vit_config.patch_size,
+            num_channels=vit_config.num_channels,
+            qkv_bias=vit_config.qkv_bias,
+        ),
+        text_config=MamoTextConfig(
+            **bert_fields,
+            num_hidden_layers=num_text_layers,
+            vocab_size=bert_config.vocab_size,
+            max_position_embeddings=bert_config.max_position_embeddings,
+            type_vocab_size=bert_config.type_vocab_size,
+            **special_tokens,
+        ),
+        fusion_encoder_config=MamoFusionConfig(
+            **bert_fields, num_hidden_layers=bert_config.num_hidden_layers - num_text_layers
+        ),
+        **overrides,
+    )
 
 
 class MamoPreTrainedModel(PreTrainedModel):
@@ -383,6 +464,19 @@ class MamoPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_attention_backend = True
     _no_split_modules = ["MamoVisionEmbeddings", "MamoTextEmbeddings", "MamoVisionLayer", "MamoTextLayer"]
+    # A pre-training checkpoint loads into the other classes without warnings about the parts they do not have.
+    _keys_to_ignore_on_load_unexpected = [
+        r"^teacher\.",
+        r"^(itm_head|mlm_head|mim_predictor|mrm_predictor)\.",
+        r"^(image_queue|text_queue|queue_pointer)$",
+    ]
+
+    def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False):
+        # transformers skips, for code outside the library, modules whose own tensors are all loaded (or that have
+        # none), guarding against `_init_weights` that overwrite loaded tensors. Ours only uses
+        # `transformers.initialization`, which leaves loaded tensors alone, and must reach `MamoForPreTraining`
+        # itself (no tensors of its own) to copy the student into the teacher.
+        super()._initialize_weights(module, is_custom_code=False)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module):
@@ -393,7 +487,22 @@ class MamoPreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.cls_token, mean=0.0, std=std)
         elif isinstance(module, MamoModel):
             init.trunc_normal_(module.image_mask_embedding, mean=0.0, std=std)
-            init.constant_(module.temperature, self.config.temperature)
+            init.constant_(module.log_temperature, math.log(self.config.temperature))
+        elif isinstance(module, MamoForPreTraining):
+            # Runs after the student is initialised or loaded: a teacher absent from the checkpoint starts as a copy.
+            for teacher_parameter, student_parameter in zip(module.teacher.parameters(), module.mamo.parameters()):
+                init.copy_(teacher_parameter, student_parameter)
+            if module.config.queue_size > 0:
+                init.copy_(module.image_queue, _initial_queue(module.config))
+                init.copy_(module.text_queue, _initial_queue(module.config, seed=1))
+                init.zeros_(module.queue_pointer)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with an `auto_map` naming every MAMO class, so that the folder loads
+        with `trust_remote_code=True` through any of the Auto classes MAMO registers."""
+        if isinstance(self.config, MamoConfig):
+            self.config.auto_map = {**MAMO_AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     @classmethod
     def from_vision_text_pretrained(
@@ -437,13 +546,6 @@ class MamoPreTrainedModel(PreTrainedModel):
 
         vision = ViTModel.from_pretrained(vision_model_name_or_path, add_pooling_layer=False, dtype=torch.float32)
         text = BertForMaskedLM.from_pretrained(text_model_name_or_path, dtype=torch.float32)
-        vision_config, bert_config = vision.config, text.config
-        num_text_layers = bert_config.num_hidden_layers // 2 if num_text_layers is None else num_text_layers
-        if not 0 < num_text_layers < bert_config.num_hidden_layers:
-            raise ValueError(
-                f"`num_text_layers` must be between 1 and {bert_config.num_hidden_layers - 1} so that both the text "
-                f"and the fusion encoder get BERT layers, got {num_text_layers}."
-            )
         try:
             special_tokens = special_token_ids(AutoTokenizer.from_pretrained(text_model_name_or_path))
         except (OSError, ValueError):
@@ -452,45 +554,32 @@ class MamoPreTrainedModel(PreTrainedModel):
                 f"No tokenizer in {text_model_name_or_path}: keeping bert-base-uncased special token ids "
                 "(pad 0, [CLS] 101, [SEP] 102, [MASK] 103)."
             )
-        config = MamoConfig(
-            vision_config=MamoVisionConfig(
-                **_shared_encoder_fields(vision_config),
-                num_hidden_layers=vision_config.num_hidden_layers,
-                image_size=image_size or vision_config.image_size,
-                patch_size=vision_config.patch_size,
-                num_channels=vision_config.num_channels,
-                qkv_bias=vision_config.qkv_bias,
-            ),
-            text_config=MamoTextConfig(
-                **_shared_encoder_fields(bert_config),
-                num_hidden_layers=num_text_layers,
-                vocab_size=bert_config.vocab_size,
-                max_position_embeddings=bert_config.max_position_embeddings,
-                type_vocab_size=bert_config.type_vocab_size,
-                **special_tokens,
-            ),
-            fusion_encoder_config=MamoFusionConfig(
-                **_shared_encoder_fields(bert_config),
-                num_hidden_layers=bert_config.num_hidden_layers - num_text_layers,
-            ),
+        bert_layers = text.config.num_hidden_layers
+        config = mamo_config_from_vit_bert(
+            vision.config,
+            text.config,
+            num_text_layers=bert_layers // 2 if num_text_layers is None else num_text_layers,
+            image_size=image_size or vision.config.image_size,
+            special_tokens=special_tokens,
             **config_overrides,
         )
-        model = cls(config)
+        prefix = "" if issubclass(cls, MamoModel) else f"{cls.base_model_prefix}."
         grid_size = config.vision_config.image_size // config.vision_config.patch_size
-        source = vit_to_mamo_state_dict(vision.state_dict(), grid_size)
-        source.update(bert_to_mamo_state_dict(text.state_dict(), num_text_layers))
-        model.base_model.load_state_dict(source, strict=False)
-        prefix = "" if model.base_model is model else f"{cls.base_model_prefix}."
-        loaded = {prefix + name for name in source}
-        new_keys = [name for name in model.state_dict() if name not in loaded]
-        unused = [name for name in text.state_dict() if not name.startswith(("bert.embeddings.", "bert.encoder."))]
+        state_dict = vit_to_mamo_state_dict(vision.state_dict(), grid_size, prefix)
+        state_dict.update(bert_to_mamo_state_dict(text.state_dict(), config.text_config.num_hidden_layers, prefix))
+        # Loading through from_pretrained runs `_init_weights` on what is missing only (e.g. copies the student
+        # into the teacher) and ties the MLM decoder to the word embeddings.
+        model, info = cls.from_pretrained(None, config=config, state_dict=state_dict, output_loading_info=True)
+        new_keys = sorted(key for key in info["missing_keys"] if not key.startswith("teacher."))
+        model_keys = model.state_dict().keys()
+        unused_keys = sorted(key for key in state_dict if key not in model_keys)  # e.g. BERT's MLM head for MamoModel
+        unused_keys += [key for key in text.state_dict() if key.startswith(("bert.pooler.", "cls.seq_relationship."))]
         logger.warning(
             f"Initialised {cls.__name__} from {vision_model_name_or_path} and {text_model_name_or_path}; "
             f"{len(new_keys)} weights are new and must be trained: {new_keys}"
         )
-        model.eval()
         if output_loading_info:
-            return model, {"new_keys": new_keys, "unused_keys": unused}
+            return model, {"new_keys": new_keys, "unused_keys": unused_keys}
         return model
 
 
@@ -718,7 +807,9 @@ class MamoModel(MamoPreTrainedModel):
         self.image_mask_embedding = nn.Parameter(torch.zeros(1, 1, vision_width))
         self.image_projection = nn.Linear(vision_width, config.projection_dim)
         self.text_projection = nn.Linear(text_width, config.projection_dim)
-        self.temperature = nn.Parameter(torch.tensor(config.temperature))
+        # [decision] τ is learned in log space (as CLIP learns its logit scale): an Adam step then changes τ by a
+        # relative amount, where a step on τ itself moves 0.07 by several percent and destabilises ITC early on.
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(config.temperature)))
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -729,8 +820,13 @@ class MamoModel(MamoPreTrainedModel):
 
     @property
     def itc_temperature(self) -> torch.Tensor:
-        """The learnable ITC temperature τ, clamped to `[temperature_min, temperature_max]`."""
-        return self.temperature.clamp(self.config.temperature_min, self.config.temperature_max)
+        """The learned ITC temperature τ = exp(`log_temperature`), clamped to `[temperature_min, temperature_max]`."""
+        return self.log_temperature.exp().clamp(self.config.temperature_min, self.config.temperature_max)
+
+    @torch.no_grad()
+    def clamp_temperature_(self):
+        """Keep the learned τ inside `[temperature_min, temperature_max]` (ALBEF clamps it before every step)."""
+        self.log_temperature.clamp_(math.log(self.config.temperature_min), math.log(self.config.temperature_max))
 
     @can_return_tuple
     def get_image_features(
@@ -856,6 +952,462 @@ class MamoModel(MamoPreTrainedModel):
         )
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# Pre-training: joint masking, EMA teacher and the five objectives (SPEC.md §2-§3)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class MamoPredictor(nn.Module):
+    """A 2-layer MLP with GELU, `fc2(GELU(fc1(x)))`: the MIM predictor and the MRM predictor `g`."""
+
+    def __init__(self, input_size: int, output_size: int):
+        super().__init__()
+        self.fc1 = nn.Linear(input_size, input_size)
+        self.activation = nn.GELU()
+        self.fc2 = nn.Linear(input_size, output_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation(self.fc1(hidden_states)))
+
+
+class MamoMLMHead(nn.Module):
+    """BERT's masked-language-modeling head: dense, activation, LayerNorm, then a decoder tied to the word
+    embeddings (initialised from BERT's head by `from_vision_text_pretrained`)."""
+
+    def __init__(self, config: MamoTextConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layernorm(self.activation(self.dense(hidden_states))))
+
+
+@dataclass
+class MamoForPreTrainingOutput(ModelOutput):
+    r"""
+    Output of [`MamoForPreTraining`]. Losses of objectives whose weight is 0 are `None`.
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`): `Σ_k w_k · L_k` over the five objectives.
+        loss_itc, loss_itm, loss_mlm, loss_mim, loss_mrm (`torch.FloatTensor` of shape `()`): the objectives.
+        logits_per_image (`torch.FloatTensor` of shape `[batch, candidates]`): ITC logits of this rank's images
+            against the texts of the global batch (and the queue).
+        itm_logits (`torch.FloatTensor` of shape `[3 · batch, 2]`): ITM logits of the positive pairs, of each image
+            with its hard negative text and of each text with its hard negative image.
+        itm_labels (`torch.LongTensor` of shape `[3 · batch]`): 1 = matched, 0 = not, -100 = no negative existed.
+        mlm_accuracy (`torch.FloatTensor` of shape `()`): accuracy of the MLM predictions at the masked tokens.
+    """
+
+    loss: torch.FloatTensor | None = None
+    loss_itc: torch.FloatTensor | None = None
+    loss_itm: torch.FloatTensor | None = None
+    loss_mlm: torch.FloatTensor | None = None
+    loss_mim: torch.FloatTensor | None = None
+    loss_mrm: torch.FloatTensor | None = None
+    logits_per_image: torch.FloatTensor | None = None
+    itm_logits: torch.FloatTensor | None = None
+    itm_labels: torch.LongTensor | None = None
+    mlm_accuracy: torch.FloatTensor | None = None
+
+
+class _FusionBatch:
+    """The image-text views of one step, fused in a single call of the fusion encoder.
+
+    Each view is `(text_states [b, L, Dt], text_mask [b, L], image_states [b, M, Dv])`. Texts are padded to the
+    longest one (padding is masked, so the states of real positions do not change), then all views are concatenated
+    along the batch: the fusion encoder runs once on larger matrices instead of once per view.
+    """
+
+    def __init__(self):
+        self.views: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def add(self, name: str, text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor):
+        self.views[name] = (text_states, text_mask, image_states)
+
+    def run(self, model: "MamoModel") -> tuple[dict[str, torch.Tensor], int]:
+        """Fused states of every view, `[b, L + M, Dt]` with text positions first, and the common text length L."""
+        if not self.views:
+            return {}, 0
+        length = max(text_states.shape[1] for text_states, _, _ in self.views.values())
+        text_states = torch.cat([pad_to_length(view[0], length) for view in self.views.values()])
+        text_mask = torch.cat([pad_to_length(view[1], length) for view in self.views.values()])
+        image_states = torch.cat([view[2] for view in self.views.values()])
+        fused = model.fuse(text_states, text_mask, image_states).last_hidden_state
+        sizes = [view[0].shape[0] for view in self.views.values()]
+        return dict(zip(self.views, fused.split(sizes))), length
+
+
+class MamoForPreTraining(MamoPreTrainedModel):
+    """MAMO pre-training (SPEC.md §2-§3): joint masking, an EMA teacher and the objectives ITC, ITM, MLM, MIM, MRM.
+
+    One step encodes the pair `(I, T)` and two corrupted views, `(Ĩ, T)` with 75% of the patches dropped and
+    `(I, T̃)` with 25% of the word pieces masked. The teacher (an EMA copy of the student, no gradient, eval mode)
+    encodes the clean pair once. Each student encoder runs once per distinct input, and the fusion encoder runs once
+    on all the pairs of the step (positives, hard negatives, both corrupted views).
+
+    The teacher is not trained by the optimizer: call `update_teacher()` once per optimizer step (the training
+    loop of `mamo_hf.training` and `MamoTeacherUpdateCallback` for `Trainer` do).
+
+    Example:
+
+    ```python
+    >>> model = MamoForPreTraining.from_vision_text_pretrained("google/vit-base-patch16-224-in21k",
+    ...                                                         "bert-base-uncased", image_size=256)
+    >>> outputs = model(**processor(images=images, text=captions, padding=True, return_tensors="pt"))
+    >>> outputs.loss.backward(); optimizer.step(); model.update_teacher()
+    ```
+    """
+
+    accepts_loss_kwargs = False
+    _tied_weights_keys = {"mlm_head.decoder.weight": "mamo.text_encoder.embeddings.word_embeddings.weight"}
+    _keys_to_ignore_on_load_missing = [r"^teacher\."]  # absent teacher weights are copied from the student
+
+    def __init__(self, config: MamoConfig):
+        super().__init__(config)
+        fusion_width = config.fusion_encoder_config.hidden_size
+        self.mamo = MamoModel(config)
+        self.teacher = MamoModel(config)
+        self.teacher.requires_grad_(False)
+        self.itm_head = nn.Linear(fusion_width, 2)
+        self.mlm_head = MamoMLMHead(config.text_config)
+        self.mim_predictor = MamoPredictor(fusion_width, config.vision_config.hidden_size)
+        self.mrm_predictor = MamoPredictor(fusion_width, fusion_width)
+        if config.queue_size > 0:
+            self.register_buffer("image_queue", _initial_queue(config))
+            self.register_buffer("text_queue", _initial_queue(config, seed=1))
+            self.register_buffer("queue_pointer", torch.zeros((), dtype=torch.long))
+        self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`; the loaded teacher is frozen again (loading re-creates parameters with
+        `requires_grad=True`)."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.teacher.requires_grad_(False)
+        return loaded
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.mamo.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.mlm_head.decoder
+
+    def resize_token_embeddings(self, *args, **kwargs) -> nn.Embedding:
+        """Resize the student's word embeddings and MLM decoder (`PreTrainedModel.resize_token_embeddings`); the
+        teacher is resized too and takes the student's new embeddings, so that EMA updates keep matching shapes."""
+        embeddings = super().resize_token_embeddings(*args, **kwargs)
+        teacher_embeddings = self.teacher.resize_token_embeddings(*args, **kwargs)
+        with torch.no_grad():
+            teacher_embeddings.weight.copy_(embeddings.weight)
+        teacher_embeddings.weight.requires_grad_(False)
+        return embeddings
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear):
+        self.mlm_head.decoder = new_embeddings
+
+    def train(self, mode: bool = True):
+        """Set the student's mode; the teacher always stays in eval mode (no dropout)."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    @torch.no_grad()
+    def update_teacher(self):
+        """One EMA step of the teacher towards the student: `θ̄ ← m·θ̄ + (1 − m)·θ`, with `m = config.momentum`.
+
+        Call it once per optimizer step, after `optimizer.step()`; it is the same on every rank without
+        communication, since every rank holds the same student after DDP's gradient averaging.
+        """
+        teacher, student = list(self.teacher.parameters()), list(self.mamo.parameters())
+        torch._foreach_lerp_(teacher, student, 1.0 - self.config.momentum)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        image_mask: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        image_ids: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MamoForPreTrainingOutput:
+        r"""
+        One pre-training step's forward: masks, teacher targets, student passes and the weighted sum of losses.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `[batch, length]`), pixel_values (`torch.FloatTensor` of shape
+                `[batch, channels, height, width]`), attention_mask (`torch.Tensor` of shape `[batch, length]`):
+                image-caption pairs from `MamoProcessor`.
+            image_mask (`torch.BoolTensor` of shape `[batch, num_patches]`, *optional*): patches to mask (`True`),
+                the same number in every image. Drawn at `config.image_mask_ratio` when not given.
+            text_mask (`torch.BoolTensor` of shape `[batch, length]`, *optional*): tokens to mask (`True`). Drawn
+                at `config.text_mask_ratio` among the word pieces when not given.
+            image_ids (`torch.LongTensor` of shape `[batch]`, *optional*): an id per image; pairs that share an
+                id are all ITC positives and never each other's ITM negatives (repeated images in a batch).
+                Defaults to a distinct id per pair.
+            generator (`torch.Generator`, *optional*): source of the masks and of the hard-negative draws, on the
+                model's device, for reproducible steps.
+
+        Returns:
+            [`MamoForPreTrainingOutput`]
+        """
+        config = self.config
+        if input_ids is None:
+            raise ValueError("`input_ids` is required: pass the captions tokenized by `MamoProcessor`.")
+        check_pixel_values(pixel_values, config.vision_config.num_channels)
+        check_same_batch_size(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if self.training:
+            self.mamo.clamp_temperature_()
+        use_itc, use_itm = config.itc_weight > 0, config.itm_weight > 0
+        use_mlm, use_mim, use_mrm = config.mlm_weight > 0, config.mim_weight > 0, config.mrm_weight > 0
+        uses_teacher_features = config.queue_size > 0 or config.distill_alpha > 0
+
+        visible_patches = masked_patches = None
+        if use_mim or use_mrm:
+            if image_mask is None:
+                num_patches = self.mamo.image_encoder.embeddings.num_patches_for(*pixel_values.shape[-2:])
+                image_mask = sample_image_mask(
+                    input_ids.shape[0], num_patches, config.image_mask_ratio, generator, input_ids.device
+                )
+            visible_patches, masked_patches = image_mask_to_indices(image_mask)
+        if use_mlm or use_mrm:
+            if text_mask is None:
+                text_mask = self.sample_text_mask(input_ids, attention_mask, generator)
+            masked_input_ids = corrupt_text(
+                input_ids,
+                text_mask,
+                config.text_config.mask_token_id,
+                config.text_config.vocab_size,
+                config.text_mask_random_ratio,
+                config.text_mask_keep_ratio,
+                generator,
+            )
+
+        teacher = None
+        if use_mim or use_mrm or (use_itc and uses_teacher_features):
+            teacher = self._teacher_outputs(pixel_values, input_ids, attention_mask, with_fusion=use_mrm)
+
+        # Student: each encoder once per distinct input.
+        image = text = None
+        if use_itc or use_itm or use_mlm or use_mrm:
+            image = self.mamo.get_image_features(pixel_values)
+        if use_itc or use_itm or use_mim or use_mrm:
+            text = self.mamo.get_text_features(input_ids, attention_mask=attention_mask)
+        views = _FusionBatch()
+        if use_mim or use_mrm:
+            masked_image = self.mamo.get_image_features(pixel_values, visible_patch_indices=visible_patches)
+            restored = self.mamo.restore_masked_patches(
+                masked_image.last_hidden_state, visible_patches, pixel_values.shape[-2:]
+            )
+            views.add("masked_image", text.last_hidden_state, attention_mask, restored)
+        if use_mlm or use_mrm:
+            masked_text = self.mamo.get_text_features(masked_input_ids, attention_mask=attention_mask)
+            views.add("masked_text", masked_text.last_hidden_state, attention_mask, image.last_hidden_state)
+        itm_labels = None
+        if use_itm:
+            itm_labels = self._add_matching_views(views, image, text, attention_mask, image_ids, generator)
+        fused, text_length = views.run(self.mamo)
+
+        losses, outputs = {}, {}
+        if use_itc:
+            losses["itc"], outputs["logits_per_image"] = self._contrastive_loss(image, text, teacher, image_ids)
+        if use_itm:
+            outputs["itm_logits"] = self.itm_head(torch.cat([fused[name][:, 0] for name in _MATCHING_VIEWS]))
+            outputs["itm_labels"] = itm_labels
+            losses["itm"] = image_text_matching_loss(outputs["itm_logits"], itm_labels)
+        if use_mlm:
+            masked_states = fused["masked_text"][:, : input_ids.shape[1]][text_mask]
+            losses["mlm"], outputs["mlm_accuracy"] = masked_language_modeling_loss(
+                self.mlm_head(masked_states), input_ids[text_mask]
+            )
+        if use_mim or use_mrm:
+            masked_patch_states = gather_patches(fused["masked_image"][:, text_length + 1 :], masked_patches)
+        if use_mim:
+            targets = gather_patches(teacher["image"].last_hidden_state[:, 1:], masked_patches)
+            losses["mim"] = masked_image_modeling_loss(
+                self.mim_predictor(masked_patch_states).flatten(0, 1), targets.flatten(0, 1)
+            )
+        if use_mrm:
+            losses["mrm"] = self._representation_loss(
+                fused["masked_text"], masked_patch_states, teacher, text_mask, masked_patches
+            )
+        if self.training and config.queue_size > 0:
+            self._enqueue(teacher["image"].pooler_output, teacher["text"].pooler_output)
+
+        weights = {
+            "itc": config.itc_weight,
+            "itm": config.itm_weight,
+            "mlm": config.mlm_weight,
+            "mim": config.mim_weight,
+            "mrm": config.mrm_weight,
+        }
+        loss = sum(weights[name] * value for name, value in losses.items()) if losses else None
+        return MamoForPreTrainingOutput(
+            loss=loss, **{f"loss_{name}": value for name, value in losses.items()}, **outputs
+        )
+
+    def sample_text_mask(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Draw the MLM mask of a batch at `config.text_mask_ratio`, never on special tokens or padding."""
+        text_config = self.config.text_config
+        special = [
+            text_config.pad_token_id,
+            text_config.cls_token_id,
+            text_config.sep_token_id,
+            text_config.mask_token_id,
+        ]
+        special = [token for token in special if token is not None]
+        return sample_text_mask(input_ids, attention_mask, special, self.config.text_mask_ratio, generator)
+
+    @torch.no_grad()
+    def _teacher_outputs(self, pixel_values, input_ids, attention_mask, with_fusion: bool) -> dict[str, Any]:
+        """The teacher's encodings of the clean pair: image (`v̄` and ITC features), text, and fusion states `h`."""
+        image = self.teacher.get_image_features(pixel_values)
+        text = self.teacher.get_text_features(input_ids, attention_mask=attention_mask)
+        outputs = {"image": image, "text": text}
+        if with_fusion:
+            top_layers = self.config.mrm_target_layers
+            fusion = self.teacher.fuse(
+                text.last_hidden_state, attention_mask, image.last_hidden_state, output_hidden_states=top_layers > 1
+            )
+            layers = fusion.hidden_states if top_layers > 1 else (fusion.last_hidden_state,)
+            outputs["fusion"] = representation_targets(layers, top_layers)
+        return outputs
+
+    def _contrastive_loss(self, image, text, teacher, image_ids) -> tuple[torch.Tensor, torch.Tensor]:
+        """ITC of this rank's pairs against the global batch (or the teacher's features and the queue)."""
+        image_embeds, text_embeds = image.pooler_output, text.pooler_output
+        local_ids, global_ids = _pair_ids(image_ids, image_embeds)
+        positives = local_ids[:, None] == global_ids[None, :]
+        queue_size = self.config.queue_size
+        if queue_size > 0:
+            teacher_images = gather_without_grad(teacher["image"].pooler_output)
+            teacher_texts = gather_without_grad(teacher["text"].pooler_output)
+            image_candidates = torch.cat([teacher_images, self.image_queue.detach()])
+            text_candidates = torch.cat([teacher_texts, self.text_queue.detach()])
+            positives = pad_to_length(positives, positives.shape[1] + queue_size, dim=1, value=False)
+        else:
+            image_candidates, text_candidates = gather_with_grad(image_embeds), gather_with_grad(text_embeds)
+        temperature = self.mamo.itc_temperature
+        soft_i2t = soft_t2i = None
+        if self.config.distill_alpha > 0:
+            with torch.no_grad():
+                teacher_image_candidates, teacher_text_candidates = (
+                    (image_candidates, text_candidates)
+                    if queue_size > 0
+                    else (
+                        gather_without_grad(teacher["image"].pooler_output),
+                        gather_without_grad(teacher["text"].pooler_output),
+                    )
+                )
+                soft_i2t = (teacher["image"].pooler_output @ teacher_text_candidates.t() / temperature).softmax(-1)
+                soft_t2i = (teacher["text"].pooler_output @ teacher_image_candidates.t() / temperature).softmax(-1)
+        alpha = self.config.distill_alpha
+        return image_text_contrastive_loss(
+            image_embeds,
+            text_embeds,
+            image_candidates,
+            text_candidates,
+            temperature,
+            contrastive_targets(positives, soft_i2t, alpha),
+            contrastive_targets(positives, soft_t2i, alpha),
+        )
+
+    def _add_matching_views(self, views, image, text, attention_mask, image_ids, generator) -> torch.Tensor:
+        """Add the ITM pairs to the fusion batch: the positives, each image with a hard negative text and each text
+        with a hard negative image, drawn from the global batch. Returns the ITM labels `[3B]`.
+
+        Negatives are drawn for every pair of the global batch at once (so the draw is the same whatever the number
+        of ranks) with probability `softmax(s/τ)` of the ITC similarity, positives excluded. [decision] The
+        negatives' encoder states enter the fusion encoder as constants (gathered without gradient, also in a single
+        process): ITM trains the fusion encoder and head on them, and the encoders through the positives' side.
+        """
+        batch_size = attention_mask.shape[0]
+        _, rank = world_size_and_rank()
+        local_ids, global_ids = _pair_ids(image_ids, attention_mask)
+        all_image_embeds = gather_without_grad(image.pooler_output)
+        all_text_embeds = gather_without_grad(text.pooler_output)
+        all_image_states = gather_without_grad(image.last_hidden_state)
+        all_text_states = gather_without_grad(text.last_hidden_state, pad_dim=1)
+        all_text_masks = gather_without_grad(attention_mask, pad_dim=1)
+        positives = global_ids[:, None] == global_ids[None, :]
+        with torch.no_grad():
+            logits = all_image_embeds @ all_text_embeds.t() / self.mamo.itc_temperature
+        negative_texts, image_has_negative = sample_hard_negatives(logits, positives, generator)
+        negative_images, text_has_negative = sample_hard_negatives(logits.t(), positives.t(), generator)
+        local = slice(rank * batch_size, (rank + 1) * batch_size)
+        negative_texts, negative_images = negative_texts[local], negative_images[local]
+
+        views.add("positive", text.last_hidden_state, attention_mask, image.last_hidden_state)
+        views.add(
+            "image_with_negative_text",
+            all_text_states[negative_texts],
+            all_text_masks[negative_texts],
+            image.last_hidden_state,
+        )
+        views.add(
+            "text_with_negative_image", text.last_hidden_state, attention_mask, all_image_states[negative_images]
+        )
+        ones = torch.ones(batch_size, dtype=torch.long, device=attention_mask.device)
+        return torch.cat(
+            [
+                ones,
+                torch.where(image_has_negative[local], 0, -100),
+                torch.where(text_has_negative[local], 0, -100),
+            ]
+        )
+
+    def _representation_loss(self, masked_text_view, masked_patch_states, teacher, text_mask, masked_patches):
+        """MRM: predict the teacher's fusion states of the clean pair at the masked patches of (Ĩ, T) and at the
+        masked tokens of (I, T̃); the two parts are summed."""
+        target = teacher["fusion"]
+        text_length = text_mask.shape[1]
+        image_target = gather_patches(target[:, text_length + 1 :], masked_patches)
+        image_part = masked_representation_loss(
+            self.mrm_predictor(masked_patch_states).flatten(0, 1), image_target.flatten(0, 1)
+        )
+        text_states = masked_text_view[:, :text_length][text_mask]
+        text_part = masked_representation_loss(self.mrm_predictor(text_states), target[:, :text_length][text_mask])
+        return image_part + text_part
+
+    @torch.no_grad()
+    def _enqueue(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor):
+        """Write the teacher features of the global batch into the ITC queues (the same on every rank)."""
+        image_embeds, text_embeds = gather_without_grad(image_embeds), gather_without_grad(text_embeds)
+        queue_size = self.config.queue_size
+        slots = (self.queue_pointer + torch.arange(image_embeds.shape[0], device=image_embeds.device)) % queue_size
+        self.image_queue[slots] = image_embeds.to(self.image_queue.dtype)
+        self.text_queue[slots] = text_embeds.to(self.text_queue.dtype)
+        self.queue_pointer.copy_((self.queue_pointer + image_embeds.shape[0]) % queue_size)
+
+
+_MATCHING_VIEWS = ("positive", "image_with_negative_text", "text_with_negative_image")
+
+
+def _pair_ids(image_ids: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ids of this rank's pairs and of the global batch: `image_ids` if given, else a distinct id per pair."""
+    if image_ids is None:
+        world_size, rank = world_size_and_rank()
+        batch_size = like.shape[0]
+        image_ids = torch.arange(rank * batch_size, (rank + 1) * batch_size, device=like.device)
+    return image_ids, gather_without_grad(image_ids)
+
+
+def _initial_queue(config: MamoConfig, seed: int = 0) -> torch.Tensor:
+    """Random unit vectors `[queue_size, projection_dim]`, from a local seeded generator (reproducible init)."""
+    generator = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(config.queue_size, config.projection_dim, generator=generator), dim=-1)
+
+
 @dataclass
 class MamoImageTextMatchingOutput(ModelOutput):
     r"""
@@ -938,6 +1490,8 @@ class MamoForImageTextRetrieval(MamoPreTrainedModel):
 
 
 __all__ = [
+    "MamoForPreTraining",
+    "MamoForPreTrainingOutput",
     "MamoForImageTextRetrieval",
     "MamoFusionModel",
     "MamoImageTextMatchingOutput",

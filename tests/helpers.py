@@ -21,13 +21,9 @@ def tiny_tokenizer() -> BertTokenizer:
 
 
 def tiny_config(**overrides) -> MamoConfig:
-    """`MamoConfig.tiny` with the tiny tokenizer's vocabulary and special tokens, and no dropout."""
+    """`MamoConfig.tiny` (no dropout) with the tiny tokenizer's vocabulary and special tokens."""
     tokenizer = tiny_tokenizer()
-    config = MamoConfig.tiny(vocab_size=len(tokenizer), special_token_ids=special_token_ids(tokenizer), **overrides)
-    for sub_config in (config.text_config, config.fusion_encoder_config):
-        sub_config.hidden_dropout_prob = 0.0
-        sub_config.attention_probs_dropout_prob = 0.0
-    return config
+    return MamoConfig.tiny(vocab_size=len(tokenizer), special_token_ids=special_token_ids(tokenizer), **overrides)
 
 
 def random_pairs(config: MamoConfig, batch_size: int = 4, length: int = 9, seed: int = 0):

@@ -8,7 +8,14 @@ import torch
 from helpers import random_pairs, tiny_config, tiny_tokenizer
 from transformers import AutoConfig, AutoModel, BertConfig, BertForMaskedLM, BertModel, ViTConfig, ViTModel
 
-from mamo_hf import MamoConfig, MamoFusionConfig, MamoModel, MamoTextConfig, MamoVisionConfig
+from mamo_hf import (
+    MamoConfig,
+    MamoForPreTraining,
+    MamoFusionConfig,
+    MamoModel,
+    MamoTextConfig,
+    MamoVisionConfig,
+)
 from mamo_hf.modeling_mamo import interpolate_position_embeddings
 
 ATOL = 1e-5
@@ -105,7 +112,7 @@ def test_save_load_round_trip_uses_safetensors(model, tmp_path):
         before, after = model(**batch), reloaded(**batch)
     torch.testing.assert_close(after.last_hidden_state, before.last_hidden_state, atol=0, rtol=0)
     torch.testing.assert_close(after.logits_per_image, before.logits_per_image, atol=0, rtol=0)
-    assert reloaded.temperature.item() == pytest.approx(model.config.temperature)
+    assert reloaded.itc_temperature.item() == pytest.approx(model.config.temperature)
 
 
 def test_keeping_every_patch_through_the_drop_path_equals_plain(model):
@@ -271,7 +278,7 @@ def test_text_encoder_reproduces_first_bert_layers(vit_and_bert):
     assert model.config.text_config.mask_token_id == 4 and model.config.text_config.cls_token_id == 2
     expected_new = {
         "image_mask_embedding",
-        "temperature",
+        "log_temperature",
         "fusion_encoder.modality_type_embeddings.weight",
         "image_to_fusion.weight",
         "image_to_fusion.bias",
@@ -281,7 +288,26 @@ def test_text_encoder_reproduces_first_bert_layers(vit_and_bert):
         "text_projection.bias",
     }
     assert set(info["new_keys"]) == expected_new
-    assert all(key.startswith("cls.predictions") for key in info["unused_keys"])
+    # MamoModel has no MLM head: BERT's (renamed) is reported as unused.
+    assert info["unused_keys"] and all(key.startswith("mlm_head.") for key in info["unused_keys"])
+
+
+def test_pretraining_model_takes_bert_mlm_head_and_a_teacher_copy(vit_and_bert):
+    vit_path, bert_path = vit_and_bert
+    model, info = MamoForPreTraining.from_vision_text_pretrained(vit_path, bert_path, output_loading_info=True)
+    bert = BertForMaskedLM.from_pretrained(bert_path)
+    head = bert.cls.predictions
+    torch.testing.assert_close(model.mlm_head.dense.weight, head.transform.dense.weight)
+    torch.testing.assert_close(model.mlm_head.layernorm.weight, head.transform.LayerNorm.weight)
+    torch.testing.assert_close(model.mlm_head.decoder.bias, head.bias)
+    assert model.mlm_head.decoder.weight is model.mamo.text_encoder.embeddings.word_embeddings.weight
+    torch.testing.assert_close(
+        model.mamo.text_encoder.embeddings.word_embeddings.weight, bert.bert.embeddings.word_embeddings.weight
+    )
+    assert all(torch.equal(t, s) for t, s in zip(model.teacher.parameters(), model.mamo.parameters()))
+    assert not any(parameter.requires_grad for parameter in model.teacher.parameters())
+    assert not any(key.startswith(("mlm_head.", "teacher.")) for key in info["new_keys"])
+    assert {"itm_head.weight", "mim_predictor.fc1.weight", "mrm_predictor.fc2.bias"} <= set(info["new_keys"])
 
 
 def test_initialisation_at_a_new_resolution_interpolates_positions(vit_and_bert):

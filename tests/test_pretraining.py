@@ -1,0 +1,287 @@
+"""MamoForPreTraining: pass plan, teacher, masks, hard negatives, queue, Trainer."""
+
+import pytest
+import torch
+from helpers import random_pairs, tiny_config
+from transformers import AutoModel, AutoModelForPreTraining, Trainer, TrainingArguments
+
+from mamo_hf import MamoForPreTraining, MamoModel
+from mamo_hf.training import MamoTeacherUpdateCallback
+
+OBJECTIVES = ("itc", "itm", "mlm", "mim", "mrm")
+
+
+def build(**overrides):
+    torch.manual_seed(0)
+    return MamoForPreTraining(tiny_config(**overrides))
+
+
+def step_inputs(model, batch_size=4, seed=0):
+    batch = random_pairs(model.config, batch_size=batch_size, seed=seed)
+    return {**batch, "generator": torch.Generator().manual_seed(seed)}
+
+
+def teacher_matches_student(model):
+    return all(torch.equal(t, s) for t, s in zip(model.teacher.parameters(), model.mamo.parameters()))
+
+
+def count_calls(modules):
+    counts = {name: 0 for name in modules}
+
+    def hook(name):
+        def record(*_):
+            counts[name] += 1
+
+        return record
+
+    for name, module in modules.items():
+        module.register_forward_hook(hook(name))
+    return counts
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Losses and the pass plan
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_every_objective_is_computed_and_the_total_is_their_weighted_sum():
+    model = build(itc_weight=1.0, itm_weight=0.5, mlm_weight=2.0, mim_weight=1.0, mrm_weight=0.25).train()
+    outputs = model(**step_inputs(model))
+    weights = {"itc": 1.0, "itm": 0.5, "mlm": 2.0, "mim": 1.0, "mrm": 0.25}
+    expected = sum(weights[name] * getattr(outputs, f"loss_{name}") for name in OBJECTIVES)
+    torch.testing.assert_close(outputs.loss, expected)
+    assert all(
+        torch.isfinite(getattr(outputs, f"loss_{name}")) and getattr(outputs, f"loss_{name}") > 0
+        for name in OBJECTIVES
+    )
+    assert outputs.itm_logits.shape == (12, 2) and outputs.itm_labels.tolist() == [1] * 4 + [0] * 8
+    assert outputs.logits_per_image.shape == (4, 4) and 0 <= outputs.mlm_accuracy <= 1
+
+
+def test_pass_plan_runs_each_encoder_once_per_distinct_input():
+    model = build().train()
+    student = count_calls(
+        {"image": model.mamo.image_encoder, "text": model.mamo.text_encoder, "fusion": model.mamo.fusion_encoder}
+    )
+    teacher = count_calls(
+        {
+            "image": model.teacher.image_encoder,
+            "text": model.teacher.text_encoder,
+            "fusion": model.teacher.fusion_encoder,
+        }
+    )
+    batch = step_inputs(model)
+    fusion_batch = []
+    model.mamo.fusion_encoder.register_forward_hook(lambda module, args, output: fusion_batch.append(args[0].shape))
+    model(**batch)
+    # I and Ĩ, T and T̃; one fusion call for (I,T), 2 negatives per pair, (Ĩ,T) and (I,T̃).
+    assert student == {"image": 2, "text": 2, "fusion": 1}
+    assert teacher == {"image": 1, "text": 1, "fusion": 1}
+    assert fusion_batch[0][0] == 5 * 4
+
+
+def test_masked_image_pass_only_sees_visible_patches_and_mlm_logits_only_masked_tokens():
+    model = build()
+    image_lengths, mlm_rows = [], []
+    model.mamo.image_encoder.register_forward_hook(lambda m, a, output: image_lengths.append(output[0].shape[1]))
+    model.mlm_head.decoder.register_forward_hook(lambda m, args, output: mlm_rows.append(output.shape))
+    batch = step_inputs(model)
+    text_mask = model.sample_text_mask(batch["input_ids"], batch["attention_mask"], torch.Generator().manual_seed(1))
+    model(**batch, text_mask=text_mask)
+    assert sorted(image_lengths) == [1 + 4, 1 + 16]  # 75% of 16 patches dropped
+    assert mlm_rows == [(int(text_mask.sum()), model.config.text_config.vocab_size)]
+
+
+@pytest.mark.parametrize("disabled", OBJECTIVES)
+def test_a_zero_weight_skips_the_objective(disabled):
+    model = build(**{f"{disabled}_weight": 0.0})
+    heads = {"itm": model.itm_head, "mlm": model.mlm_head, "mim": model.mim_predictor, "mrm": model.mrm_predictor}
+    calls = count_calls({**heads, "teacher": model.teacher.image_encoder})
+    outputs = model(**step_inputs(model))
+    assert getattr(outputs, f"loss_{disabled}") is None
+    assert all(getattr(outputs, f"loss_{name}") is not None for name in OBJECTIVES if name != disabled)
+    if disabled in heads:
+        assert calls[disabled] == 0
+
+
+def test_itc_only_runs_no_teacher_no_fusion_and_no_masked_views():
+    model = build(itm_weight=0.0, mlm_weight=0.0, mim_weight=0.0, mrm_weight=0.0)
+    calls = count_calls(
+        {
+            "teacher": model.teacher,
+            "fusion": model.mamo.fusion_encoder,
+            "image": model.mamo.image_encoder,
+            "text": model.mamo.text_encoder,
+        }
+    )
+    outputs = model(**step_inputs(model))
+    assert calls == {"teacher": 0, "fusion": 0, "image": 1, "text": 1}
+    torch.testing.assert_close(outputs.loss, outputs.loss_itc)
+
+
+def test_explicit_masks_and_seeded_generators_are_reproducible():
+    model = build().eval()
+    first = model(**step_inputs(model, seed=3))
+    again = model(**step_inputs(model, seed=3))
+    other = model(**step_inputs(model, seed=3) | {"generator": torch.Generator().manual_seed(4)})
+    for name in OBJECTIVES:
+        torch.testing.assert_close(getattr(first, f"loss_{name}"), getattr(again, f"loss_{name}"), atol=0, rtol=0)
+    assert not torch.equal(first.loss_mlm, other.loss_mlm)
+
+    batch = random_pairs(model.config, seed=3)
+    image_mask = torch.zeros(4, 16, dtype=torch.bool)
+    image_mask[:, 4:] = True
+    text_mask = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
+    text_mask[:, 1] = True
+    explicit = [
+        model(**batch, image_mask=image_mask, text_mask=text_mask, generator=torch.Generator().manual_seed(9))
+        for _ in range(2)
+    ]
+    torch.testing.assert_close(explicit[0].loss, explicit[1].loss, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="same number of patches"):
+        uneven = image_mask.clone()
+        uneven[0, 3] = True
+        model(**batch, image_mask=uneven)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Teacher
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_teacher_is_frozen_in_eval_mode_and_gets_no_gradient():
+    model = build().train()
+    assert not model.teacher.training and model.mamo.training
+    model(**step_inputs(model)).loss.backward()
+    assert all(parameter.grad is None for parameter in model.teacher.parameters())
+    assert all(not parameter.requires_grad for parameter in model.teacher.parameters())
+    assert all(parameter.grad is not None for parameter in model.mamo.parameters())
+
+
+def test_teacher_is_not_among_trainer_optimizer_parameters(tmp_path):
+    model = build()
+    trainer = Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True))
+    trainer.create_optimizer()
+    optimized = {id(parameter) for group in trainer.optimizer.param_groups for parameter in group["params"]}
+    assert not optimized & {id(parameter) for parameter in model.teacher.parameters()}
+    assert {id(parameter) for parameter in model.mamo.parameters()} <= optimized
+
+
+def test_update_teacher_applies_the_ema_formula():
+    model = build(momentum=0.9)
+    assert teacher_matches_student(model)
+    with torch.no_grad():
+        for parameter in model.mamo.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    before = [parameter.clone() for parameter in model.teacher.parameters()]
+    model.update_teacher()
+    for old, new, student in zip(before, model.teacher.parameters(), model.mamo.parameters()):
+        torch.testing.assert_close(new, 0.9 * old + 0.1 * student)
+
+
+def test_teacher_starts_as_the_student_after_loading_a_base_checkpoint(tmp_path):
+    torch.manual_seed(1)
+    base = MamoModel(tiny_config())
+    base.save_pretrained(tmp_path)
+    model = MamoForPreTraining.from_pretrained(tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(model.mamo.parameters(), base.parameters()))
+    assert teacher_matches_student(model)
+    assert not any(parameter.requires_grad for parameter in model.teacher.parameters())
+    assert type(AutoModelForPreTraining.from_pretrained(tmp_path)) is MamoForPreTraining
+
+
+def test_pretraining_checkpoint_keeps_teacher_and_queue(tmp_path):
+    model = build(queue_size=8).train()
+    model(**step_inputs(model))  # enqueue 4 teacher features
+    with torch.no_grad():
+        for parameter in model.teacher.parameters():
+            parameter.mul_(0.5)  # a teacher that differs from its student
+    model.save_pretrained(tmp_path)
+    reloaded = MamoForPreTraining.from_pretrained(tmp_path)
+    for (name, saved), loaded in zip(model.state_dict().items(), reloaded.state_dict().values()):
+        torch.testing.assert_close(loaded, saved, atol=0, rtol=0, msg=name)
+    assert reloaded.queue_pointer.item() == 4 and not teacher_matches_student(reloaded)
+    base = AutoModel.from_pretrained(tmp_path)  # the student alone, teacher and heads ignored
+    assert type(base) is MamoModel
+    assert all(torch.equal(a, b) for a, b in zip(base.parameters(), model.mamo.parameters()))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Queue, hard negatives with repeated images
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_queue_receives_teacher_features_and_wraps_around():
+    model = build(queue_size=6, distill_alpha=0.4).train()
+    batch = step_inputs(model)
+    outputs = model(**batch)
+    assert outputs.logits_per_image.shape == (4, 4 + 6)
+    with torch.no_grad():
+        teacher_features = model.teacher.get_image_features(batch["pixel_values"]).pooler_output
+    torch.testing.assert_close(model.image_queue[:4], teacher_features)
+    model(**step_inputs(model, seed=1))
+    assert model.queue_pointer.item() == 2  # 8 features written into 6 slots
+    model.eval()
+    model(**step_inputs(model, seed=2))
+    assert model.queue_pointer.item() == 2  # evaluation does not enqueue
+
+
+def test_repeated_images_are_positives_and_never_negatives():
+    model = build()
+    batch = step_inputs(model, batch_size=2)
+    outputs = model(**batch, image_ids=torch.tensor([5, 5]))  # two captions of one image: no negative exists
+    assert outputs.itm_labels.tolist() == [1, 1, -100, -100, -100, -100]
+    assert torch.isfinite(outputs.loss_itm)
+    outputs = model(**step_inputs(model, batch_size=2))
+    assert outputs.itm_labels.tolist() == [1, 1, 0, 0, 0, 0]
+
+
+def test_bad_inputs_raise():
+    model = build()
+    batch = step_inputs(model)
+    with pytest.raises(ValueError, match="same batch size"):
+        model(**batch | {"pixel_values": batch["pixel_values"][:2]})
+    with pytest.raises(ValueError, match="channels"):
+        model(**batch | {"pixel_values": batch["pixel_values"][:, :1]})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Trainer
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class PairDataset(torch.utils.data.Dataset):
+    def __init__(self, config, size=16):
+        self.batch = random_pairs(config, batch_size=size, seed=11)
+
+    def __len__(self):
+        return self.batch["input_ids"].shape[0]
+
+    def __getitem__(self, index):
+        return {name: value[index] for name, value in self.batch.items()}
+
+
+def test_trainer_trains_without_labels_and_updates_the_teacher_once_per_optimizer_step(tmp_path):
+    model = build()
+    updates = []
+    original = model.update_teacher
+    model.update_teacher = lambda: updates.append(1) or original()
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        max_steps=3,
+        learning_rate=1e-3,
+        report_to=[],
+        use_cpu=True,
+        logging_steps=1,
+        save_strategy="no",
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=PairDataset(model.config), callbacks=[MamoTeacherUpdateCallback()]
+    )
+    result = trainer.train()
+    assert len(updates) == 3  # 3 optimizer steps of 2 micro-batches each
+    assert torch.isfinite(torch.tensor(result.training_loss))
+    assert not teacher_matches_student(model)
