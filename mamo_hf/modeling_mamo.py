@@ -1170,26 +1170,15 @@ class MamoForPreTraining(MamoPreTrainedModel):
         use_mlm, use_mim, use_mrm = config.mlm_weight > 0, config.mim_weight > 0, config.mrm_weight > 0
         uses_teacher_features = config.queue_size > 0 or config.distill_alpha > 0
 
-        visible_patches = masked_patches = None
+        visible_patches = masked_patches = masked_input_ids = None
         if use_mim or use_mrm:
             if image_mask is None:
-                num_patches = self.mamo.image_encoder.embeddings.num_patches_for(*pixel_values.shape[-2:])
-                image_mask = sample_image_mask(
-                    input_ids.shape[0], num_patches, config.image_mask_ratio, generator, input_ids.device
-                )
+                image_mask = self.sample_image_mask(pixel_values, generator)
             visible_patches, masked_patches = image_mask_to_indices(image_mask)
         if use_mlm or use_mrm:
             if text_mask is None:
                 text_mask = self.sample_text_mask(input_ids, attention_mask, generator)
-            masked_input_ids = corrupt_text(
-                input_ids,
-                text_mask,
-                config.text_config.mask_token_id,
-                config.text_config.vocab_size,
-                config.text_mask_random_ratio,
-                config.text_mask_keep_ratio,
-                generator,
-            )
+            masked_input_ids = self.corrupt_text(input_ids, text_mask, generator)
 
         teacher = None
         if use_mim or use_mrm or (use_itc and uses_teacher_features):
@@ -1239,19 +1228,34 @@ class MamoForPreTraining(MamoPreTrainedModel):
             losses["mrm"] = self._representation_loss(
                 fused["masked_text"], masked_patch_states, teacher, text_mask, masked_patches
             )
-        if self.training and config.queue_size > 0:
+        if self.training and use_itc and config.queue_size > 0:
             self._enqueue(teacher["image"].pooler_output, teacher["text"].pooler_output)
 
-        weights = {
-            "itc": config.itc_weight,
-            "itm": config.itm_weight,
-            "mlm": config.mlm_weight,
-            "mim": config.mim_weight,
-            "mrm": config.mrm_weight,
-        }
-        loss = sum(weights[name] * value for name, value in losses.items()) if losses else None
+        loss = sum(getattr(config, f"{name}_weight") * value for name, value in losses.items()) if losses else None
         return MamoForPreTrainingOutput(
             loss=loss, **{f"loss_{name}": value for name, value in losses.items()}, **outputs
+        )
+
+    def sample_image_mask(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw the patch mask of a batch of images at `config.image_mask_ratio` (`True` = masked)."""
+        num_patches = self.mamo.image_encoder.embeddings.num_patches_for(*pixel_values.shape[-2:])
+        return sample_image_mask(
+            pixel_values.shape[0], num_patches, self.config.image_mask_ratio, generator, pixel_values.device
+        )
+
+    def corrupt_text(
+        self, input_ids: torch.Tensor, text_mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """T̃: replace the masked tokens as `config` says ([MASK], or BERT's 80/10/10)."""
+        text_config = self.config.text_config
+        return corrupt_text(
+            input_ids,
+            text_mask,
+            text_config.mask_token_id,
+            text_config.vocab_size,
+            self.config.text_mask_random_ratio,
+            self.config.text_mask_keep_ratio,
+            generator,
         )
 
     def sample_text_mask(

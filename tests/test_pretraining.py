@@ -224,6 +224,9 @@ def test_queue_receives_teacher_features_and_wraps_around():
     model.eval()
     model(**step_inputs(model, seed=2))
     assert model.queue_pointer.item() == 2  # evaluation does not enqueue
+    without_itc = build(queue_size=6, itc_weight=0.0, mim_weight=0.0, mrm_weight=0.0).train()
+    without_itc(**step_inputs(without_itc))
+    assert without_itc.queue_pointer.item() == 0  # the queue only serves ITC
 
 
 def test_repeated_images_are_positives_and_never_negatives():
