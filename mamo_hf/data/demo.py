@@ -2,13 +2,18 @@
 
 Scenes hold one to three objects on a 3×3 grid of positions, so a caption only matches its own image when colour,
 shape, size *and* place are all right: the fine-grained alignment MAMO's objectives are meant to learn. Everything
-is generated from a seed, on the fly, with PIL only.
+is generated from a seed, on the fly, with PIL only. `DemoCaptionDataset` serves the pairs as a pre-training dataset
+and `write_demo_dataset` writes them as image files and a caption file, the same pairs for the same seed.
 """
 
+import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from .datasets import MapCaptionDataset, _Pair
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -95,6 +100,82 @@ def demo_pairs(num_pairs: int, seed: int = 0, image_size: int = 64, max_objects:
         scene = random_scene(rng, max_objects)
         pairs.append((draw_scene(scene, image_size), caption(scene), scene))
     return pairs
+
+
+def demo_scene(seed: int, index: int, max_objects: int = 3) -> list[SceneObject]:
+    """Scene `index` of the demo data of `seed`, from its own RNG (seeded by `(seed, index)`), so that any scene can
+    be drawn alone: `write_demo_dataset` and `DemoCaptionDataset` with the same seed hold the same pairs."""
+    return random_scene(random.Random(f"demo:{seed}:{index}"), max_objects)
+
+
+def write_demo_dataset(
+    folder, num_pairs: int, seed: int = 0, image_size: int = 64, max_objects: int = 3, file_format: str = "json"
+) -> Path:
+    """Write demo pairs as a caption dataset that `CaptionDataset` reads: PNG images `folder/images/000000.png`, ...
+    and an ALBEF-style annotation file with relative image paths, `folder/captions.json` (a JSON list of
+    `{"image", "caption"}`) or, with `file_format="jsonl"`, `folder/captions.jsonl` (one object per line).
+
+    The files depend on the arguments only: the same seed writes byte-identical files. Returns the path of the
+    annotation file.
+
+    Raises:
+        ValueError: for a `file_format` other than "json" and "jsonl".
+    """
+    if file_format not in ("json", "jsonl"):
+        raise ValueError(f"file_format must be 'json' or 'jsonl', got {file_format!r}.")
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    records = []
+    for index in range(num_pairs):
+        scene = demo_scene(seed, index, max_objects)
+        image = f"images/{index:06d}.png"
+        draw_scene(scene, image_size).save(folder / image, format="PNG")
+        records.append({"image": image, "caption": caption(scene)})
+    annotation_file = folder / f"captions.{file_format}"
+    if file_format == "json":
+        annotation_file.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+    else:
+        annotation_file.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    return annotation_file
+
+
+class DemoCaptionDataset(MapCaptionDataset):
+    """The demo pairs as a map-style pre-training dataset, drawn on the fly (no files): item `index` is the scene
+    `demo_scene(seed, index, max_objects)`, so items are deterministic per index, and a held-out split is another
+    seed. The default pre-training data when none is given.
+
+    Args:
+        num_pairs (`int`): number of pairs.
+        seed (`int`): seed of the scenes, and of the augmentation randomness.
+        image_size (`int`): side of the drawn images, in pixels.
+        max_objects (`int`): at most this many objects per scene.
+        transform (*optional*): as for `CaptionDataset` (e.g. `TrainTransform`); None for no augmentation.
+        max_words (`int`, *optional*): captions are cut to this many words.
+
+    Items are those of `mamo_hf.data.datasets` (`image`, `caption`, `image_id` = the index, `skipped` = ()).
+    """
+
+    def __init__(
+        self,
+        num_pairs: int,
+        seed: int = 0,
+        image_size: int = 64,
+        max_objects: int = 3,
+        transform=None,
+        max_words: int | None = 30,
+    ):
+        # Generated pairs are never bad: anything that fails is a bug, so it raises.
+        super().__init__(transform, max_words, strict=True, seed=seed)
+        self.num_pairs = num_pairs
+        self.image_size = image_size
+        self.max_objects = max_objects
+
+    def __len__(self) -> int:
+        return self.num_pairs
+
+    def _pair(self, index: int) -> _Pair:
+        scene = demo_scene(self.seed, index, self.max_objects)
+        return _Pair(f"demo scene {index}", draw_scene(scene, self.image_size), caption(scene), image_id=index)
 
 
 def demo_tokenizer():

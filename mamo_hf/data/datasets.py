@@ -1,0 +1,742 @@
+"""Pre-training data for MAMO: image–caption datasets, training augmentation and the batch collator.
+
+Every dataset here yields the same item, a dict with
+
+- `image`: an RGB `PIL.Image.Image` (after the transform, if any),
+- `caption`: the cleaned caption (`clean_caption`, after the transform's left/right swap, if any),
+- `image_id`: an `int`, equal for all pairs of the same image (they are positives of each other in ITC),
+- `skipped`: a tuple of `SkippedSample`, the bad records this item stands in for.
+
+The sources: `CaptionDataset` (ALBEF-style caption JSON, JSONL or CSV files and an image folder),
+`HFCaptionDataset` (a local Hugging Face `datasets.Dataset`), `StreamingCaptionDataset` (JSONL/CSV files read line by
+line, or a streaming `datasets.IterableDataset`), and `DemoCaptionDataset` in `mamo_hf.data.demo`.
+
+Bad records (a missing or unreadable image, a caption that is empty once cleaned) never stop a run: they are
+skipped and reported exactly once per epoch in the `skipped` field of the item that takes their place, and
+`PretrainingCollator` gathers them per batch for the training loop to count. With `strict=True` the first bad record
+raises a `ValueError` that names it instead.
+
+Augmentation is deterministic whatever the worker scheduling: the randomness of an item comes from its own
+`random.Random`, seeded with the dataset's seed, the epoch (`set_epoch`) and the item's index.
+"""
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import logging
+import math
+import os
+import random
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import datasets
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from datasets.distributed import split_dataset_by_node
+from PIL import Image, ImageOps
+
+logger = logging.getLogger(__name__)
+
+MAX_CONSECUTIVE_BAD_RECORDS = 100
+# What PIL raises on a missing, truncated or corrupt file (its decoders are not consistent about the type).
+_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+_PUNCTUATION = re.compile(r"[^\w\s'-]")
+_LEFT_OR_RIGHT = re.compile(r"\b(left|right)\b", re.IGNORECASE)
+_MIRRORED_WORDS = {"left": "right", "right": "left"}
+
+
+class SkippedSample(NamedTuple):
+    """A bad record that was skipped: `source` (the image path, or the record's place) and `reason` (short text:
+    "missing image file", "unreadable image: <error>", "empty caption", "bad annotation: <error>")."""
+
+    source: str
+    reason: str
+
+
+class _BadRecordError(ValueError):
+    """A record that cannot become an item; carries its `SkippedSample`."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(
+            f"Bad record {source}: {reason}. Fix or remove it, or pass strict=False to skip bad records (they are "
+            "reported in the items' `skipped` field)."
+        )
+        self.skipped = SkippedSample(source, reason)
+
+
+class _Pair(NamedTuple):
+    """One image–caption pair before loading.
+
+    `image` is a file path, encoded image bytes or a PIL image; `caption` is the raw caption; `error` says why the
+    pair cannot be used when reading its annotation already failed (streaming only, where that must not stop a run).
+    """
+
+    source: str
+    image: str | bytes | Image.Image | None
+    caption: str | None
+    image_id: int
+    error: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Captions and augmentation
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def clean_caption(text: str | None, max_words: int | None = 30) -> str:
+    """Normalise a caption: lowercase, punctuation other than apostrophes and hyphens replaced by spaces, runs of
+    whitespace collapsed, stripped, and cut to the first `max_words` words (all words when `max_words` is None).
+
+    Returns "" for None or a blank caption.
+
+    Example: `clean_caption("A dog's  LEFT-hand paw, raised!")` is `"a dog's left-hand paw raised"`.
+    """
+    if text is None:
+        return ""
+    words = _PUNCTUATION.sub(" ", text.lower()).split()
+    return " ".join(words[:max_words])
+
+
+def _mirror_word(match: re.Match) -> str:
+    word = match.group(0)
+    mirrored = _MIRRORED_WORDS[word.lower()]
+    if word.isupper():
+        return mirrored.upper()
+    return mirrored.capitalize() if word[0].isupper() else mirrored
+
+
+def mirror_caption(text: str) -> str:
+    """Swap the whole words "left" and "right" (case kept: "Left" → "Right", "LEFT" → "RIGHT"), so that a caption
+    stays true of a horizontally flipped image. "left-hand" becomes "right-hand"; "leftover" and "bright" stay."""
+    return _LEFT_OR_RIGHT.sub(_mirror_word, text)
+
+
+class TrainTransform:
+    """Pre-training augmentation: a random resized crop to `image_size` × `image_size`, then a horizontal flip that
+    swaps "left" and "right" in the caption, so that the flip never contradicts it.
+
+    The crop follows ALBEF / torchvision's `RandomResizedCrop`: an area of `scale` times the image's area and an
+    aspect ratio in [3/4, 4/3] (log-uniform), resized with bicubic filtering; PIL only, no torchvision.
+
+    Args:
+        image_size (`int`): side of the square output image, in pixels.
+        scale (`tuple[float, float]`): range of the crop's area as a fraction of the image's area, in (0, 1].
+        flip_probability (`float`): probability of the horizontal flip.
+
+    Raises:
+        ValueError: for a non-positive `image_size`, a `scale` outside (0, 1] or decreasing, or a probability outside
+            [0, 1].
+    """
+
+    ASPECT_RATIOS = (3 / 4, 4 / 3)
+    ATTEMPTS = 10
+
+    def __init__(self, image_size: int, scale: tuple[float, float] = (0.5, 1.0), flip_probability: float = 0.5):
+        if image_size <= 0:
+            raise ValueError(f"TrainTransform: image_size must be positive, got {image_size}.")
+        if not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(f"TrainTransform: scale must be (low, high) with 0 < low <= high <= 1, got {scale}.")
+        if not 0 <= flip_probability <= 1:
+            raise ValueError(f"TrainTransform: flip_probability must be in [0, 1], got {flip_probability}.")
+        self.image_size = image_size
+        self.scale = tuple(scale)
+        self.flip_probability = flip_probability
+
+    def __call__(self, image: Image.Image, caption: str, rng: random.Random) -> tuple[Image.Image, str]:
+        """Augment one pair with the randomness of `rng` (crop first, then flip). Returns `(image, caption)`: an
+        `image_size` × `image_size` image in `image`'s mode, and the caption, mirrored when the image was flipped."""
+        box = self.crop_box(image.width, image.height, rng)
+        image = image.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC, box=box)
+        if rng.random() < self.flip_probability:
+            return ImageOps.mirror(image), mirror_caption(caption)
+        return image, caption
+
+    def crop_box(self, width: int, height: int, rng: random.Random) -> tuple[int, int, int, int]:
+        """A random crop of a `width` × `height` image as a PIL box `(left, top, right, bottom)`; the largest central
+        crop with an allowed aspect ratio when `ATTEMPTS` draws do not fit."""
+        log_ratios = (math.log(self.ASPECT_RATIOS[0]), math.log(self.ASPECT_RATIOS[1]))
+        for _ in range(self.ATTEMPTS):
+            area = width * height * rng.uniform(*self.scale)
+            aspect_ratio = math.exp(rng.uniform(*log_ratios))
+            crop_width, crop_height = round(math.sqrt(area * aspect_ratio)), round(math.sqrt(area / aspect_ratio))
+            if 0 < crop_width <= width and 0 < crop_height <= height:
+                left, top = rng.randint(0, width - crop_width), rng.randint(0, height - crop_height)
+                return left, top, left + crop_width, top + crop_height
+        aspect_ratio = min(max(width / height, self.ASPECT_RATIOS[0]), self.ASPECT_RATIOS[1])
+        crop_width, crop_height = min(width, round(height * aspect_ratio)), min(height, round(width / aspect_ratio))
+        left, top = (width - crop_width) // 2, (height - crop_height) // 2
+        return left, top, left + crop_width, top + crop_height
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Record → item, shared by every dataset
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _load_image(image: str | bytes | Image.Image) -> Image.Image:
+    """An RGB image from a path, encoded bytes or a PIL image; raises what PIL raises for a bad file."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as opened:
+        opened.load()
+        return opened.convert("RGB")
+
+
+def _read_image(pair: _Pair) -> Image.Image:
+    """The pair's image in RGB, or `_BadRecordError` saying why it cannot be read."""
+    if pair.image is None:
+        raise _BadRecordError(pair.source, "missing image")
+    try:
+        return _load_image(pair.image)
+    except FileNotFoundError:
+        raise _BadRecordError(pair.source, "missing image file") from None
+    except Image.UnidentifiedImageError:
+        raise _BadRecordError(pair.source, "unreadable image: not an image file of a format PIL knows") from None
+    except _IMAGE_ERRORS as error:
+        raise _BadRecordError(pair.source, f"unreadable image: {error}") from error
+
+
+def _caption_list(value) -> list:
+    """A record's captions as a list: a string is one caption; an empty list is one empty caption, so that the
+    record is reported as skipped rather than lost silently."""
+    captions = value if isinstance(value, list) else [value]
+    return captions or [None]
+
+
+def _stable_id(key: str | bytes) -> int:
+    """A non-negative 63-bit id of a path or of image bytes, the same in every process (unlike `hash`)."""
+    data = key.encode() if isinstance(key, str) else key
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") >> 1
+
+
+class _PairItems:
+    """What every MAMO pre-training dataset shares: the item settings, the epoch, and turning a pair into an item."""
+
+    def __init__(self, transform, max_words: int | None, strict: bool, seed: int):
+        self.transform = transform
+        self.max_words = max_words
+        self.strict = strict
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the augmentation randomness of `epoch` from now on (call it at the start of every epoch)."""
+        self.epoch = epoch
+
+    def _item(self, pair: _Pair, epoch: int, index, skipped: tuple[SkippedSample, ...]) -> dict:
+        """The item of `pair`, augmented with the randomness of `(seed, epoch, index)`; raises `_BadRecordError`."""
+        if pair.error is not None:
+            raise _BadRecordError(pair.source, pair.error)
+        caption = clean_caption(pair.caption, self.max_words)
+        if not caption:
+            raise _BadRecordError(pair.source, "empty caption")
+        image = _read_image(pair)
+        key = f"{self.seed}:{epoch}:{index}"
+        if self.transform is not None:
+            image, caption = self.transform(image, caption, random.Random(key))
+        # `sample_key` seeds the training masks of this item, so they do not depend on batching or world size.
+        return {
+            "image": image,
+            "caption": caption,
+            "image_id": pair.image_id,
+            "skipped": skipped,
+            "sample_key": _stable_id(key),
+        }
+
+
+class MapCaptionDataset(_PairItems, torch.utils.data.Dataset):
+    """Base of the map-style datasets: subclasses give `__len__` and `_pair(index)`; this class gives `__getitem__`
+    with the skipping of bad records (a bad record is replaced by the next good one, so batches keep their size)."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _pair(self, index: int) -> _Pair:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict:
+        """The item at `index`, or, when that record is bad, the next good record after it (wrapping around) with
+        the bad record's `SkippedSample` in `skipped`: each bad record is reported once per epoch, when its own
+        index is asked for.
+
+        Raises:
+            IndexError: for an index out of range.
+            ValueError: for a bad record when `strict=True`, and when `MAX_CONSECUTIVE_BAD_RECORDS` records in a row
+                (or all records) are bad.
+        """
+        length = len(self)
+        if not -length <= index < length:
+            raise IndexError(f"index {index} out of range for a dataset of {length} pairs")
+        skipped = ()
+        for offset in range(min(MAX_CONSECUTIVE_BAD_RECORDS, length)):
+            position = (index + offset) % length
+            try:
+                return self._item(self._pair(position), self.epoch, position, skipped)
+            except _BadRecordError as error:
+                if self.strict:
+                    raise
+                skipped = skipped or (error.skipped,)
+                last = error.skipped
+        raise ValueError(
+            f"{offset + 1} records in a row from index {index % length} on are bad (the last: {last.source}: "
+            f"{last.reason}); check the annotation files and the image folder."
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Annotation files
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _json_records(file: Path) -> Iterator[tuple[str, dict]]:
+    with open(file, encoding="utf-8") as handle:
+        try:
+            records = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{file}: not valid JSON (line {error.lineno}, column {error.colno}): {error.msg}"
+            ) from None
+    if not isinstance(records, list):
+        raise ValueError(f"{file}: expected a JSON list of {{'image': ..., 'caption': ...}} records.")
+    for number, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ValueError(f"{file}, record {number}: expected an object, got {str(record)[:200]}")
+        yield f"{file}, record {number}", record
+
+
+def _jsonl_lines(file: Path) -> Iterator[tuple[str, str]]:
+    with open(file, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                yield f"{file}, line {number}", line
+
+
+def _csv_rows(file: Path) -> Iterator[tuple[str, dict]]:
+    with open(file, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not {"image", "caption"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{file}: the CSV header must name the columns 'image' and 'caption'.")
+        for row in reader:
+            yield f"{file}, line {reader.line_num}", row
+
+
+# Readers yield (where, raw record): an object (JSON, CSV) or a line of text to decode (JSONL).
+_READERS = {".json": _json_records, ".jsonl": _jsonl_lines, ".csv": _csv_rows}
+_STREAMING_READERS = {".jsonl": _jsonl_lines, ".csv": _csv_rows}
+
+
+def _annotation_paths(annotation_files, readers: dict) -> list[Path]:
+    """The annotation files as paths; raises early for none, a missing file or an unknown format."""
+    if isinstance(annotation_files, (str, os.PathLike)):
+        annotation_files = [annotation_files]
+    paths = [Path(file) for file in annotation_files]
+    if not paths:
+        raise ValueError("No annotation files given.")
+    for path in paths:
+        if path.suffix.lower() not in readers:
+            raise ValueError(f"Annotation file {path}: unknown format {path.suffix!r}; use one of {sorted(readers)}.")
+        if not path.is_file():
+            raise FileNotFoundError(f"Annotation file {path} not found.")
+    return paths
+
+
+def _parse_record(where: str, raw: str | dict, root: str) -> tuple[str, list]:
+    """`(image path, captions)` of one raw record; a relative image path is joined to `root`.
+
+    Raises:
+        ValueError: naming `where`, for text that is not JSON, a missing or empty `image`, a missing `caption`, or a
+            caption that is not a string or a list of strings.
+    """
+    try:
+        record = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: not valid JSON: {error.msg}") from None
+    image = record.get("image") if isinstance(record, dict) else None
+    if not (isinstance(image, str) and image and "caption" in record):
+        raise ValueError(f"{where}: a record needs an 'image' path and a 'caption', got {str(record)[:200]}")
+    captions = _caption_list(record["caption"])
+    if not all(caption is None or isinstance(caption, str) for caption in captions):
+        raise ValueError(f"{where}: 'caption' must be a string or a list of strings, got {record['caption']!r:.200}")
+    return os.path.normpath(os.path.join(root, image)), captions
+
+
+def _raw_records(paths: list[Path], image_root, readers: dict) -> Iterator[tuple[str, str | dict, str]]:
+    """`(where, raw record, image root)` for every record of the files, in order, read lazily."""
+    for path in paths:
+        root = os.path.abspath(image_root if image_root is not None else path.parent)
+        for where, raw in readers[path.suffix.lower()](path):
+            yield where, raw, root
+
+
+class CaptionDataset(MapCaptionDataset):
+    """Image–caption pairs from ALBEF-style annotation files and image files (map-style).
+
+    Formats, by file suffix: `.json` (a list of `{"image": path, "caption": str or list of str}`), `.jsonl` (one
+    such object per line) and `.csv` (columns `image` and `caption`). A record with a list of captions gives one pair
+    per caption. All annotations are read at construction; images are read when an item is asked for.
+
+    Args:
+        annotation_files (path or list of paths): one or several annotation files, read in order.
+        image_root (path, *optional*): folder that relative image paths are relative to (default: the folder of the
+            annotation file that names them).
+        transform (*optional*): called as `transform(image, caption, rng) -> (image, caption)` (e.g.
+            `TrainTransform`); None passes images through unchanged.
+        max_words (`int`, *optional*): captions are cut to this many words (`clean_caption`).
+        strict (`bool`): raise on the first bad record instead of skipping it.
+        seed (`int`): seed of the augmentation randomness.
+
+    Items: see the module docstring. `image_id` is the index of the image's path in `image_paths`, so that all
+    pairs of one image share it.
+
+    Raises:
+        ValueError: for an annotation file that is not valid JSON/CSV or has a record without `image` or `caption`
+            (naming the file and the record or line), an unknown file suffix, or no records at all.
+        FileNotFoundError: for a missing annotation file.
+    """
+
+    def __init__(
+        self,
+        annotation_files,
+        image_root=None,
+        transform=None,
+        max_words: int | None = 30,
+        strict: bool = False,
+        seed: int = 0,
+    ):
+        super().__init__(transform, max_words, strict, seed)
+        paths = _annotation_paths(annotation_files, _READERS)
+        image_ids: dict[str, int] = {}
+        self._pairs: list[tuple[int, str | None]] = []
+        for where, raw, root in _raw_records(paths, image_root, _READERS):
+            image_path, captions = _parse_record(where, raw, root)
+            image_id = image_ids.setdefault(image_path, len(image_ids))
+            self._pairs.extend((image_id, caption) for caption in captions)
+        if not self._pairs:
+            raise ValueError(f"No records in the annotation files {[str(path) for path in paths]}.")
+        self.image_paths: list[str] = list(image_ids)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def _pair(self, index: int) -> _Pair:
+        image_id, caption = self._pairs[index]
+        path = self.image_paths[image_id]
+        return _Pair(source=path, image=path, caption=caption, image_id=image_id)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hugging Face datasets
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _undecoded(dataset, image_column: str, text_column: str):
+    """`dataset` with only the two columns, the image column as `Image(decode=False)` (`{"bytes", "path"}`
+    dicts), so that images are decoded here and a corrupt one is skipped like any bad record."""
+    columns = dataset.column_names
+    if columns is not None and not {image_column, text_column} <= set(columns):
+        raise ValueError(
+            f"The dataset needs an image column {image_column!r} and a text column {text_column!r}; its columns are "
+            f"{columns}. Pass image_column=... and text_column=..."
+        )
+    return dataset.select_columns([image_column, text_column]).cast_column(image_column, datasets.Image(decode=False))
+
+
+def _hf_image(value: dict | None) -> tuple[str | None, str | bytes | None]:
+    """`(path, bytes or path to read)` of an undecoded `datasets.Image` value."""
+    if value is None:
+        return None, None
+    return value["path"], (value["bytes"] if value["bytes"] is not None else value["path"])
+
+
+class HFCaptionDataset(MapCaptionDataset):
+    """Image–caption pairs from a local Hugging Face `datasets.Dataset` (map-style), e.g. from
+    `datasets.load_from_disk` or `Dataset.from_dict(...).cast_column("image", datasets.Image())`.
+
+    Images are decoded here with PIL (the column is read as `Image(decode=False)`), so that corrupt image bytes are
+    skipped and reported like any bad record. A row whose text is a list of captions gives one pair per caption.
+
+    Args:
+        dataset (`datasets.Dataset`): the dataset; the image column may hold images or image paths.
+        image_column (`str`), text_column (`str`): the columns of the images and of the captions (a string or a
+            list of strings per row).
+        transform, max_words, strict, seed: as for `CaptionDataset`.
+
+    `image_id` is shared by the rows with the same image path, and is the row otherwise (images stored as bytes
+    without a path). Note that datasets built from image folders may store bare file names as paths.
+
+    Raises:
+        TypeError: for a streaming `datasets.IterableDataset` (use `StreamingCaptionDataset.from_hf_dataset`).
+        ValueError: when a column is missing.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        image_column: str = "image",
+        text_column: str = "caption",
+        transform=None,
+        max_words: int | None = 30,
+        strict: bool = False,
+        seed: int = 0,
+    ):
+        if isinstance(dataset, datasets.IterableDataset):
+            raise TypeError("HFCaptionDataset takes a map-style dataset; use StreamingCaptionDataset.from_hf_dataset.")
+        super().__init__(transform, max_words, strict, seed)
+        self.dataset = _undecoded(dataset, image_column, text_column)
+        self.image_column, self.text_column = image_column, text_column
+        paths = pc.struct_field(self.dataset.with_format("arrow")[image_column], "path").to_pylist()
+        image_ids: dict[str | int, int] = {}
+        self._image_ids = np.array(
+            [image_ids.setdefault(path or row, len(image_ids)) for row, path in enumerate(paths)]
+        )
+        counts = self._caption_counts()
+        self._rows = np.repeat(np.arange(len(self.dataset)), counts)
+        self._caption_numbers = np.arange(len(self._rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+
+    def _caption_counts(self) -> np.ndarray:
+        """Pairs per row: one for a plain text column, else the length of each row's caption list."""
+        if self.dataset.features[self.text_column] == datasets.Value("string"):
+            return np.ones(len(self.dataset), dtype=np.int64)
+        return np.array([len(_caption_list(value)) for value in self.dataset[self.text_column]], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _pair(self, index: int) -> _Pair:
+        row = int(self._rows[index])
+        record = self.dataset[row]
+        path, image = _hf_image(record[self.image_column])
+        caption = _caption_list(record[self.text_column])[self._caption_numbers[index]]
+        return _Pair(source=path or f"row {row}", image=image, caption=caption, image_id=int(self._image_ids[row]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Streaming
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _worker_id_and_count() -> tuple[int, int]:
+    info = torch.utils.data.get_worker_info()
+    return (0, 1) if info is None else (info.id, info.num_workers)
+
+
+class _AnnotationStream:
+    """The records of JSONL/CSV annotation files, read line by line, sharded by record over ranks and workers."""
+
+    def __init__(self, annotation_files, image_root):
+        self.paths = _annotation_paths(annotation_files, _STREAMING_READERS)
+        self.image_root = image_root
+
+    def shard(self, epoch: int, rank: int, world_size: int) -> Iterator[tuple[int, list[_Pair]]]:
+        """`(running record index, pairs)` of the records of this rank and DataLoader worker: those whose index
+        modulo `world_size * num_workers` is `rank * num_workers + worker_id`. A record that cannot be parsed gives
+        one pair carrying the error."""
+        worker_id, num_workers = _worker_id_and_count()
+        shard, num_shards = rank * num_workers + worker_id, world_size * num_workers
+        records = _raw_records(self.paths, self.image_root, _STREAMING_READERS)
+        for index, (where, raw, root) in enumerate(records):
+            if index % num_shards == shard:
+                yield index, self._pairs(where, raw, root)
+
+    @staticmethod
+    def _pairs(where: str, raw: str | dict, root: str) -> list[_Pair]:
+        try:
+            image_path, captions = _parse_record(where, raw, root)
+        except ValueError as error:
+            return [_Pair(source=where, image=None, caption=None, image_id=-1, error=f"bad annotation: {error}")]
+        image_id = _stable_id(image_path)
+        return [_Pair(source=image_path, image=image_path, caption=caption, image_id=image_id) for caption in captions]
+
+
+class _HFStream:
+    """The records of a streaming `datasets.IterableDataset`, split over ranks with
+    `datasets.distributed.split_dataset_by_node`; `datasets` itself splits them over DataLoader workers."""
+
+    def __init__(self, dataset, image_column: str, text_column: str):
+        if not isinstance(dataset, datasets.IterableDataset):
+            raise TypeError(
+                "from_hf_dataset takes a streaming datasets.IterableDataset; use HFCaptionDataset for a map-style one."
+            )
+        self.dataset = _undecoded(dataset, image_column, text_column)
+        self.image_column, self.text_column = image_column, text_column
+
+    def shard(self, epoch: int, rank: int, world_size: int) -> Iterator[tuple[tuple[int, int, int], list[_Pair]]]:
+        """`((rank, worker_id, running index), pairs)` of the records of this rank and worker, in epoch `epoch`."""
+        dataset = split_dataset_by_node(self.dataset, rank=rank, world_size=world_size)
+        dataset.set_epoch(epoch)
+        worker_id, _ = _worker_id_and_count()
+        for index, record in enumerate(dataset):
+            path, image = _hf_image(record[self.image_column])
+            source = path or f"record {index} of rank {rank}, worker {worker_id}"
+            image_id = _stable_id(path or image or source)
+            pairs = [_Pair(source, image, caption, image_id) for caption in _caption_list(record[self.text_column])]
+            yield (rank, worker_id, index), pairs
+
+
+class StreamingCaptionDataset(_PairItems, torch.utils.data.IterableDataset):
+    """Image–caption pairs streamed from JSONL/CSV annotation files read line by line (for data that does not fit
+    in memory), or from a streaming Hugging Face dataset (`from_hf_dataset`).
+
+    The stream is sharded over distributed ranks (`torch.distributed`'s rank and world size when a process group is
+    initialised, else one process, or the `rank` and `world_size` given) and over DataLoader workers: with
+    `num_workers` workers per rank, shard `rank * num_workers + worker_id` keeps the records whose running index
+    modulo `world_size * num_workers` is its shard index. A record with several captions gives all its pairs to its
+    shard. Shards may therefore differ in length by one record (more with lists of captions or bad records).
+
+    The stream cycles forever, epoch after epoch from `self.epoch` on (the epoch sets the augmentation randomness,
+    seeded by `(seed, epoch, running record index)`; for Hugging Face datasets it also goes to their `set_epoch`).
+    **The training loop must be step-based**: take a fixed number of batches; there is no end of epoch. Do not pass
+    the DataLoader to `accelerator.prepare` (it would shard the stream again, or dispatch rank 0's shard to every
+    rank): this dataset shards itself; move batches to the device in the loop.
+
+    Bad records are skipped (or raise with `strict=True`); their `SkippedSample`s travel with the next good item of
+    the same shard. A record that cannot be parsed is a bad record here ("bad annotation: ..."), since a long run must
+    not die on one line deep in a file.
+
+    Args:
+        annotation_files (path or list of paths): `.jsonl` or `.csv` files (see `CaptionDataset`), read in order.
+        image_root, transform, max_words, strict, seed: as for `CaptionDataset`.
+        rank (`int`, *optional*), world_size (`int`, *optional*): the process's rank and the number of processes;
+            both or neither (default: from `torch.distributed`).
+
+    `image_id` is a 63-bit hash of the image path (of the image bytes for a Hugging Face dataset without paths), so
+    that pairs of one image share it on every rank.
+
+    Raises:
+        ValueError: for a `.json` or unknown file suffix, an invalid rank, a shard whose records are all bad for a
+            whole pass, or a rank (without DataLoader workers) that gets no records (more shards than records). A
+            DataLoader worker that gets no records stops, with a warning, and the other workers go on.
+    """
+
+    def __init__(
+        self,
+        annotation_files,
+        image_root=None,
+        transform=None,
+        max_words: int | None = 30,
+        strict: bool = False,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
+        self._setup(
+            _AnnotationStream(annotation_files, image_root), transform, max_words, strict, seed, rank, world_size
+        )
+
+    @classmethod
+    def from_hf_dataset(
+        cls,
+        dataset,
+        image_column: str = "image",
+        text_column: str = "caption",
+        transform=None,
+        max_words: int | None = 30,
+        strict: bool = False,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> "StreamingCaptionDataset":
+        """Stream a Hugging Face `datasets.IterableDataset` (e.g. `load_dataset(..., streaming=True)`) with an image
+        column and a text column (a string or a list of strings per record).
+
+        Ranks are split with `datasets.distributed.split_dataset_by_node` (by shards when the dataset's number of
+        shards is a multiple of the world size, else by examples) and DataLoader workers by `datasets` itself, by
+        shards: use at most `dataset.num_shards` workers per rank (extra workers stay idle). The record index of the
+        augmentation seed counts within the rank and worker.
+        """
+        stream = cls.__new__(cls)
+        stream._setup(
+            _HFStream(dataset, image_column, text_column), transform, max_words, strict, seed, rank, world_size
+        )
+        return stream
+
+    def _setup(self, records, transform, max_words, strict, seed, rank, world_size) -> None:
+        if (rank is None) != (world_size is None) or (rank is not None and not 0 <= rank < world_size):
+            raise ValueError(f"Give both rank and world_size, with 0 <= rank < world_size; got {rank}, {world_size}.")
+        _PairItems.__init__(self, transform, max_words, strict, seed)
+        self.records = records
+        self.rank, self.world_size = rank, world_size
+
+    def _rank_and_world_size(self) -> tuple[int, int]:
+        if self.rank is not None:
+            return self.rank, self.world_size
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def __iter__(self) -> Iterator[dict]:
+        """Items of this shard, pass after pass, forever."""
+        rank, world_size = self._rank_and_world_size()
+        skipped: list[SkippedSample] = []
+        for epoch in itertools.count(self.epoch):
+            records, items = yield from self._epoch_items(epoch, rank, world_size, skipped)
+            if records and not items:
+                raise ValueError(f"Every record of this shard was bad for a whole pass; the first: {skipped[0]}.")
+            if not records and torch.utils.data.get_worker_info() is not None:
+                logger.warning("Rank %d: a DataLoader worker got no records (more shards than records).", rank)
+                return
+            if not records:
+                raise ValueError(f"Rank {rank} of {world_size} got no records: use fewer processes or more data.")
+
+    def _epoch_items(self, epoch: int, rank: int, world_size: int, skipped: list[SkippedSample]):
+        """Yield the good items of one pass over this shard; collect bad records in `skipped` (emptied as they are
+        handed to an item). Returns `(records, items)`: the numbers of records read and of items yielded."""
+        records = items = 0
+        for records, (index, pairs) in enumerate(self.records.shard(epoch, rank, world_size), 1):
+            for number, pair in enumerate(pairs):
+                try:
+                    item = self._item(pair, epoch, (index, number), tuple(skipped))
+                except _BadRecordError as error:
+                    if self.strict:
+                        raise
+                    skipped.append(error.skipped)
+                    continue
+                skipped.clear()
+                items += 1
+                yield item
+        return records, items
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Collator
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class PretrainingCollator:
+    """Batch dataset items for `MamoForPreTraining`.
+
+    Args:
+        processor (`MamoProcessor`): resizes and normalises the images and tokenises the captions.
+        max_length (`int`): captions are truncated to this many tokens (special tokens included).
+
+    Calling it on a list of items returns a dict with `pixel_values` (`[batch, 3, H, W]` float), `input_ids` and
+    `attention_mask` (`[batch, length]` long, padded to the longest caption, `length <= max_length`), `image_ids`
+    (`[batch]` long), `sample_keys` (`[batch]` long, the seeds of each pair's masks) and `skipped` (a flat list of
+    the batch's `SkippedSample`s). The training loop pops `sample_keys` and `skipped` before the model call.
+    """
+
+    def __init__(self, processor, max_length: int = 40):
+        self.processor = processor
+        self.max_length = max_length
+
+    def __call__(self, items: Sequence[dict]) -> dict:
+        batch = self.processor(
+            images=[item["image"] for item in items],
+            text=[item["caption"] for item in items],
+            padding="longest",
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        return {
+            **batch,
+            "image_ids": torch.tensor([item["image_id"] for item in items], dtype=torch.long),
+            "sample_keys": torch.tensor([item["sample_key"] for item in items], dtype=torch.long),
+            "skipped": [skipped for item in items for skipped in item["skipped"]],
+        }
