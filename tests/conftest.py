@@ -4,6 +4,13 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per xdist worker: with as many workers as cores, more threads only make them spin against each
+    # other (measured: the learning test took 7× longer with 2 workers × 2 threads on 2 cores).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 import transformers_suites  # noqa: E402
 

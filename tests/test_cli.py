@@ -1,4 +1,4 @@
-"""The `mamo-hf` command: `demo` and `init-base`."""
+"""The `mamo-hf` command: `init-base` and `demo-data` (`demo` and `pretrain` are tested in test_training.py)."""
 
 import json
 
@@ -10,15 +10,6 @@ from transformers import AutoModel, AutoProcessor, BertConfig, BertForMaskedLM, 
 
 from mamo_hf import MamoModel, MamoProcessor
 from mamo_hf.cli import main
-
-
-def test_demo_prints_itc_and_itm_matrices(capsys):
-    assert main(["demo", "--num-pairs", "3", "--seed", "1"]) == 0
-    printed = capsys.readouterr().out
-    assert "ITC cosine similarity" in printed and "ITM match probability" in printed
-    itm_rows = printed.split("ITM match probability")[1].strip().splitlines()[2:5]
-    scores = [[float(value) for value in row.split()[2:]] for row in itm_rows]
-    assert len(scores) == 3 and all(len(row) == 3 and all(0 < value < 1 for value in row) for row in scores)
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +74,11 @@ def test_init_base_requires_its_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["init-base", "--vision", "somewhere"])
     assert "--text" in capsys.readouterr().err
+
+
+def test_demo_data_writes_a_caption_dataset(tmp_path, capsys):
+    main(["demo-data", "--output", str(tmp_path / "demo"), "--num-pairs", "5", "--image-size", "32"])
+    records = json.loads((tmp_path / "demo" / "captions.json").read_text())
+    assert len(records) == 5 and all((tmp_path / "demo" / record["image"]).is_file() for record in records)
+    assert Image.open(tmp_path / "demo" / records[0]["image"]).size == (32, 32)
+    assert "Wrote 5 pairs" in capsys.readouterr().out
