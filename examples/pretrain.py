@@ -15,6 +15,5 @@ import sys
 
 from mamo_hf.cli import main
 
-
 if __name__ == "__main__":
     sys.exit(main(["pretrain", *sys.argv[1:]]))
