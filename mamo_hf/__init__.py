@@ -10,6 +10,7 @@ from transformers import (
     AutoImageProcessor,
     AutoModel,
     AutoModelForPreTraining,
+    AutoModelForVisualQuestionAnswering,
     AutoProcessor,
     AutoTokenizer,
     BertTokenizer,
@@ -21,13 +22,17 @@ from .modeling_mamo import (
     MamoForImageTextRetrieval,
     MamoForPreTraining,
     MamoForPreTrainingOutput,
+    MamoForQuestionAnswering,
+    MamoForVisualReasoning,
     MamoFusionModel,
     MamoImageTextMatchingOutput,
     MamoModel,
     MamoModelOutput,
     MamoPreTrainedModel,
+    MamoQuestionAnsweringOutput,
     MamoTextModel,
     MamoVisionModel,
+    MamoVisualReasoningOutput,
 )
 from .processing_mamo import MamoProcessor
 
@@ -43,6 +48,7 @@ for _config, _model in (
 ):
     AutoModel.register(_config, _model, exist_ok=True)
 AutoModelForPreTraining.register(MamoConfig, MamoForPreTraining, exist_ok=True)
+AutoModelForVisualQuestionAnswering.register(MamoConfig, MamoForQuestionAnswering, exist_ok=True)
 AutoImageProcessor.register(
     MamoConfig,
     image_processor_classes={"torchvision": MamoImageProcessor, "pil": MamoImageProcessorPil},
@@ -56,6 +62,7 @@ AutoProcessor.register(MamoConfig, MamoProcessor, exist_ok=True)
 MamoConfig.register_for_auto_class()
 MamoModel.register_for_auto_class("AutoModel")
 MamoForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+MamoForQuestionAnswering.register_for_auto_class("AutoModelForVisualQuestionAnswering")
 MamoImageProcessor.register_for_auto_class("AutoImageProcessor")
 MamoImageProcessorPil.register_for_auto_class("AutoImageProcessor")
 MamoProcessor.register_for_auto_class("AutoProcessor")
@@ -65,6 +72,8 @@ __all__ = [
     "MamoForImageTextRetrieval",
     "MamoForPreTraining",
     "MamoForPreTrainingOutput",
+    "MamoForQuestionAnswering",
+    "MamoForVisualReasoning",
     "MamoFusionConfig",
     "MamoFusionModel",
     "MamoImageProcessor",
@@ -74,8 +83,10 @@ __all__ = [
     "MamoModelOutput",
     "MamoPreTrainedModel",
     "MamoProcessor",
+    "MamoQuestionAnsweringOutput",
     "MamoTextConfig",
     "MamoTextModel",
     "MamoVisionConfig",
     "MamoVisionModel",
+    "MamoVisualReasoningOutput",
 ]

@@ -60,6 +60,7 @@ MAMO_AUTO_MAP = {
     "AutoConfig": "configuration_mamo.MamoConfig",
     "AutoModel": "modeling_mamo.MamoModel",
     "AutoModelForPreTraining": "modeling_mamo.MamoForPreTraining",
+    "AutoModelForVisualQuestionAnswering": "modeling_mamo.MamoForQuestionAnswering",
 }
 
 
@@ -467,7 +468,7 @@ class MamoPreTrainedModel(PreTrainedModel):
     # A pre-training checkpoint loads into the other classes without warnings about the parts they do not have.
     _keys_to_ignore_on_load_unexpected = [
         r"^teacher\.",
-        r"^(itm_head|mlm_head|mim_predictor|mrm_predictor)\.",
+        r"^(itm_head|mlm_head|mim_predictor|mrm_predictor|vqa_head|nlvr_head)\.",
         r"^(image_queue|text_queue|queue_pointer)$",
     ]
 
@@ -1040,7 +1041,101 @@ class _FusionBatch:
         return dict(zip(self.views, fused.split(sizes))), length
 
 
-class MamoForPreTraining(MamoPreTrainedModel):
+class _ImageTextAlignmentMixin:
+    """ITC over the global batch and ITM with hard negatives, shared by `MamoForPreTraining` and
+    `MamoForImageTextRetrieval` (both have `self.mamo`, `self.itm_head` and `self.config`)."""
+
+    def _contrastive_loss(self, image, text, image_ids, teacher=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """ITC of this rank's pairs against the global batch; with a `teacher` (pre-training), against the teacher's
+        features and the queue when `config.queue_size > 0`, with distillation when `config.distill_alpha > 0`."""
+        image_embeds, text_embeds = image.pooler_output, text.pooler_output
+        local_ids, global_ids = _pair_ids(image_ids, image_embeds)
+        positives = local_ids[:, None] == global_ids[None, :]
+        queue_size = self.config.queue_size if teacher is not None else 0
+        if queue_size > 0:
+            teacher_images = gather_without_grad(teacher["image"].pooler_output)
+            teacher_texts = gather_without_grad(teacher["text"].pooler_output)
+            image_candidates = torch.cat([teacher_images, self.image_queue.detach()])
+            text_candidates = torch.cat([teacher_texts, self.text_queue.detach()])
+            positives = pad_to_length(positives, positives.shape[1] + queue_size, dim=1, value=False)
+        else:
+            image_candidates, text_candidates = gather_with_grad(image_embeds), gather_with_grad(text_embeds)
+        temperature = self.mamo.itc_temperature
+        soft_i2t = soft_t2i = None
+        alpha = self.config.distill_alpha if teacher is not None else 0.0
+        if alpha > 0:
+            with torch.no_grad():
+                teacher_image_candidates, teacher_text_candidates = (
+                    (image_candidates, text_candidates)
+                    if queue_size > 0
+                    else (
+                        gather_without_grad(teacher["image"].pooler_output),
+                        gather_without_grad(teacher["text"].pooler_output),
+                    )
+                )
+                soft_i2t = (teacher["image"].pooler_output @ teacher_text_candidates.t() / temperature).softmax(-1)
+                soft_t2i = (teacher["text"].pooler_output @ teacher_image_candidates.t() / temperature).softmax(-1)
+        return image_text_contrastive_loss(
+            image_embeds,
+            text_embeds,
+            image_candidates,
+            text_candidates,
+            temperature,
+            contrastive_targets(positives, soft_i2t, alpha),
+            contrastive_targets(positives, soft_t2i, alpha),
+        )
+
+    def _add_matching_views(self, views, image, text, attention_mask, image_ids, generator) -> torch.Tensor:
+        """Add the ITM pairs to the fusion batch: the positives, each image with a hard negative text and each text
+        with a hard negative image, drawn from the global batch. Returns the ITM labels `[3B]`.
+
+        Negatives are drawn for every pair of the global batch at once (so the draw is the same whatever the number
+        of ranks) with probability `softmax(s/τ)` of the ITC similarity, positives excluded. [decision] The
+        negatives' encoder states enter the fusion encoder as constants (gathered without gradient, also in a single
+        process): ITM trains the fusion encoder and head on them, and the encoders through the positives' side.
+        """
+        batch_size = attention_mask.shape[0]
+        _, rank = world_size_and_rank()
+        local_ids, global_ids = _pair_ids(image_ids, attention_mask)
+        all_image_embeds = gather_without_grad(image.pooler_output)
+        all_text_embeds = gather_without_grad(text.pooler_output)
+        all_image_states = gather_without_grad(image.last_hidden_state)
+        all_text_states = gather_without_grad(text.last_hidden_state, pad_dim=1)
+        all_text_masks = gather_without_grad(attention_mask, pad_dim=1)
+        positives = global_ids[:, None] == global_ids[None, :]
+        with torch.no_grad():
+            logits = all_image_embeds @ all_text_embeds.t() / self.mamo.itc_temperature
+        negative_texts, image_has_negative = sample_hard_negatives(logits, positives, generator)
+        negative_images, text_has_negative = sample_hard_negatives(logits.t(), positives.t(), generator)
+        local = slice(rank * batch_size, (rank + 1) * batch_size)
+        negative_texts, negative_images = negative_texts[local], negative_images[local]
+
+        views.add("positive", text.last_hidden_state, attention_mask, image.last_hidden_state)
+        views.add(
+            "image_with_negative_text",
+            all_text_states[negative_texts],
+            all_text_masks[negative_texts],
+            image.last_hidden_state,
+        )
+        views.add(
+            "text_with_negative_image", text.last_hidden_state, attention_mask, all_image_states[negative_images]
+        )
+        ones = torch.ones(batch_size, dtype=torch.long, device=attention_mask.device)
+        return torch.cat(
+            [
+                ones,
+                torch.where(image_has_negative[local], 0, -100),
+                torch.where(text_has_negative[local], 0, -100),
+            ]
+        )
+
+    def _matching_loss(self, fused: dict[str, torch.Tensor], labels: torch.Tensor):
+        """ITM logits `[3B, 2]` of the matching views of a fused batch, and their loss."""
+        logits = self.itm_head(torch.cat([fused[name][:, 0] for name in _MATCHING_VIEWS]))
+        return image_text_matching_loss(logits, labels), logits
+
+
+class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
     """MAMO pre-training (SPEC.md §2-§3): joint masking, an EMA teacher and the objectives ITC, ITM, MLM, MIM, MRM.
 
     One step encodes the pair `(I, T)` and two corrupted views, `(Ĩ, T)` with 75% of the patches dropped and
@@ -1207,11 +1302,10 @@ class MamoForPreTraining(MamoPreTrainedModel):
 
         losses, outputs = {}, {}
         if use_itc:
-            losses["itc"], outputs["logits_per_image"] = self._contrastive_loss(image, text, teacher, image_ids)
+            losses["itc"], outputs["logits_per_image"] = self._contrastive_loss(image, text, image_ids, teacher)
         if use_itm:
-            outputs["itm_logits"] = self.itm_head(torch.cat([fused[name][:, 0] for name in _MATCHING_VIEWS]))
+            losses["itm"], outputs["itm_logits"] = self._matching_loss(fused, itm_labels)
             outputs["itm_labels"] = itm_labels
-            losses["itm"] = image_text_matching_loss(outputs["itm_logits"], itm_labels)
         if use_mlm:
             masked_states = fused["masked_text"][:, : input_ids.shape[1]][text_mask]
             losses["mlm"], outputs["mlm_accuracy"] = masked_language_modeling_loss(
@@ -1287,89 +1381,6 @@ class MamoForPreTraining(MamoPreTrainedModel):
             outputs["fusion"] = representation_targets(layers, top_layers)
         return outputs
 
-    def _contrastive_loss(self, image, text, teacher, image_ids) -> tuple[torch.Tensor, torch.Tensor]:
-        """ITC of this rank's pairs against the global batch (or the teacher's features and the queue)."""
-        image_embeds, text_embeds = image.pooler_output, text.pooler_output
-        local_ids, global_ids = _pair_ids(image_ids, image_embeds)
-        positives = local_ids[:, None] == global_ids[None, :]
-        queue_size = self.config.queue_size
-        if queue_size > 0:
-            teacher_images = gather_without_grad(teacher["image"].pooler_output)
-            teacher_texts = gather_without_grad(teacher["text"].pooler_output)
-            image_candidates = torch.cat([teacher_images, self.image_queue.detach()])
-            text_candidates = torch.cat([teacher_texts, self.text_queue.detach()])
-            positives = pad_to_length(positives, positives.shape[1] + queue_size, dim=1, value=False)
-        else:
-            image_candidates, text_candidates = gather_with_grad(image_embeds), gather_with_grad(text_embeds)
-        temperature = self.mamo.itc_temperature
-        soft_i2t = soft_t2i = None
-        if self.config.distill_alpha > 0:
-            with torch.no_grad():
-                teacher_image_candidates, teacher_text_candidates = (
-                    (image_candidates, text_candidates)
-                    if queue_size > 0
-                    else (
-                        gather_without_grad(teacher["image"].pooler_output),
-                        gather_without_grad(teacher["text"].pooler_output),
-                    )
-                )
-                soft_i2t = (teacher["image"].pooler_output @ teacher_text_candidates.t() / temperature).softmax(-1)
-                soft_t2i = (teacher["text"].pooler_output @ teacher_image_candidates.t() / temperature).softmax(-1)
-        alpha = self.config.distill_alpha
-        return image_text_contrastive_loss(
-            image_embeds,
-            text_embeds,
-            image_candidates,
-            text_candidates,
-            temperature,
-            contrastive_targets(positives, soft_i2t, alpha),
-            contrastive_targets(positives, soft_t2i, alpha),
-        )
-
-    def _add_matching_views(self, views, image, text, attention_mask, image_ids, generator) -> torch.Tensor:
-        """Add the ITM pairs to the fusion batch: the positives, each image with a hard negative text and each text
-        with a hard negative image, drawn from the global batch. Returns the ITM labels `[3B]`.
-
-        Negatives are drawn for every pair of the global batch at once (so the draw is the same whatever the number
-        of ranks) with probability `softmax(s/τ)` of the ITC similarity, positives excluded. [decision] The
-        negatives' encoder states enter the fusion encoder as constants (gathered without gradient, also in a single
-        process): ITM trains the fusion encoder and head on them, and the encoders through the positives' side.
-        """
-        batch_size = attention_mask.shape[0]
-        _, rank = world_size_and_rank()
-        local_ids, global_ids = _pair_ids(image_ids, attention_mask)
-        all_image_embeds = gather_without_grad(image.pooler_output)
-        all_text_embeds = gather_without_grad(text.pooler_output)
-        all_image_states = gather_without_grad(image.last_hidden_state)
-        all_text_states = gather_without_grad(text.last_hidden_state, pad_dim=1)
-        all_text_masks = gather_without_grad(attention_mask, pad_dim=1)
-        positives = global_ids[:, None] == global_ids[None, :]
-        with torch.no_grad():
-            logits = all_image_embeds @ all_text_embeds.t() / self.mamo.itc_temperature
-        negative_texts, image_has_negative = sample_hard_negatives(logits, positives, generator)
-        negative_images, text_has_negative = sample_hard_negatives(logits.t(), positives.t(), generator)
-        local = slice(rank * batch_size, (rank + 1) * batch_size)
-        negative_texts, negative_images = negative_texts[local], negative_images[local]
-
-        views.add("positive", text.last_hidden_state, attention_mask, image.last_hidden_state)
-        views.add(
-            "image_with_negative_text",
-            all_text_states[negative_texts],
-            all_text_masks[negative_texts],
-            image.last_hidden_state,
-        )
-        views.add(
-            "text_with_negative_image", text.last_hidden_state, attention_mask, all_image_states[negative_images]
-        )
-        ones = torch.ones(batch_size, dtype=torch.long, device=attention_mask.device)
-        return torch.cat(
-            [
-                ones,
-                torch.where(image_has_negative[local], 0, -100),
-                torch.where(text_has_negative[local], 0, -100),
-            ]
-        )
-
     def _representation_loss(self, masked_text_view, masked_patch_states, teacher, text_mask, masked_patches):
         """MRM: predict the teacher's fusion states of the clean pair at the masked patches of (Ĩ, T) and at the
         masked tokens of (I, T̃); the two parts are summed."""
@@ -1438,10 +1449,13 @@ class MamoImageTextMatchingOutput(ModelOutput):
     last_hidden_state: torch.FloatTensor | None = None
 
 
-class MamoForImageTextRetrieval(MamoPreTrainedModel):
-    """MAMO with its image-text matching (ITM) head: scores how well each image matches its text.
+class MamoForImageTextRetrieval(_ImageTextAlignmentMixin, MamoPreTrainedModel):
+    """MAMO for image-text retrieval: ITC similarities, and the image-text matching (ITM) head that re-ranks them.
 
-    Retrieval ranks candidates by the ITC similarity and re-ranks the best ones by the ITM score (SPEC.md §5).
+    Fine-tuning (`return_loss=True`) optimises `itc_weight · ITC + itm_weight · ITM` as in pre-training: ITC over
+    the global batch, where pairs that share an `image_id` (several captions of one image) are all positives, and
+    ITM on each pair, each image with a hard negative text and each text with a hard negative image. Retrieval
+    (`mamo_hf.evaluation.retrieval`) ranks candidates by ITC and re-ranks the best ones by ITM (SPEC.md §5).
 
     Example:
 
@@ -1467,6 +1481,9 @@ class MamoForImageTextRetrieval(MamoPreTrainedModel):
         input_ids: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        image_ids: torch.Tensor | None = None,
+        return_loss: bool | None = None,
+        generator: torch.Generator | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MamoImageTextMatchingOutput:
         r"""
@@ -1476,24 +1493,227 @@ class MamoForImageTextRetrieval(MamoPreTrainedModel):
             input_ids (`torch.LongTensor` of shape `[batch, length]`), pixel_values (`torch.FloatTensor` of shape
                 `[batch, channels, height, width]`), attention_mask (`torch.Tensor` of shape `[batch, length]`):
                 the pairs, as produced by `MamoProcessor`.
+            image_ids (`torch.LongTensor` of shape `[batch]`, *optional*): an id per image; pairs sharing one are
+                all ITC positives and never each other's hard negatives.
+            return_loss (`bool`, *optional*): compute the fine-tuning loss (ITC + ITM with hard negatives).
+            generator (`torch.Generator`, *optional*): source of the hard-negative draws.
 
         Returns:
             [`MamoImageTextMatchingOutput`]
         """
-        outputs = self.mamo(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask, **kwargs)
-        itm_logits = self.itm_head(outputs.pooler_output)
+        check_pixel_values(pixel_values, self.config.vision_config.num_channels)
+        check_same_batch_size(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if self.training:
+            self.mamo.clamp_temperature_()
+        image = self.mamo.get_image_features(pixel_values, **kwargs)
+        text = self.mamo.get_text_features(input_ids, attention_mask=attention_mask, **kwargs)
+        views = _FusionBatch()
+        loss = itm_labels = None
+        if return_loss:
+            itm_labels = self._add_matching_views(views, image, text, attention_mask, image_ids, generator)
+        else:
+            views.add("positive", text.last_hidden_state, attention_mask, image.last_hidden_state)
+        fused, _ = views.run(self.mamo)
+        if return_loss:
+            itc_loss, _ = self._contrastive_loss(image, text, image_ids)
+            itm_loss, all_itm_logits = self._matching_loss(fused, itm_labels)
+            loss = self.config.itc_weight * itc_loss + self.config.itm_weight * itm_loss
+        itm_logits = self.itm_head(fused["positive"][:, 0])
+        logits_per_image = image.pooler_output @ text.pooler_output.t() / self.mamo.itc_temperature
         return MamoImageTextMatchingOutput(
+            loss=loss,
             itm_logits=itm_logits,
             itm_scores=itm_logits.softmax(dim=-1)[:, 1],
-            logits_per_image=outputs.logits_per_image,
-            logits_per_text=outputs.logits_per_text,
-            image_embeds=outputs.image_embeds,
-            text_embeds=outputs.text_embeds,
-            last_hidden_state=outputs.last_hidden_state,
+            logits_per_image=logits_per_image,
+            logits_per_text=logits_per_image.t(),
+            image_embeds=image.pooler_output,
+            text_embeds=text.pooler_output,
+            last_hidden_state=fused["positive"],
         )
 
 
+class MamoClassificationHead(nn.Module):
+    """The task classifier on the multimodal [CLS]: `Linear(d, 2d) → LayerNorm → GELU → Linear(2d, labels)`."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_labels: int, layer_norm_eps: float):
+        super().__init__()
+        self.dense = nn.Linear(input_size, hidden_size)
+        self.layernorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.activation = nn.GELU()
+        self.classifier = nn.Linear(hidden_size, num_labels)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.activation(self.layernorm(self.dense(hidden_states))))
+
+
+@dataclass
+class MamoQuestionAnsweringOutput(ModelOutput):
+    r"""
+    Output of [`MamoForQuestionAnswering`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): BCE against the soft VQA scores, when `labels` are given.
+        logits (`torch.FloatTensor` of shape `[batch, num_answers]`): one logit per answer of `config.id2label`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+
+
+class MamoForQuestionAnswering(MamoPreTrainedModel):
+    """MAMO for visual question answering: a classifier on the multimodal [CLS] over a fixed answer vocabulary
+    (`config.id2label`, e.g. the 3,129 most frequent VQA v2 answers), trained with binary cross-entropy against soft
+    VQA scores (SPEC.md §5, [decision]).
+
+    Example:
+
+    ```python
+    >>> model = MamoForQuestionAnswering.from_pretrained("path/to/mamo-vqa")
+    >>> inputs = processor(images=image, text="what colour is the circle?", return_tensors="pt")
+    >>> model.top_answers(model(**inputs).logits, k=3)
+    [[('red', 0.97), ('orange', 0.02), ('purple', 0.004)]]
+    ```
+    """
+
+    def __init__(self, config: MamoConfig):
+        super().__init__(config)
+        width = config.fusion_encoder_config.hidden_size
+        self.mamo = MamoModel(config)
+        self.vqa_head = MamoClassificationHead(width, 2 * width, config.num_labels, config.text_config.layer_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.mamo.get_input_embeddings()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MamoQuestionAnsweringOutput:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `[batch, length]`), pixel_values (`torch.FloatTensor` of shape
+                `[batch, channels, height, width]`), attention_mask (`torch.Tensor` of shape `[batch, length]`):
+                images and questions from `MamoProcessor`.
+            labels (`torch.FloatTensor` of shape `[batch, num_answers]`, *optional*): soft VQA scores in [0, 1]
+                (`mamo_hf.evaluation.vqa.soft_scores`). The loss is `num_answers · BCE(logits, labels)` (the mean
+                over answers times their number, i.e. the sum over answers averaged over questions).
+
+        Returns:
+            [`MamoQuestionAnsweringOutput`]
+        """
+        outputs = self.mamo(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask, **kwargs)
+        logits = self.vqa_head(outputs.pooler_output)
+        loss = None
+        if labels is not None:
+            if labels.shape != logits.shape:
+                raise ValueError(
+                    f"`labels` must be soft scores of shape [batch, num_answers] = {tuple(logits.shape)}, got "
+                    f"{tuple(labels.shape)}."
+                )
+            loss = F.binary_cross_entropy_with_logits(logits.float(), labels.float()) * labels.shape[1]
+        return MamoQuestionAnsweringOutput(loss=loss, logits=logits)
+
+    def top_answers(self, logits: torch.Tensor, k: int = 5) -> list[list[tuple[str, float]]]:
+        """The `k` most likely answers of each question, best first, with their probabilities (sigmoid of the
+        logits: each answer is scored independently, as in training)."""
+        probabilities, indices = logits.float().sigmoid().topk(min(k, logits.shape[-1]), dim=-1)
+        return [
+            [(self.config.id2label[index], probability) for index, probability in zip(row_indices, row_probabilities)]
+            for row_indices, row_probabilities in zip(indices.tolist(), probabilities.tolist())
+        ]
+
+
+@dataclass
+class MamoVisualReasoningOutput(ModelOutput):
+    r"""
+    Output of [`MamoForVisualReasoning`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): cross-entropy, when `labels` are given.
+        logits (`torch.FloatTensor` of shape `[batch, 2]`): false / true logits of each statement.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+
+
+class MamoForVisualReasoning(MamoPreTrainedModel):
+    """MAMO for NLVR2: is a statement true of a pair of images? Each image is fused with the statement, the two
+    multimodal [CLS] vectors are concatenated and classified (SPEC.md §5, [decision]). The statement is encoded once.
+
+    Example:
+
+    ```python
+    >>> inputs = processor(images=[[left, right]], text=["the left image has more red objects"], return_tensors="pt")
+    >>> model(**inputs).logits.argmax(-1)  # 1 = true
+    ```
+    """
+
+    def __init__(self, config: MamoConfig):
+        super().__init__(config)
+        width = config.fusion_encoder_config.hidden_size
+        self.mamo = MamoModel(config)
+        self.nlvr_head = MamoClassificationHead(2 * width, 2 * width, 2, config.text_config.layer_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.mamo.get_input_embeddings()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> MamoVisualReasoningOutput:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape `[batch, length]`): the statements.
+            pixel_values (`torch.FloatTensor` of shape `[batch, 2, channels, height, width]`): the image pairs, as
+                `MamoProcessor` returns them for a list of pairs.
+            attention_mask (`torch.Tensor` of shape `[batch, length]`, *optional*): the statements' padding mask.
+            labels (`torch.LongTensor` of shape `[batch]`, *optional*): 1 = true, 0 = false.
+
+        Returns:
+            [`MamoVisualReasoningOutput`]
+        """
+        if pixel_values is None or pixel_values.dim() != 5 or pixel_values.shape[1] != 2:
+            shape = None if pixel_values is None else tuple(pixel_values.shape)
+            raise ValueError(
+                f"`pixel_values` must hold a pair of images per statement, shape [batch, 2, channels, height, width]; "
+                f"got {shape}. Pass `images=[[left, right], ...]` to the processor."
+            )
+        check_same_batch_size(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        image = self.mamo.get_image_features(pixel_values.flatten(0, 1), **kwargs)  # [2B, ...]: left, right, ...
+        text = self.mamo.get_text_features(input_ids, attention_mask=attention_mask, **kwargs)
+        fused = self.mamo.fuse(
+            text.last_hidden_state.repeat_interleave(2, dim=0),
+            attention_mask.repeat_interleave(2, dim=0),
+            image.last_hidden_state,
+            **kwargs,
+        ).last_hidden_state
+        logits = self.nlvr_head(fused[:, 0].reshape(input_ids.shape[0], -1))
+        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
+        return MamoVisualReasoningOutput(loss=loss, logits=logits)
+
+
 __all__ = [
+    "MamoClassificationHead",
+    "MamoForQuestionAnswering",
+    "MamoForVisualReasoning",
+    "MamoQuestionAnsweringOutput",
+    "MamoVisualReasoningOutput",
     "MamoForPreTraining",
     "MamoForPreTrainingOutput",
     "MamoForImageTextRetrieval",
