@@ -203,7 +203,7 @@ def recall_metrics(text_retrieval_ranks: torch.Tensor, image_retrieval_ranks: to
     metrics = {}
     for prefix, ranks in (("txt_r", text_retrieval_ranks), ("img_r", image_retrieval_ranks)):
         for recall in RECALL_AT:
-            metrics[f"{prefix}{recall}"] = 100.0 * (ranks < recall).float().mean().item()
+            metrics[f"{prefix}{recall}"] = 100.0 * int((ranks < recall).sum()) / max(1, ranks.numel())
     metrics["txt_r_mean"] = sum(metrics[f"txt_r{recall}"] for recall in RECALL_AT) / len(RECALL_AT)
     metrics["img_r_mean"] = sum(metrics[f"img_r{recall}"] for recall in RECALL_AT) / len(RECALL_AT)
     metrics["r_mean"] = (metrics["txt_r_mean"] + metrics["img_r_mean"]) / 2
