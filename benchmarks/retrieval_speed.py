@@ -4,7 +4,8 @@ top k) against the brute-force reference (the ITM score of every image-text pair
     python benchmarks/retrieval_speed.py --images 100 --captions-per-image 5 --k 16
 
 Prints the wall time of both, their ratio, and the number of fusion passes each needs; writes the numbers to
-`benchmarks/results/retrieval_speed.json`. The metrics agree exactly when k covers the corpus (tests/test_retrieval.py).
+`benchmarks/results/retrieval_speed.json`. Both give the same metrics when k covers the corpus
+(tests/test_retrieval.py).
 """
 
 import argparse
