@@ -157,3 +157,42 @@ def test_retrieval_finetunes_with_trainer_from_a_pretraining_checkpoint(tmp_path
     batch = random_pairs(model.config)
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).itm_logits, model.eval()(**batch).itm_logits)
+
+
+def test_two_processes_shard_the_evaluation_and_agree_with_one(tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    workers = Path(__file__).parent / "workers"
+    sys.path.insert(0, str(workers))
+    from retrieval_two_ranks import evaluate
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        str(workers / "retrieval_two_ranks.py"),
+        str(tmp_path / "metrics.json"),
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    two_processes = json.loads((tmp_path / "metrics.json").read_text())
+    one_process = evaluate()
+    assert two_processes.keys() == one_process.keys() == {"itc", "itm"}
+    for kind in one_process:
+        assert two_processes[kind] == pytest.approx(one_process[kind])

@@ -1,0 +1,45 @@
+"""Retrieval evaluation sharded over two processes (run by `torchrun --nproc_per_node 2`, gloo): every rank encodes
+and scores its share; rank 0 writes the metrics to the file given as argument."""
+
+import json
+import sys
+
+import torch
+import torch.distributed as dist
+
+from mamo_hf import MamoConfig, MamoForImageTextRetrieval, MamoImageProcessorPil, MamoProcessor
+from mamo_hf.configuration_mamo import special_token_ids
+from mamo_hf.data.demo import demo_tokenizer
+from mamo_hf.data.retrieval import demo_retrieval_split
+from mamo_hf.evaluation.retrieval import evaluate_retrieval
+
+
+def evaluate() -> dict:
+    """Metrics of a tiny untrained model on 11 generated images × 3 captions (odd sizes: uneven shards)."""
+    tokenizer = demo_tokenizer()
+    config = MamoConfig.tiny(vocab_size=len(tokenizer), special_token_ids=special_token_ids(tokenizer))
+    torch.manual_seed(0)
+    model = MamoForImageTextRetrieval(config).eval()
+    processor = MamoProcessor(MamoImageProcessorPil(size={"height": 32, "width": 32}), tokenizer)
+    split = demo_retrieval_split(11, seed=5, captions_per_image=3, image_size=32)
+    return evaluate_retrieval(
+        model,
+        processor,
+        split.images,
+        split.texts,
+        split.image_to_texts,
+        split.text_to_image,
+        k=5,
+        batch_size=4,
+        query_chunk_size=3,
+        itm_batch_size=7,
+    )
+
+
+if __name__ == "__main__":
+    dist.init_process_group("gloo")
+    metrics = evaluate()
+    if dist.get_rank() == 0:
+        with open(sys.argv[1], "w") as handle:
+            json.dump(metrics, handle)
+    dist.destroy_process_group()
