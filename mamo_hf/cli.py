@@ -1,4 +1,4 @@
-"""The `mamo-hf` command line: `demo`, `pretrain`, `demo-data`, `init-base`.
+"""The `mamo-hf` command line: `demo`, `pretrain`, `demo-data`, `init-base`, `push`.
 
 Run `mamo-hf <command> --help` for the options of each command.
 """
@@ -31,6 +31,7 @@ def init_base(args: argparse.Namespace) -> None:
     """Write a MAMO folder initialised from a ViT and a BERT checkpoint (the paper's starting point)."""
     from transformers import AutoTokenizer
 
+    from .hub import write_model_card
     from .modeling_mamo import MamoModel
     from .processing_mamo import MamoProcessor
 
@@ -47,6 +48,13 @@ def init_base(args: argparse.Namespace) -> None:
     )
     model.save_pretrained(args.output)
     processor.save_pretrained(args.output)
+    write_model_card(
+        args.output,
+        model_name=Path(args.output).name,
+        base_model=[args.vision, args.text],
+        summary=f"MAMO initialised as in the paper from `{args.vision}` (image encoder) and `{args.text}` (text and "
+        "fusion encoders), before any MAMO pre-training; the projections, modality types and mask embedding are new.",
+    )
     parameters = sum(parameter.numel() for parameter in model.parameters())
     print(f"Wrote {args.output}: MAMO with {parameters / 1e6:.1f}M parameters at {image_size} px.")
     print(f"  from {args.vision} (image encoder) and {args.text} (text and fusion encoders)")
@@ -111,6 +119,14 @@ def demo_data(args: argparse.Namespace) -> None:
         args.output, args.num_pairs, seed=args.seed, image_size=args.image_size, max_objects=args.max_objects
     )
     print(f"Wrote {args.num_pairs} pairs: {path}")
+
+
+def push(args: argparse.Namespace) -> None:
+    """Upload a saved MAMO folder to the Hub."""
+    from .hub import push_to_hub
+
+    push_to_hub(args.folder, args.repo_id, private=args.private, commit_message=args.commit_message)
+    print(f"Pushed {args.folder} to the Hub repository {args.repo_id}.")
 
 
 def _pretraining_arguments(args: argparse.Namespace):
@@ -204,6 +220,13 @@ def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
     data_parser.add_argument("--image-size", type=int, default=64, help="image side in pixels (default 64)")
     data_parser.add_argument("--max-objects", type=int, default=3, help="objects per scene, 1 to 3 (default 3)")
     data_parser.set_defaults(run=demo_data)
+
+    push_parser = commands.add_parser("push", help="upload a saved MAMO folder (model, processor, code, card)")
+    push_parser.add_argument("folder", help="folder written by save_pretrained / mamo-hf pretrain")
+    push_parser.add_argument("repo_id", help="Hub repository, e.g. user/mamo-base")
+    push_parser.add_argument("--private", action="store_true", help="create the repository as private")
+    push_parser.add_argument("--commit-message", default="Upload MAMO model, processor and model card")
+    push_parser.set_defaults(run=push)
 
     init_parser = commands.add_parser(
         "init-base", help="initialise MAMO from a ViT and a BERT checkpoint and save model, processor and tokenizer"

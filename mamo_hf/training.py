@@ -121,6 +121,8 @@ class PretrainingArguments:
         default_factory=lambda: ["tensorboard", "csv"], metadata={"help": "trackers: tensorboard, csv"}
     )
     eval_k: int = field(default=16, metadata={"help": "candidates re-ranked by ITM in the retrieval evaluation"})
+    push_to_hub: bool = field(default=False, metadata={"help": "upload the final model, processor and card"})
+    hub_model_id: str | None = field(default=None, metadata={"help": "repository for --push-to-hub (user/name)"})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -547,7 +549,14 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
         unwrapped.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
         (output_dir / "pretraining_summary.json").write_text(json.dumps(summary, indent=2))
+        _write_card(args, summary, output_dir)
         accelerator.print(_skip_report(skipped))
+        if args.push_to_hub:
+            from .hub import push_to_hub
+
+            repo_id = args.hub_model_id or output_dir.name
+            push_to_hub(output_dir, repo_id)
+            accelerator.print(f"Pushed {output_dir} to the Hub repository {repo_id}.")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return PretrainingResult(model=unwrapped, processor=processor, summary=summary)
@@ -563,6 +572,51 @@ def _mean_losses(accelerator: Accelerator, outputs) -> dict[str, float]:
     values = torch.stack([getattr(outputs, name).detach().float() for name in names])
     values = accelerator.reduce(values, reduction="mean")
     return dict(zip(names, values.tolist()))
+
+
+def _data_description(args: PretrainingArguments) -> tuple[str, list[str]]:
+    """The training data in words, and the `datasets` entries of the model card."""
+    if args.hf_dataset:
+        return f"the `datasets` folder {Path(args.hf_dataset).name}", [Path(args.hf_dataset).name]
+    if args.train_file:
+        names = [Path(file).stem for file in args.train_file]
+        return "the caption files " + ", ".join(names), names
+    return "the built-in generated shape scenes of mamo_hf", ["mamo_hf demo scenes"]
+
+
+def _write_card(args: PretrainingArguments, summary: dict, output_dir: Path) -> None:
+    from .hub import retrieval_results, write_model_card
+
+    data, datasets = _data_description(args)
+    results = []
+    if summary["retrieval_after"]:
+        held_out = "held-out caption file" if args.eval_file else "held-out generated scenes"
+        results = retrieval_results(summary["retrieval_after"], f"{held_out} (zero-shot)")
+    training = {
+        name: getattr(args, name)
+        for name in (
+            "model",
+            "init",
+            "image_size",
+            "batch_size",
+            "gradient_accumulation_steps",
+            "learning_rate",
+            "weight_decay",
+            "warmup_steps",
+            "mixed_precision",
+            "seed",
+        )
+    }
+    training.update(steps=summary["steps"], seconds=summary["seconds"], final_losses=summary["final_losses"])
+    write_model_card(
+        output_dir,
+        model_name=output_dir.name,
+        datasets=datasets,
+        base_model=args.init,
+        summary=f"A MAMO model pre-trained with `mamo-hf pretrain` on {data}.",
+        results=results,
+        training=training,
+    )
 
 
 def _gather_skipped(skipped: dict[str, str]) -> dict[str, str]:

@@ -1,0 +1,228 @@
+"""Hub publishing, offline: a stand-in `HfApi` records the calls and writes each commit into a folder, which then
+loads like the Hub repository would, natively and with `trust_remote_code=True` without `mamo_hf`."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import transformers.utils.hub
+from accelerate.state import AcceleratorState, GradientState
+from huggingface_hub import CommitInfo, HfApi, ModelCard, ModelCardData, RepoUrl
+from safetensors.torch import save_file
+from transformers import AutoModel, AutoModelForPreTraining, AutoProcessor
+
+from mamo_hf import MamoModel
+from mamo_hf.cli import main
+from mamo_hf.data import DemoCaptionDataset
+from mamo_hf.training import PretrainingArguments, pretrain
+
+ENDPOINT = "https://huggingface.co"  # only used to build URL objects; nothing is sent
+
+
+class RecordingHfApi(HfApi):
+    """Records every call and materialises each commit under `root/<repo_id>` (no network)."""
+
+    def __init__(self, root: Path):
+        super().__init__(endpoint=ENDPOINT)
+        self.root, self.calls = root, []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+        (self.root / repo_id).mkdir(parents=True, exist_ok=True)
+        return RepoUrl(f"{ENDPOINT}/{repo_id}", endpoint=ENDPOINT)
+
+    def create_commit(self, repo_id, operations, commit_message, **kwargs):
+        paths = [operation.path_in_repo for operation in operations]
+        self.calls.append(("create_commit", repo_id, {"message": commit_message, "paths": paths}))
+        for operation in operations:
+            target = self.root / repo_id / operation.path_in_repo
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = operation.path_or_fileobj
+            if isinstance(source, (str, Path)):
+                shutil.copyfile(source, target)
+            else:
+                target.write_bytes(source if isinstance(source, bytes) else source.read())
+        return CommitInfo(
+            commit_url=f"{ENDPOINT}/{repo_id}/commit/1",
+            commit_message=commit_message,
+            commit_description="",
+            oid="1" * 40,
+        )
+
+    def model_card(self, repo_id, tags=None, token=None):
+        """What transformers' `push_to_hub` reads before committing: the repository's card, or a new one."""
+        path = self.root / repo_id / "README.md"
+        if path.exists():
+            return ModelCard.load(path)
+        return ModelCard.from_template(ModelCardData(tags=tags or [], library_name="transformers"))
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    api = RecordingHfApi(tmp_path / "hub")
+    monkeypatch.setattr(transformers.utils.hub, "_hf_api", api)
+    monkeypatch.setattr(transformers.utils.hub, "create_and_tag_model_card", api.model_card)
+    yield api
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def trained_folder(tmp_path, **extra) -> Path:
+    args = PretrainingArguments(
+        output_dir=str(tmp_path / "mamo-tiny"),
+        image_size=32,
+        demo_pairs=64,
+        eval_pairs=16,
+        batch_size=8,
+        max_steps=2,
+        num_workers=0,
+        checkpoint_every=1,
+        log_every=1,
+        report_to=["csv"],
+        eval_k=4,
+        **extra,
+    )
+    pretrain(args)
+    return Path(args.output_dir)
+
+
+def reference_inputs(folder: Path):
+    """Inputs and the saved model's outputs on them, stored next to the model for the fresh-process check."""
+    processor = AutoProcessor.from_pretrained(folder)
+    items = [DemoCaptionDataset(2, seed=9, image_size=32)[index] for index in range(2)]
+    inputs = processor(
+        images=[item["image"] for item in items],
+        text=[item["caption"] for item in items],
+        padding=True,
+        return_tensors="pt",
+    )
+    with torch.no_grad():
+        outputs = AutoModel.from_pretrained(folder).eval()(**inputs)
+    return items, inputs, outputs
+
+
+def test_pretraining_pushes_model_processor_code_and_card_in_one_commit(tmp_path, hub):
+    folder = trained_folder(tmp_path, push_to_hub=True, hub_model_id="someone/mamo-tiny")
+    assert [call[0] for call in hub.calls] == ["create_repo", "create_commit"]
+    paths = set(hub.calls[1][2]["paths"])
+    assert {
+        "config.json",
+        "model.safetensors",
+        "processor_config.json",
+        "tokenizer.json",
+        "README.md",
+        "modeling_mamo.py",
+        "configuration_mamo.py",
+        "losses_mamo.py",
+        "processing_mamo.py",
+        "image_processing_mamo.py",
+    } <= paths
+    assert not any(path.startswith(("checkpoint-", "logs/")) for path in paths)  # training leftovers stay behind
+
+    repo = hub.root / "someone" / "mamo-tiny"
+    assert type(AutoModel.from_pretrained(repo)) is MamoModel
+    assert type(AutoModelForPreTraining.from_pretrained(repo)).__name__ == "MamoForPreTraining"
+    _, pushed_inputs, pushed = reference_inputs(repo)
+    _, inputs, expected = reference_inputs(folder)
+    torch.testing.assert_close(pushed_inputs["pixel_values"], inputs["pixel_values"], atol=0, rtol=0)
+    torch.testing.assert_close(pushed.last_hidden_state, expected.last_hidden_state, atol=0, rtol=0)
+
+
+def test_the_model_card_has_valid_metadata_with_the_measured_metrics(tmp_path, hub):
+    folder = trained_folder(tmp_path, push_to_hub=True, hub_model_id="someone/mamo-tiny")
+    card = ModelCard.load(hub.root / "someone" / "mamo-tiny" / "README.md")
+    assert card.data.library_name == "transformers" and "mamo" in card.data.tags
+    assert card.data.datasets == ["mamo_hf demo scenes"]
+    summary = json.loads((folder / "pretraining_summary.json").read_text())
+    measured = {result.metric_type: result.metric_value for result in card.data.eval_results}
+    assert measured["recall@1 (text retrieval, ITC)"] == pytest.approx(
+        summary["retrieval_after"]["itc"]["txt_r1"], abs=0.01
+    )
+    assert measured["recall@5 (image retrieval, ITM)"] == pytest.approx(
+        summary["retrieval_after"]["itm"]["img_r5"], abs=0.01
+    )
+    assert 'from_pretrained("someone/mamo-tiny"' in card.text  # the usage snippet names the repository
+    assert "@inproceedings{zhao2023mamo" in card.text
+
+
+REMOTE_LOAD = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["mamo_hf"] = None  # the package is not importable: only the repository's code may run
+    import torch
+    from PIL import Image
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoProcessor
+
+    repo, reference = sys.argv[1], sys.argv[2]
+    model = AutoModel.from_pretrained(repo, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(repo, trust_remote_code=True)
+    images = [Image.open(f"{reference}/image{index}.png") for index in range(2)]
+    captions = json.load(open(f"{reference}/captions.json"))
+    inputs = processor(images=images, text=captions, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        outputs = model(**inputs)
+    expected = load_file(f"{reference}/expected.safetensors")
+    torch.testing.assert_close(outputs.last_hidden_state, expected["last_hidden_state"], atol=0, rtol=0)
+    torch.testing.assert_close(outputs.logits_per_image, expected["logits_per_image"], atol=0, rtol=0)
+    print("REMOTE", type(model).__module__)
+    """
+)
+
+
+def test_cli_push_then_trust_remote_code_in_a_fresh_process_reproduces_outputs(tmp_path, hub, capsys):
+    folder = trained_folder(tmp_path)
+    main(["push", str(folder), "someone/mamo-cli"])
+    assert "someone/mamo-cli" in capsys.readouterr().out
+    items, _, expected = reference_inputs(folder)
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for index, item in enumerate(items):
+        item["image"].save(reference / f"image{index}.png")
+    (reference / "captions.json").write_text(json.dumps([item["caption"] for item in items]))
+    save_file(
+        {
+            "last_hidden_state": expected.last_hidden_state.contiguous(),
+            "logits_per_image": expected.logits_per_image.contiguous(),
+        },
+        reference / "expected.safetensors",
+    )
+    environment = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
+    environment.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_LOAD, str(hub.root / "someone" / "mamo-cli"), str(reference)],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"REMOTE transformers_modules\.\S+modeling_mamo", result.stdout)
+
+
+def test_native_push_to_hub_also_carries_the_code(tmp_path, hub):
+    torch.manual_seed(0)
+    from helpers import tiny_config
+
+    MamoModel(tiny_config()).push_to_hub("someone/mamo-native")
+    repo = hub.root / "someone" / "mamo-native"
+    config = json.loads((repo / "config.json").read_text())
+    assert config["auto_map"]["AutoModel"] == "modeling_mamo.MamoModel"
+    assert config["auto_map"]["AutoModelForPreTraining"] == "modeling_mamo.MamoForPreTraining"
+    assert (repo / "modeling_mamo.py").exists() and (repo / "configuration_mamo.py").exists()
+
+
+def test_push_refuses_a_folder_that_is_not_a_saved_model(tmp_path, hub):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a saved MAMO model"):
+        main(["push", str(tmp_path / "empty"), "someone/nothing"])
+    assert hub.calls == []
