@@ -226,3 +226,11 @@ def test_push_refuses_a_folder_that_is_not_a_saved_model(tmp_path, hub):
     with pytest.raises(FileNotFoundError, match="not a saved MAMO model"):
         main(["push", str(tmp_path / "empty"), "someone/nothing"])
     assert hub.calls == []
+
+
+def test_the_repository_model_card_parses_with_valid_metadata():
+    card = ModelCard.load(Path(__file__).parent.parent / "MODEL_CARD.md")
+    assert card.data.library_name == "transformers" and card.data.license == "apache-2.0"
+    assert card.data.base_model == ["google/vit-base-patch16-224-in21k", "google-bert/bert-base-uncased"]
+    assert "mamo" in card.data.tags and card.data.pipeline_tag == "visual-question-answering"
+    assert "79.1/94.9/97.8" in card.text and "@inproceedings{zhao2023mamo" in card.text
