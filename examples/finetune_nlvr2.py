@@ -28,6 +28,7 @@ from mamo_hf import MamoConfig, MamoForVisualReasoning, MamoImageProcessorPil, M
 from mamo_hf.configuration_mamo import special_token_ids
 from mamo_hf.data.demo import demo_tokenizer
 from mamo_hf.data.nlvr2 import CountComparisonDataset, NLVR2Collator, NLVR2Dataset
+from mamo_hf.hub import MeasuredResult, finish_run
 
 
 def parse_arguments():
@@ -43,6 +44,8 @@ def parse_arguments():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--push-to-hub", action="store_true", help="upload the model, processor and card")
+    parser.add_argument("--hub-model-id", help="repository for --push-to-hub, e.g. you/mamo-retrieval")
     parser.add_argument("--output-dir", default="nlvr2-demo")
     return parser.parse_args()
 
@@ -113,6 +116,24 @@ def main():
     )
     trainer.save_model(args.output_dir)
     Path(args.output_dir, "metrics.json").write_text(json.dumps(metrics, indent=2))
+    data = Path(args.test_file).stem if args.test_file else "generated count comparisons"
+    finish_run(
+        args.output_dir,
+        hub_model_id=args.hub_model_id if args.push_to_hub else None,
+        model_name=Path(args.output_dir).name,
+        summary="MAMO fine-tuned for NLVR2-style visual reasoning over image pairs with `examples/finetune_nlvr2.py`.",
+        results=[MeasuredResult("visual-reasoning", data, "accuracy", round(metrics["eval_accuracy"], 2))],
+        datasets=[Path(args.train_file).stem if args.train_file else "mamo_hf generated count comparisons"],
+        base_model=args.init,
+        training={
+            "steps": metrics["steps"],
+            "epochs": args.epochs,
+            "learning_rate": args.learning_rate,
+            "batch_size": args.batch_size,
+            "image_size": args.image_size,
+            "seconds": metrics["train_seconds"],
+        },
+    )
     print(
         f"NLVR2 test accuracy {metrics['eval_accuracy']:.1f} % (chance 50 %) after {metrics['steps']} steps, "
         f"{metrics['train_seconds']:.0f} s; metrics in {args.output_dir}/metrics.json"

@@ -31,6 +31,7 @@ from mamo_hf.data import CaptionDataset, PretrainingCollator
 from mamo_hf.data.demo import demo_tokenizer
 from mamo_hf.data.retrieval import RetrievalPairs, demo_retrieval_split, load_retrieval_split
 from mamo_hf.evaluation.retrieval import evaluate_retrieval
+from mamo_hf.hub import finish_run, retrieval_results
 
 
 def parse_arguments():
@@ -47,6 +48,8 @@ def parse_arguments():
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--k", type=int, default=16, help="candidates re-ranked by ITM (paper: 256 COCO, 128 Flickr)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--push-to-hub", action="store_true", help="upload the model, processor and card")
+    parser.add_argument("--hub-model-id", help="repository for --push-to-hub, e.g. you/mamo-retrieval")
     parser.add_argument("--output-dir", default="retrieval-demo")
     return parser.parse_args()
 
@@ -132,6 +135,26 @@ def main():
         "arguments": vars(args),
     }
     Path(args.output_dir, "metrics.json").write_text(json.dumps(metrics, indent=2))
+    test_name = Path(args.test_file).stem if args.test_file else "held-out generated scenes"
+    finish_run(
+        args.output_dir,
+        hub_model_id=args.hub_model_id if args.push_to_hub else None,
+        model_name=Path(args.output_dir).name,
+        summary="MAMO fine-tuned for image-text retrieval (ITC + ITM with hard negatives) with "
+        "`examples/finetune_retrieval.py`; recalls from ITC ranking and ITM re-ranking of the top "
+        f"{args.k}.",
+        results=retrieval_results(after, test_name),
+        datasets=[Path(args.train_file).stem if args.train_file else "mamo_hf generated scenes"],
+        base_model=args.init,
+        training={
+            "steps": trainer.state.global_step,
+            "epochs": args.epochs,
+            "learning_rate": args.learning_rate,
+            "batch_size": args.batch_size,
+            "image_size": args.image_size,
+            "seconds": round(seconds, 1),
+        },
+    )
     for kind in after:
         print(
             f"{kind.upper()}: TR R@1 {before[kind]['txt_r1']:.1f} → {after[kind]['txt_r1']:.1f}, "

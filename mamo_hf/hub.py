@@ -217,8 +217,18 @@ def push_to_hub(
     )
 
 
+def finish_run(folder: str | Path, hub_model_id: str | None = None, **card_arguments) -> None:
+    """What every training script does last: write the model card of its output `folder`, and upload the folder to
+    `hub_model_id` when one is given (`--push-to-hub --hub-model-id`)."""
+    write_model_card(folder, **card_arguments)
+    if hub_model_id:
+        push_to_hub(folder, hub_model_id)
+        print(f"Pushed {folder} to the Hub repository {hub_model_id}.")
+
+
 __all__ = [
     "MeasuredResult",
+    "finish_run",
     "create_model_card",
     "push_to_hub",
     "retrieval_results",

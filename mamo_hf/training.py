@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import TrainerCallback, get_cosine_with_min_lr_schedule_with_warmup
 from transformers.utils import logging
 
+from .hub import finish_run
 from .losses_mamo import sample_image_mask
 
 logger = logging.get_logger(__name__)
@@ -549,14 +550,9 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
         unwrapped.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
         (output_dir / "pretraining_summary.json").write_text(json.dumps(summary, indent=2))
-        _write_card(args, summary, output_dir)
         accelerator.print(_skip_report(skipped))
-        if args.push_to_hub:
-            from .hub import push_to_hub
-
-            repo_id = args.hub_model_id or output_dir.name
-            push_to_hub(output_dir, repo_id)
-            accelerator.print(f"Pushed {output_dir} to the Hub repository {repo_id}.")
+        hub_model_id = (args.hub_model_id or output_dir.name) if args.push_to_hub else None
+        finish_run(output_dir, hub_model_id, **_card_arguments(args, summary, output_dir))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return PretrainingResult(model=unwrapped, processor=processor, summary=summary)
@@ -584,8 +580,9 @@ def _data_description(args: PretrainingArguments) -> tuple[str, list[str]]:
     return "the built-in generated shape scenes of mamo_hf", ["mamo_hf demo scenes"]
 
 
-def _write_card(args: PretrainingArguments, summary: dict, output_dir: Path) -> None:
-    from .hub import retrieval_results, write_model_card
+def _card_arguments(args: PretrainingArguments, summary: dict, output_dir: Path) -> dict:
+    """What the model card of a pre-training run says (see `mamo_hf.hub.create_model_card`)."""
+    from .hub import retrieval_results
 
     data, datasets = _data_description(args)
     results = []
@@ -608,15 +605,14 @@ def _write_card(args: PretrainingArguments, summary: dict, output_dir: Path) -> 
         )
     }
     training.update(steps=summary["steps"], seconds=summary["seconds"], final_losses=summary["final_losses"])
-    write_model_card(
-        output_dir,
-        model_name=output_dir.name,
-        datasets=datasets,
-        base_model=args.init,
-        summary=f"A MAMO model pre-trained with `mamo-hf pretrain` on {data}.",
-        results=results,
-        training=training,
-    )
+    return {
+        "model_name": output_dir.name,
+        "datasets": datasets,
+        "base_model": args.init,
+        "results": results,
+        "summary": f"A MAMO model pre-trained with `mamo-hf pretrain` on {data}.",
+        "training": training,
+    }
 
 
 def _gather_skipped(skipped: dict[str, str]) -> dict[str, str]:

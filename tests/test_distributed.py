@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +17,6 @@ WORKER = Path(__file__).parent / "workers" / "pretraining_step.py"
 ATOL, RTOL = 2e-6, 1e-4
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def run_two_ranks(tmp_path, overrides):
     output = tmp_path / "ranks.pt"
     command = [
@@ -32,10 +25,7 @@ def run_two_ranks(tmp_path, overrides):
         "torch.distributed.run",
         "--nproc_per_node",
         "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
+        "--standalone",
         str(WORKER),
         str(output),
         json.dumps(overrides),

@@ -1,5 +1,11 @@
 """Retrieval: the head's fine-tuning loss, and the evaluation protocol against brute-force references."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from helpers import random_pairs, tiny_config, tiny_tokenizer
@@ -160,30 +166,17 @@ def test_retrieval_finetunes_with_trainer_from_a_pretraining_checkpoint(tmp_path
 
 
 def test_two_processes_shard_the_evaluation_and_agree_with_one(tmp_path):
-    import json
-    import os
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
-
     workers = Path(__file__).parent / "workers"
     sys.path.insert(0, str(workers))
     from retrieval_two_ranks import evaluate
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     command = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--nproc_per_node",
         "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(port),
+        "--standalone",
         str(workers / "retrieval_two_ranks.py"),
         str(tmp_path / "metrics.json"),
     ]

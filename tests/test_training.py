@@ -3,7 +3,6 @@
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -180,12 +179,6 @@ def test_accumulating_two_half_batches_equals_one_full_batch(tmp_path, monkeypat
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_two_processes_stay_in_sync_and_match_one_process(tmp_path):
     settings = {"queue_size": 16}
     command = [
@@ -194,10 +187,7 @@ def test_two_processes_stay_in_sync_and_match_one_process(tmp_path):
         "torch.distributed.run",
         "--nproc_per_node",
         "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
+        "--standalone",
         str(WORKER),
         str(tmp_path / "two"),
         json.dumps(settings),
