@@ -1,5 +1,15 @@
-"""Evaluation protocols: image-text retrieval (ITC top-k, ITM re-ranking, R@K)."""
+"""Evaluation protocols of the paper: image-text retrieval (ITC top-k, ITM re-ranking, R@K), VQA accuracy and
+weakly-supervised grounding (Grad-CAM of the ITM score, proposals ranked by heat)."""
 
+from .grounding import (
+    box_iou,
+    box_scores,
+    gradcam_heatmaps,
+    grounding_accuracy,
+    random_box_accuracy,
+    rank_boxes,
+    save_overlay,
+)
 from .retrieval import (
     RetrievalCorpus,
     encode_corpus,
@@ -8,12 +18,33 @@ from .retrieval import (
     recall_metrics,
     retrieval_metrics,
 )
+from .vqa import (
+    build_answer_vocabulary,
+    normalize_answer,
+    soft_score,
+    soft_scores,
+    vqa_accuracy,
+    vqa_accuracy_of_predictions,
+)
 
 __all__ = [
     "RetrievalCorpus",
+    "box_iou",
+    "box_scores",
+    "build_answer_vocabulary",
     "encode_corpus",
     "evaluate_retrieval",
+    "gradcam_heatmaps",
+    "grounding_accuracy",
     "itm_scores",
+    "normalize_answer",
+    "random_box_accuracy",
+    "rank_boxes",
     "recall_metrics",
     "retrieval_metrics",
+    "save_overlay",
+    "soft_score",
+    "soft_scores",
+    "vqa_accuracy",
+    "vqa_accuracy_of_predictions",
 ]
