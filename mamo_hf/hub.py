@@ -27,7 +27,7 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, EvalResult, ModelCard, ModelCardData
 
 PAPER_URL = "https://arxiv.org/abs/2210.04183"
-TAGS = ["mamo", "vision-language", "multimodal", "image-text-retrieval", "masked-modeling", "custom_code"]
+TAGS = ["mamo", "vision-language", "multimodal", "masked-modeling", "custom_code"]
 CITATION = """@inproceedings{zhao2023mamo,
   title     = {{MAMO}: Fine-Grained Vision-Language Representations Learning with Masked Multimodal Modeling},
   author    = {Zhao, Zijia and Guo, Longteng and He, Xingjian and Shao, Shuai and Yuan, Zehuan and Liu, Jing},
@@ -104,7 +104,7 @@ def create_model_card(
         model_name=model_name,
         library_name="transformers",
         license="apache-2.0",
-        tags=TAGS,
+        tags=TAGS + sorted({result.task for result in results} - set(TAGS)),  # and the tasks measured
         datasets=list(datasets) or None,
         metrics=sorted({result.metric for result in results}) or None,
         base_model=base_model,

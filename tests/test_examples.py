@@ -21,10 +21,10 @@ def run_example(script: str, output_dir: Path, *arguments: str) -> dict:
     return json.loads((output_dir / "metrics.json").read_text())
 
 
-def assert_card_has_results(output_dir: Path) -> None:
+def assert_card_has_results(output_dir: Path, task: str) -> None:
     card = ModelCard.load(output_dir / "README.md")
-    assert card.data.library_name == "transformers"
-    assert card.data.eval_results, "the card carries no measured results"
+    assert card.data.library_name == "transformers" and task in card.data.tags
+    assert card.data.eval_results and {result.task_type for result in card.data.eval_results} == {task}
 
 
 def test_vqa_example(tmp_path):
@@ -39,7 +39,7 @@ def test_vqa_example(tmp_path):
     assert len(predictions) == 64 and {"question_id", "answer"} == set(predictions[0])
     model = MamoForQuestionAnswering.from_pretrained(tmp_path)
     assert {prediction["answer"] for prediction in predictions} <= set(model.config.label2id)
-    assert_card_has_results(tmp_path)
+    assert_card_has_results(tmp_path, "visual-question-answering")
 
 
 def test_nlvr2_example(tmp_path):
@@ -48,7 +48,7 @@ def test_nlvr2_example(tmp_path):
     )
     assert metrics["steps"] == 2 and 0 <= metrics["eval_accuracy"] <= 100
     MamoForVisualReasoning.from_pretrained(tmp_path)
-    assert_card_has_results(tmp_path)
+    assert_card_has_results(tmp_path, "visual-reasoning")
 
 
 def test_retrieval_example(tmp_path):
@@ -59,7 +59,7 @@ def test_retrieval_example(tmp_path):
     )
     assert metrics["steps"] == 2 and set(metrics["after"]) == {"itc", "itm"}
     MamoForImageTextRetrieval.from_pretrained(tmp_path)
-    assert_card_has_results(tmp_path)
+    assert_card_has_results(tmp_path, "image-text-retrieval")
 
 
 def test_grounding_example(tmp_path):
@@ -73,4 +73,4 @@ def test_grounding_example(tmp_path):
     assert 0 < default["random_baseline"] < 100
     assert len(metrics["overlays"]) == 2 and all(Path(path).is_file() for path in metrics["overlays"])
     MamoForImageTextRetrieval.from_pretrained(tmp_path)
-    assert_card_has_results(tmp_path)
+    assert_card_has_results(tmp_path, "visual-grounding")

@@ -90,7 +90,7 @@ def test_activation_checkpointing_matches_plain(model):
     batch = random_pairs(model.config)
     model.train()
     plain_outputs, plain_grads = _loss_and_gradients(model, batch)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     layers = [*model.image_encoder.layers, *model.text_encoder.layers, *model.fusion_encoder.layers]
     assert all(layer.gradient_checkpointing for layer in layers)
     checkpointed_outputs, checkpointed_grads = _loss_and_gradients(model, batch)

@@ -1,0 +1,133 @@
+"""Pre-training step: the design choices of `MamoForPreTraining`, measured side by side in one run.
+
+    python benchmarks/pretraining_step.py --width 256 --layers 4 --batch-size 32 --repeats 5
+
+Compares, on the same inputs and weights (forward + backward of one step, median of `--repeats`):
+
+1. one fusion call on all the views of the step (positives, hard negatives, (Ĩ, T), (I, T̃)) — what the model does —
+   against one fusion call per view;
+2. SDPA attention (the default) against eager attention;
+3. activation checkpointing against plain (time; on a GPU also peak memory).
+
+Writes `benchmarks/results/pretraining_step_<device>.json`. Ratios > 1 mean the model's choice is faster.
+"""
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from mamo_hf import MamoConfig, MamoForPreTraining
+from mamo_hf.modeling_mamo import _FusionBatch
+
+
+class _FusionPerView(_FusionBatch):
+    """The alternative to measure: the fusion encoder once per view."""
+
+    def run(self, model):
+        length = max(view[0].shape[1] for view in self.views.values())
+        fused = {}
+        for name, (text_states, text_mask, image_states) in self.views.items():
+            padding = length - text_states.shape[1]
+            text_states = torch.nn.functional.pad(text_states, (0, 0, 0, padding))
+            text_mask = torch.nn.functional.pad(text_mask, (0, padding))
+            fused[name] = model.fuse(text_states, text_mask, image_states).last_hidden_state
+        return fused, length
+
+
+def build(args) -> tuple[MamoForPreTraining, dict]:
+    width = {
+        "hidden_size": args.width,
+        "num_attention_heads": args.width // 64,
+        "intermediate_size": 4 * args.width,
+        "num_hidden_layers": args.layers,
+    }
+    config = MamoConfig(
+        vision_config={"image_size": args.image_size, "patch_size": 16, **width},
+        text_config={
+            "vocab_size": 1000,
+            "pad_token_id": 0,
+            "cls_token_id": 1,
+            "sep_token_id": 2,
+            "mask_token_id": 3,
+            **width,
+        },
+        fusion_encoder_config=width,
+    )
+    torch.manual_seed(0)
+    model = MamoForPreTraining(config).to(args.device).train()
+    generator = torch.Generator().manual_seed(0)
+    batch = {
+        "input_ids": torch.randint(4, 1000, (args.batch_size, 30), generator=generator),
+        "attention_mask": torch.ones(args.batch_size, 30, dtype=torch.long),
+        "pixel_values": torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=generator),
+    }
+    return model, {name: value.to(args.device) for name, value in batch.items()}
+
+
+def step_seconds(model, batch, repeats: int, device: str) -> tuple[float, float | None]:
+    """Median seconds of forward + backward, and the peak accelerator memory in GiB (None on CPU)."""
+    times = []
+    for repeat in range(repeats + 1):  # the first run warms up
+        model.zero_grad(set_to_none=True)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        started = time.perf_counter()
+        loss = model(**batch, generator=torch.Generator(device=device).manual_seed(repeat)).loss
+        loss.backward()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if repeat:
+            times.append(time.perf_counter() - started)
+    memory = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    return statistics.median(times), memory
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    import mamo_hf.modeling_mamo as modeling
+
+    model, batch = build(args)
+    results = {"settings": vars(args), "seconds": {}, "peak_memory_gib": {}}
+
+    def measure(name):
+        results["seconds"][name], results["peak_memory_gib"][name] = step_seconds(
+            model, batch, args.repeats, args.device
+        )
+
+    measure("one fusion call (sdpa)")
+    modeling._FusionBatch, batched = _FusionPerView, modeling._FusionBatch
+    measure("fusion per view (sdpa)")
+    modeling._FusionBatch = batched
+    model.set_attn_implementation("eager")
+    measure("one fusion call (eager)")
+    model.set_attn_implementation("sdpa")
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    measure("one fusion call (sdpa, checkpointing)")
+
+    seconds = results["seconds"]
+    results["ratios"] = {
+        "fusion per view / one call": seconds["fusion per view (sdpa)"] / seconds["one fusion call (sdpa)"],
+        "eager / sdpa": seconds["one fusion call (eager)"] / seconds["one fusion call (sdpa)"],
+        "checkpointing / plain": seconds["one fusion call (sdpa, checkpointing)"] / seconds["one fusion call (sdpa)"],
+    }
+    print(json.dumps(results, indent=2))
+    output = Path(__file__).parent / "results" / f"pretraining_step_{args.device.split(':')[0]}.json"
+    output.parent.mkdir(exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
