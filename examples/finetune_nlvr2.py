@@ -1,9 +1,15 @@
 """Fine-tune MAMO for NLVR2 (is a statement true of a pair of images?) with `transformers.Trainer`.
 
-On CPU, by default: a tiny MAMO from scratch on the generated count-comparison task of `mamo_hf.data.nlvr2`
-("the left image has more red objects than the right image"; chance 50 %):
+On CPU, by default: the generated count-comparison task of `mamo_hf.data.nlvr2` ("the left image has more red
+objects than the right image"; chance 50 %), starting from the `mamo-hf demo` model or from a tiny MAMO from scratch:
 
-    python examples/finetune_nlvr2.py --output-dir nlvr2-demo
+    mamo-hf demo                                                   # pre-trains ./mamo-demo (about 4 minutes)
+    python examples/finetune_nlvr2.py --init mamo-demo --output-dir nlvr2-demo
+
+On this project's 2-core CPU (4 epochs of 12,000 pairs, 1,500 steps, lr 1e-4): 99.8 % test accuracy from the demo
+model in 95 s, but 49.8 % (chance) from scratch in 105 s: counting colours in two images and comparing them is
+learnt on top of pre-trained alignment, not from the binary label alone. A learning rate of 1e-3 also leaves the
+demo model at chance (47.8 %).
 
 Full size (the paper's protocol; GPUs): start from a pre-trained MAMO-base, NLVR2 in ALBEF's JSON format, 384 px,
 `MamoForVisualReasoning` on (image 1, text) and (image 2, text); ALBEF fine-tunes 10 epochs at lr 2e-5:
@@ -42,7 +48,7 @@ def parse_arguments():
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--epochs", type=float, default=4)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--push-to-hub", action="store_true", help="upload the model, processor and card")
     parser.add_argument("--hub-model-id", help="repository for --push-to-hub, e.g. you/mamo-retrieval")
