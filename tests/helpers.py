@@ -1,6 +1,11 @@
-"""Small builders shared by the tests: tiny configs, a real BERT tokenizer from a vocab, image-text batches."""
+"""Small builders shared by the tests: tiny configs, a real BERT tokenizer from a vocab, image-text batches; the
+exit of the torchrun workers."""
+
+import os
+import sys
 
 import torch
+import torch.distributed as dist
 from transformers import BertTokenizer
 
 from mamo_hf import MamoConfig
@@ -41,3 +46,18 @@ def random_pairs(config: MamoConfig, batch_size: int = 4, length: int = 9, seed:
         input_ids[row, real:] = text.pad_token_id
         attention_mask[row, real:] = 0
     return {"input_ids": input_ids, "attention_mask": attention_mask, "pixel_values": pixel_values}
+
+
+def exit_distributed_worker() -> None:
+    """End a torchrun test worker once its results are written: a barrier (when a process group is still open),
+    then `os._exit(0)`.
+
+    Interpreter teardown is skipped on purpose. Destroying a gloo process group at exit, while a DDP reducer or a
+    finished collective still holds Python-owned tensors, can deadlock: the destructor joins gloo's worker thread
+    while holding the GIL, and that thread waits for the GIL to free the tensors (seen hanging a CI run, torch 2.13).
+    """
+    if dist.is_initialized():
+        dist.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

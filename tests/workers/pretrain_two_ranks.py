@@ -12,7 +12,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from mamo_hf.training import PretrainingArguments, pretrain
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from helpers import exit_distributed_worker  # noqa: E402
+
+from mamo_hf.training import PretrainingArguments, pretrain  # noqa: E402
 
 
 def main(output_dir: str, model_config: dict):
@@ -37,6 +40,7 @@ def main(output_dir: str, model_config: dict):
     model = pretrain(args).model
     state = torch.cat([tensor.detach().flatten().float() for tensor in model.state_dict().values()])
     save_file({"state": state}, str(Path(output_dir) / f"rank{os.environ['RANK']}.safetensors"))
+    exit_distributed_worker()
 
 
 if __name__ == "__main__":

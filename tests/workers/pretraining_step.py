@@ -12,7 +12,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import random_pairs, tiny_config  # noqa: E402
+from helpers import exit_distributed_worker, random_pairs, tiny_config  # noqa: E402
 
 from mamo_hf import MamoForPreTraining  # noqa: E402
 
@@ -75,7 +75,7 @@ def main(output_path: str, overrides: dict):
         torch.save(
             {"losses": losses, "gradients": gradients, "queue": getattr(model, "image_queue", None)}, output_path
         )
-    dist.destroy_process_group()
+    exit_distributed_worker()
 
 
 if __name__ == "__main__":

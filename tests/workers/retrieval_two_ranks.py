@@ -3,9 +3,13 @@ and scores its share; rank 0 writes the metrics to the file given as argument.""
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from helpers import exit_distributed_worker  # noqa: E402
 
 from mamo_hf import MamoConfig, MamoForImageTextRetrieval, MamoImageProcessorPil, MamoProcessor
 from mamo_hf.configuration_mamo import special_token_ids
@@ -42,4 +46,4 @@ if __name__ == "__main__":
     if dist.get_rank() == 0:
         with open(sys.argv[1], "w") as handle:
             json.dump(metrics, handle)
-    dist.destroy_process_group()
+    exit_distributed_worker()
