@@ -243,6 +243,7 @@ def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `mamo-hf` with `argv` (default: the process' arguments); YAML files given with `--config` set defaults."""
     args = build_parser(_yaml_settings(argv)).parse_args(argv)
     args.run(args)
     return 0

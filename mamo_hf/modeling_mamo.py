@@ -1026,6 +1026,7 @@ class _FusionBatch:
         self.views: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def add(self, name: str, text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor):
+        """Queue one (text, image) view under `name` for the single fusion call of `run`."""
         self.views[name] = (text_states, text_mask, image_states)
 
     def run(self, model: "MamoModel") -> tuple[dict[str, torch.Tensor], int]:

@@ -61,6 +61,7 @@ class MamoTeacherUpdateCallback(TrainerCallback):
     """
 
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        """One EMA update of the teacher after each optimizer step (not after each accumulated micro-batch)."""
         model.update_teacher()
 
 
@@ -287,6 +288,7 @@ class EpochShuffleSampler(Sampler):
         self.size, self.seed, self.epoch = size, seed, 0
 
     def set_epoch(self, epoch: int):
+        """Use the permutation of epoch `epoch` from now on."""
         self.epoch = epoch
 
     def __len__(self):
@@ -370,6 +372,7 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
 
 
 def resolve_resume(resume: str, output_dir: Path) -> Path:
+    """The checkpoint folder `--resume` names: "latest" (the newest complete checkpoint of `output_dir`) or a path."""
     if resume == "latest":
         checkpoints = list_checkpoints(output_dir)
         if not checkpoints:

@@ -52,6 +52,7 @@ class SceneObject:
         return f"{row} {column}"
 
     def describe(self) -> str:
+        """The object in words: "a large red circle at the top left"."""
         return f"a {self.size} {self.colour} {self.shape} at the {self.position}"
 
 
