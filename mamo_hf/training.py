@@ -371,6 +371,20 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
     return sorted(found, key=lambda path: int(path.name.removeprefix(CHECKPOINT_PREFIX)))
 
 
+def _end_training(accelerator: Accelerator) -> None:
+    """Wait for every rank, then close the trackers and the process group.
+
+    Under gloo, gloo's worker threads first get the GIL for a moment: a thread that frees a finished collective needs
+    it for the collective's Python-owned tensors, and if the process group is destroyed meanwhile (when the DDP
+    wrapper goes; the destructor joins those threads while holding the GIL) the process deadlocks. Seen at the end
+    of 2-process CPU runs with torch 2.13.
+    """
+    accelerator.wait_for_everyone()
+    if torch.distributed.is_initialized() and torch.distributed.get_backend() == "gloo":
+        time.sleep(0.2)
+    accelerator.end_training()
+
+
 def resolve_resume(resume: str, output_dir: Path) -> Path:
     """The checkpoint folder `--resume` names: "latest" (the newest complete checkpoint of `output_dir`) or a path."""
     if resume == "latest":
@@ -556,8 +570,7 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
         accelerator.print(_skip_report(skipped))
         hub_model_id = (args.hub_model_id or output_dir.name) if args.push_to_hub else None
         finish_run(output_dir, hub_model_id, **_card_arguments(args, summary, output_dir))
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
+    _end_training(accelerator)
     return PretrainingResult(model=unwrapped, processor=processor, summary=summary)
 
 
