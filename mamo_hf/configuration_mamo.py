@@ -232,6 +232,15 @@ class MamoConfig(PreTrainedConfig):
             of 0 skips that objective's computation.
         mrm_target_layers (`int`, defaults to 1): MRM target is the average of the top-K teacher fusion layers, each
             normalised by a parameter-free LayerNorm when K > 1. [decision]
+        normalize_targets (`bool`, defaults to `False`): normalise each MIM and MRM target vector with a
+            parameter-free LayerNorm (data2vec, MAE's normalised pixels), so that the student cannot lower the
+            masked-modeling losses by shrinking the scale of the teacher's features. [decision]
+        masked_modeling_warmup_steps (`int`, defaults to 0): the MIM and MRM weights ramp up linearly from 0 over this
+            many teacher updates (optimizer steps), while the teacher is still close to its random initialisation.
+            [decision]
+        itm_negative_gradient (`bool`, defaults to `True`): back-propagate the ITM loss of the hard-negative pairs
+            into the encoders that produced the negatives, as ALBEF does; `False` feeds them to the fusion encoder as
+            constants.
         initializer_range (`float`, defaults to 0.02): std of the initialisation of the MAMO-specific layers.
         tie_word_embeddings (`bool`, defaults to `True`): tie the MLM decoder to the text word embeddings.
 
@@ -271,6 +280,9 @@ class MamoConfig(PreTrainedConfig):
     mim_weight: float | int = 1.0
     mrm_weight: float | int = 1.0
     mrm_target_layers: int = 1
+    normalize_targets: bool = False
+    masked_modeling_warmup_steps: int = 0
+    itm_negative_gradient: bool = True
     initializer_range: float | int = 0.02
     tie_word_embeddings: bool = True
 
@@ -314,6 +326,11 @@ class MamoConfig(PreTrainedConfig):
             1 <= self.mrm_target_layers <= fusion_layers,
             "mrm_target_layers",
             f"must be between 1 and the number of fusion layers ({fusion_layers}), got {self.mrm_target_layers}.",
+        )
+        _require(
+            self.masked_modeling_warmup_steps >= 0,
+            "masked_modeling_warmup_steps",
+            f"must be non-negative, got {self.masked_modeling_warmup_steps}.",
         )
 
     @classmethod

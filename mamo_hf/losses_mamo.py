@@ -17,6 +17,8 @@ Every function works in one process without a process group; under `torch.distri
 results equal to one process on the concatenated global batch (DDP averages the gradients of the ranks).
 """
 
+from typing import NamedTuple
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -51,16 +53,27 @@ class _GatherWithGrad(torch.autograd.Function):
         return grad[ctx.rank * ctx.batch_size : (ctx.rank + 1) * ctx.batch_size]
 
 
-def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+def gather_with_grad(tensor: torch.Tensor, pad_dim: int | None = None, pad_value: float = 0) -> torch.Tensor:
     """Concatenate `tensor` `[B, ...]` from every rank into `[world · B, ...]`, keeping the gradient.
 
     The backward all-reduces the incoming gradient, so that with DDP's gradient averaging each rank ends up with
     the gradient of the mean of the ranks' losses, i.e. of the single-process loss on the global batch. Every rank
-    must pass the same `B`. Without a process group this is the identity.
+    must pass the same `B`; with `pad_dim`, ranks may differ in the size of that dimension (padded with `pad_value`
+    to the largest first). Without a process group this is the identity.
     """
     if world_size_and_rank()[0] == 1:
         return tensor
+    if pad_dim is not None:
+        tensor = pad_to_length(
+            tensor, _max_over_ranks(tensor.shape[pad_dim], tensor.device), dim=pad_dim, value=pad_value
+        )
     return _GatherWithGrad.apply(tensor)
+
+
+def _max_over_ranks(value: int, device) -> int:
+    size = torch.tensor([value], device=device)
+    dist.all_reduce(size, op=dist.ReduceOp.MAX)
+    return int(size.item())
 
 
 @torch.no_grad()
@@ -75,9 +88,9 @@ def gather_without_grad(tensor: torch.Tensor, pad_dim: int | None = None, pad_va
         return tensor.detach()
     tensor = tensor.detach().contiguous()
     if pad_dim is not None:
-        size = torch.tensor([tensor.shape[pad_dim]], device=tensor.device)
-        dist.all_reduce(size, op=dist.ReduceOp.MAX)
-        tensor = pad_to_length(tensor, int(size.item()), dim=pad_dim, value=pad_value)
+        tensor = pad_to_length(
+            tensor, _max_over_ranks(tensor.shape[pad_dim], tensor.device), dim=pad_dim, value=pad_value
+        )
     gathered = [torch.empty_like(tensor) for _ in range(world_size)]
     dist.all_gather(gathered, tensor)
     return torch.cat(gathered, dim=0)
@@ -195,6 +208,13 @@ def _device_of(generator: torch.Generator | None, fallback):
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def scaled_similarity(rows: torch.Tensor, columns: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """`rows · columnsᵀ / τ` `[R, C]` in float32, also under autocast: a bf16 product of unit vectors is off by
+    about 4e-3, which τ = 0.07 turns into 0.03 in a logit (and τ → 0.001 into 2)."""
+    with torch.autocast(device_type=rows.device.type, enabled=False):
+        return rows.float() @ columns.float().t() / temperature.float()
+
+
 def contrastive_targets(
     positive_mask: torch.Tensor, soft_targets: torch.Tensor | None = None, alpha: float = 0.0
 ) -> torch.Tensor:
@@ -223,7 +243,7 @@ def image_text_contrastive_loss(
 
     `L = ½ [ −Σ_c y^{i2t}_{bc} log softmax_c s(v_b, t_c) − Σ_c y^{t2i}_{bc} log softmax_c s(t_b, v_c) ]`,
 
-    averaged over the rows `b`. The softmax runs in float32.
+    averaged over the rows `b`. Similarities and softmax run in float32 (`scaled_similarity`).
 
     Args:
         image_embeds, text_embeds: this rank's features `[B, P]` (the rows).
@@ -235,8 +255,8 @@ def image_text_contrastive_loss(
     Returns:
         The loss and the image-to-text logits `[B, C]`.
     """
-    logits_per_image = (image_embeds @ text_candidates.t()).float() / temperature
-    logits_per_text = (text_embeds @ image_candidates.t()).float() / temperature
+    logits_per_image = scaled_similarity(image_embeds, text_candidates, temperature)
+    logits_per_text = scaled_similarity(text_embeds, image_candidates, temperature)
     loss_i2t = -(image_to_text_targets * logits_per_image.log_softmax(dim=-1)).sum(dim=-1).mean()
     loss_t2i = -(text_to_image_targets * logits_per_text.log_softmax(dim=-1)).sum(dim=-1).mean()
     return (loss_i2t + loss_t2i) / 2, logits_per_image
@@ -271,6 +291,47 @@ def sample_hard_negatives(
     masked = torch.where(has_negative[:, None], masked, torch.zeros_like(masked))
     probabilities = masked.softmax(dim=-1)
     return torch.multinomial(probabilities, 1, generator=generator).squeeze(1), has_negative
+
+
+class ItmNegatives(NamedTuple):
+    """Hard negatives of every pair of the global batch (see `sample_itm_negatives`), each `[N]`."""
+
+    texts: torch.Tensor
+    images: torch.Tensor
+    image_has_negative: torch.Tensor
+    text_has_negative: torch.Tensor
+
+
+@torch.no_grad()
+def sample_itm_negatives(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    temperature: torch.Tensor,
+    pair_ids: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> ItmNegatives:
+    """For each pair `n` of the global batch, a hard negative text for its image and a hard negative image for its
+    text, drawn with probability `softmax(s/τ)` of the float32 ITC similarity `s` (`scaled_similarity`) among the
+    pairs with another id (`sample_hard_negatives`).
+
+    Args:
+        image_embeds, text_embeds: `[N, P]` ITC features of the global batch.
+        temperature: τ.
+        pair_ids: `[N]` image ids; pairs sharing one are positives of each other, never negatives.
+        generator: source of the draws.
+    """
+    logits = scaled_similarity(image_embeds, text_embeds, temperature)
+    positives = pair_ids[:, None] == pair_ids[None, :]
+    texts, image_has_negative = sample_hard_negatives(logits, positives, generator)
+    images, text_has_negative = sample_hard_negatives(logits.t(), positives.t(), generator)
+    return ItmNegatives(texts, images, image_has_negative, text_has_negative)
+
+
+def itm_labels(batch_size: int, image_has_negative: torch.Tensor, text_has_negative: torch.Tensor) -> torch.Tensor:
+    """Labels `[3B]` of the ITM views in the order positives, (image, negative text), (negative image, text):
+    1 = matched, 0 = not, −100 where no negative existed."""
+    ones = torch.ones(batch_size, dtype=torch.long, device=image_has_negative.device)
+    return torch.cat([ones, torch.where(image_has_negative, 0, -100), torch.where(text_has_negative, 0, -100)])
 
 
 def image_text_matching_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -322,13 +383,20 @@ def masked_representation_loss(predicted: torch.Tensor, target: torch.Tensor) ->
     return distributed_mean(total, torch.tensor(predicted.shape[0], device=predicted.device))
 
 
-def representation_targets(layer_states: tuple[torch.Tensor, ...], num_layers: int) -> torch.Tensor:
+def normalized_target(target: torch.Tensor) -> torch.Tensor:
+    """A parameter-free LayerNorm of each target vector `[..., D]`, in float32: `LN(x) = (x − mean(x)) / std(x)`."""
+    return F.layer_norm(target.float(), target.shape[-1:])
+
+
+def representation_targets(
+    layer_states: tuple[torch.Tensor, ...], num_layers: int, normalize: bool = False
+) -> torch.Tensor:
     """MRM target `h`: the last fusion layer, or with `num_layers = K > 1` the average of the top-K layers, each
-    normalised by a parameter-free LayerNorm (data2vec): `h = (1/K) Σ_{l > L−K} LN(h^l)`."""
-    if num_layers == 1:
+    normalised by a parameter-free LayerNorm (data2vec): `h = (1/K) Σ_{l > L−K} LN(h^l)`. With `normalize`, the
+    single last layer is normalised too."""
+    if num_layers == 1 and not normalize:
         return layer_states[-1]
-    top = layer_states[-num_layers:]
-    return torch.stack([F.layer_norm(state.float(), state.shape[-1:]) for state in top]).mean(dim=0)
+    return torch.stack([normalized_target(state) for state in layer_states[-num_layers:]]).mean(dim=0)
 
 
 __all__ = [
@@ -340,13 +408,18 @@ __all__ = [
     "image_mask_to_indices",
     "image_text_contrastive_loss",
     "image_text_matching_loss",
+    "itm_labels",
+    "ItmNegatives",
     "masked_image_modeling_loss",
     "masked_language_modeling_loss",
     "masked_representation_loss",
+    "normalized_target",
     "pad_to_length",
     "representation_targets",
     "sample_hard_negatives",
     "sample_image_mask",
+    "sample_itm_negatives",
     "sample_text_mask",
+    "scaled_similarity",
     "world_size_and_rank",
 ]

@@ -14,9 +14,8 @@
 """PyTorch MAMO: a ViT image encoder, a BERT text encoder and a merged-attention fusion encoder (SPEC.md §1)."""
 
 import math
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -42,14 +41,17 @@ from .losses_mamo import (
     image_mask_to_indices,
     image_text_contrastive_loss,
     image_text_matching_loss,
+    itm_labels,
     masked_image_modeling_loss,
     masked_language_modeling_loss,
     masked_representation_loss,
+    normalized_target,
     pad_to_length,
     representation_targets,
-    sample_hard_negatives,
     sample_image_mask,
+    sample_itm_negatives,
     sample_text_mask,
+    scaled_similarity,
     world_size_and_rank,
 )
 
@@ -62,6 +64,9 @@ MAMO_AUTO_MAP = {
     "AutoModelForPreTraining": "modeling_mamo.MamoForPreTraining",
     "AutoModelForVisualQuestionAnswering": "modeling_mamo.MamoForQuestionAnswering",
 }
+
+# The pre-training objectives of SPEC.md §3, in the order they are computed; `config.<name>_weight` weighs each.
+OBJECTIVES = ("itc", "itm", "mlm", "mim", "mrm")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -346,115 +351,6 @@ class MamoTextEmbeddings(nn.Module):
 # --------------------------------------------------------------------------------------------------------------------
 
 
-_BERT_LAYER_RENAMES = (
-    ("attention.self.query.", "attention.q_proj."),
-    ("attention.self.key.", "attention.k_proj."),
-    ("attention.self.value.", "attention.v_proj."),
-    ("attention.output.dense.", "attention.o_proj."),
-    ("attention.output.LayerNorm.", "attention_layernorm."),
-    ("intermediate.dense.", "mlp.fc1."),
-    ("output.dense.", "mlp.fc2."),
-    ("output.LayerNorm.", "output_layernorm."),
-)
-
-
-def vit_to_mamo_state_dict(
-    vit_state: dict[str, torch.Tensor], grid_size: int, prefix: str = ""
-) -> dict[str, torch.Tensor]:
-    """Rename a transformers `ViTModel` state dict to MAMO's image encoder (`{prefix}image_encoder.*`).
-
-    The ViT pooler has no MAMO counterpart and is left out. Position embeddings learned for another resolution are
-    interpolated to a `grid_size × grid_size` patch grid.
-    """
-    mapped = {}
-    for name, tensor in vit_state.items():
-        if name.startswith("pooler.") or name == "embeddings.mask_token":
-            continue
-        name = name.replace("embeddings.patch_embeddings.projection.", "embeddings.patch_embeddings.")
-        if name == "embeddings.position_embeddings" and tensor.shape[1] != 1 + grid_size**2:
-            tensor = interpolate_position_embeddings(tensor, grid_size, grid_size)
-        mapped[f"{prefix}image_encoder.{name}"] = tensor
-    return mapped
-
-
-_BERT_MLM_HEAD_RENAMES = {
-    "cls.predictions.transform.dense.weight": "mlm_head.dense.weight",
-    "cls.predictions.transform.dense.bias": "mlm_head.dense.bias",
-    "cls.predictions.transform.LayerNorm.weight": "mlm_head.layernorm.weight",
-    "cls.predictions.transform.LayerNorm.bias": "mlm_head.layernorm.bias",
-    "cls.predictions.bias": "mlm_head.decoder.bias",
-}
-
-
-def bert_to_mamo_state_dict(
-    bert_state: dict[str, torch.Tensor], num_text_layers: int, prefix: str = ""
-) -> dict[str, torch.Tensor]:
-    """Rename a transformers BERT state dict to MAMO's text and fusion encoders and MLM head.
-
-    BERT layers `0..num_text_layers-1` become the text encoder's layers, the following ones the fusion encoder's
-    (SPEC.md §1); encoder keys get `prefix` (the base-model prefix of a head model). BERT's MLM head, when the
-    checkpoint has one, becomes `mlm_head.*` (its decoder weight is tied to the word embeddings). The pooler and NSP
-    head have no MAMO counterpart and are left out.
-    """
-    mapped = {}
-    for name, tensor in bert_state.items():
-        if name in _BERT_MLM_HEAD_RENAMES:
-            mapped[_BERT_MLM_HEAD_RENAMES[name]] = tensor
-            continue
-        name = name.removeprefix("bert.")
-        if name.startswith("embeddings."):
-            mapped[prefix + "text_encoder." + name.replace(".LayerNorm.", ".layernorm.")] = tensor
-            continue
-        layer = re.fullmatch(r"encoder\.layer\.(\d+)\.(.+)", name)
-        if layer is None:
-            continue
-        index, rest = int(layer[1]), layer[2]
-        old, new = next(rename for rename in _BERT_LAYER_RENAMES if rest.startswith(rename[0]))
-        rest = new + rest.removeprefix(old)
-        if index < num_text_layers:
-            mapped[f"{prefix}text_encoder.layers.{index}.{rest}"] = tensor
-        else:
-            mapped[f"{prefix}fusion_encoder.layers.{index - num_text_layers}.{rest}"] = tensor
-    return mapped
-
-
-def mamo_config_from_vit_bert(
-    vit_config, bert_config, num_text_layers: int, image_size: int, special_tokens: dict[str, int], **overrides
-) -> MamoConfig:
-    """The `MamoConfig` of a model whose encoders come from a ViT and a BERT checkpoint (SPEC.md §1)."""
-    if not 0 < num_text_layers < bert_config.num_hidden_layers:
-        raise ValueError(
-            f"`num_text_layers` must be between 1 and {bert_config.num_hidden_layers - 1} so that both the text "
-            f"and the fusion encoder get BERT layers, got {num_text_layers}."
-        )
-    shared = ("hidden_size", "num_attention_heads", "intermediate_size", "hidden_act", "layer_norm_eps")
-    shared += ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range")
-    vit_fields = {name: getattr(vit_config, name) for name in shared}
-    bert_fields = {name: getattr(bert_config, name) for name in shared}
-    return MamoConfig(
-        vision_config=MamoVisionConfig(
-            **vit_fields,
-            num_hidden_layers=vit_config.num_hidden_layers,
-            image_size=image_size,
-            patch_size=vit_config.patch_size,
-            num_channels=vit_config.num_channels,
-            qkv_bias=vit_config.qkv_bias,
-        ),
-        text_config=MamoTextConfig(
-            **bert_fields,
-            num_hidden_layers=num_text_layers,
-            vocab_size=bert_config.vocab_size,
-            max_position_embeddings=bert_config.max_position_embeddings,
-            type_vocab_size=bert_config.type_vocab_size,
-            **special_tokens,
-        ),
-        fusion_encoder_config=MamoFusionConfig(
-            **bert_fields, num_hidden_layers=bert_config.num_hidden_layers - num_text_layers
-        ),
-        **overrides,
-    )
-
-
 class MamoPreTrainedModel(PreTrainedModel):
     """Weight initialisation and the loading conventions shared by every MAMO model."""
 
@@ -469,7 +365,7 @@ class MamoPreTrainedModel(PreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [
         r"^teacher\.",
         r"^(itm_head|mlm_head|mim_predictor|mrm_predictor|vqa_head|nlvr_head)\.",
-        r"^(image_queue|text_queue|queue_pointer)$",
+        r"^(image_queue|text_queue|queue_pointer|teacher_updates)$",
     ]
 
     def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False):
@@ -497,6 +393,8 @@ class MamoPreTrainedModel(PreTrainedModel):
                 init.copy_(module.image_queue, _initial_queue(module.config))
                 init.copy_(module.text_queue, _initial_queue(module.config, seed=1))
                 init.zeros_(module.queue_pointer)
+            if module.config.masked_modeling_warmup_steps > 0:
+                init.zeros_(module.teacher_updates)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, with an `auto_map` naming every MAMO class, so that the folder loads
@@ -544,6 +442,8 @@ class MamoPreTrainedModel(PreTrainedModel):
         ```
         """
         from transformers import AutoTokenizer, BertForMaskedLM, ViTModel
+
+        from .conversion_mamo import bert_to_mamo_state_dict, mamo_config_from_vit_bert, vit_to_mamo_state_dict
 
         vision = ViTModel.from_pretrained(vision_model_name_or_path, add_pooling_layer=False, dtype=torch.float32)
         text = BertForMaskedLM.from_pretrained(text_model_name_or_path, dtype=torch.float32)
@@ -939,7 +839,7 @@ class MamoModel(MamoPreTrainedModel):
         fusion_outputs = self.fuse(text_outputs.last_hidden_state, attention_mask, image_states, **kwargs)
 
         image_embeds, text_embeds = image_outputs.pooler_output, text_outputs.pooler_output
-        logits_per_image = image_embeds @ text_embeds.t() / self.itc_temperature
+        logits_per_image = scaled_similarity(image_embeds, text_embeds, self.itc_temperature)
         return MamoModelOutput(
             last_hidden_state=fusion_outputs.last_hidden_state,
             pooler_output=fusion_outputs.last_hidden_state[:, 0],
@@ -1047,17 +947,16 @@ class _ImageTextAlignmentMixin:
     `MamoForImageTextRetrieval` (both have `self.mamo`, `self.itm_head` and `self.config`)."""
 
     def _contrastive_loss(self, image, text, image_ids, teacher=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """ITC of this rank's pairs against the global batch; with a `teacher` (pre-training), against the teacher's
-        features and the queue when `config.queue_size > 0`, with distillation when `config.distill_alpha > 0`."""
+        """ITC of this rank's pairs against the global batch; with `teacher` features (pre-training), against the
+        teacher's features and the queue when `config.queue_size > 0`, with distillation when
+        `config.distill_alpha > 0`."""
         image_embeds, text_embeds = image.pooler_output, text.pooler_output
         local_ids, global_ids = _pair_ids(image_ids, image_embeds)
         positives = local_ids[:, None] == global_ids[None, :]
         queue_size = self.config.queue_size if teacher is not None else 0
         if queue_size > 0:
-            teacher_images = gather_without_grad(teacher["image"].pooler_output)
-            teacher_texts = gather_without_grad(teacher["text"].pooler_output)
-            image_candidates = torch.cat([teacher_images, self.image_queue.detach()])
-            text_candidates = torch.cat([teacher_texts, self.text_queue.detach()])
+            image_candidates = torch.cat([gather_without_grad(teacher.image_embeds), self.image_queue.detach()])
+            text_candidates = torch.cat([gather_without_grad(teacher.text_embeds), self.text_queue.detach()])
             positives = pad_to_length(positives, positives.shape[1] + queue_size, dim=1, value=False)
         else:
             image_candidates, text_candidates = gather_with_grad(image_embeds), gather_with_grad(text_embeds)
@@ -1066,16 +965,13 @@ class _ImageTextAlignmentMixin:
         alpha = self.config.distill_alpha if teacher is not None else 0.0
         if alpha > 0:
             with torch.no_grad():
-                teacher_image_candidates, teacher_text_candidates = (
-                    (image_candidates, text_candidates)
-                    if queue_size > 0
-                    else (
-                        gather_without_grad(teacher["image"].pooler_output),
-                        gather_without_grad(teacher["text"].pooler_output),
-                    )
-                )
-                soft_i2t = (teacher["image"].pooler_output @ teacher_text_candidates.t() / temperature).softmax(-1)
-                soft_t2i = (teacher["text"].pooler_output @ teacher_image_candidates.t() / temperature).softmax(-1)
+                if queue_size > 0:
+                    teacher_images, teacher_texts = image_candidates, text_candidates
+                else:
+                    teacher_images = gather_without_grad(teacher.image_embeds)
+                    teacher_texts = gather_without_grad(teacher.text_embeds)
+                soft_i2t = scaled_similarity(teacher.image_embeds, teacher_texts, temperature).softmax(-1)
+                soft_t2i = scaled_similarity(teacher.text_embeds, teacher_images, temperature).softmax(-1)
         return image_text_contrastive_loss(
             image_embeds,
             text_embeds,
@@ -1088,28 +984,29 @@ class _ImageTextAlignmentMixin:
 
     def _add_matching_views(self, views, image, text, attention_mask, image_ids, generator) -> torch.Tensor:
         """Add the ITM pairs to the fusion batch: the positives, each image with a hard negative text and each text
-        with a hard negative image, drawn from the global batch. Returns the ITM labels `[3B]`.
+        with a hard negative image, drawn from the global batch (`sample_itm_negatives`). Returns the ITM labels
+        `[3B]`.
 
-        Negatives are drawn for every pair of the global batch at once (so the draw is the same whatever the number
-        of ranks) with probability `softmax(s/τ)` of the ITC similarity, positives excluded. [decision] The
-        negatives' encoder states enter the fusion encoder as constants (gathered without gradient, also in a single
-        process): ITM trains the fusion encoder and head on them, and the encoders through the positives' side.
+        With `config.itm_negative_gradient` (ALBEF's way, the default) the negatives' encoder states keep their
+        gradient, gathered from every rank with `gather_with_grad`; otherwise they enter the fusion encoder as
+        constants and the encoders learn from ITM only through the positives' side.
         """
         batch_size = attention_mask.shape[0]
         _, rank = world_size_and_rank()
-        local_ids, global_ids = _pair_ids(image_ids, attention_mask)
-        all_image_embeds = gather_without_grad(image.pooler_output)
-        all_text_embeds = gather_without_grad(text.pooler_output)
-        all_image_states = gather_without_grad(image.last_hidden_state)
-        all_text_states = gather_without_grad(text.last_hidden_state, pad_dim=1)
+        _, global_ids = _pair_ids(image_ids, attention_mask)
+        gather = gather_with_grad if self.config.itm_negative_gradient else gather_without_grad
+        all_image_states = gather(image.last_hidden_state)
+        all_text_states = gather(text.last_hidden_state, pad_dim=1)
         all_text_masks = gather_without_grad(attention_mask, pad_dim=1)
-        positives = global_ids[:, None] == global_ids[None, :]
-        with torch.no_grad():
-            logits = all_image_embeds @ all_text_embeds.t() / self.mamo.itc_temperature
-        negative_texts, image_has_negative = sample_hard_negatives(logits, positives, generator)
-        negative_images, text_has_negative = sample_hard_negatives(logits.t(), positives.t(), generator)
+        negatives = sample_itm_negatives(
+            gather_without_grad(image.pooler_output),
+            gather_without_grad(text.pooler_output),
+            self.mamo.itc_temperature.detach(),
+            global_ids,
+            generator,
+        )
         local = slice(rank * batch_size, (rank + 1) * batch_size)
-        negative_texts, negative_images = negative_texts[local], negative_images[local]
+        negative_texts, negative_images = negatives.texts[local], negatives.images[local]
 
         views.add("positive", text.last_hidden_state, attention_mask, image.last_hidden_state)
         views.add(
@@ -1121,14 +1018,7 @@ class _ImageTextAlignmentMixin:
         views.add(
             "text_with_negative_image", text.last_hidden_state, attention_mask, all_image_states[negative_images]
         )
-        ones = torch.ones(batch_size, dtype=torch.long, device=attention_mask.device)
-        return torch.cat(
-            [
-                ones,
-                torch.where(image_has_negative[local], 0, -100),
-                torch.where(text_has_negative[local], 0, -100),
-            ]
-        )
+        return itm_labels(batch_size, negatives.image_has_negative[local], negatives.text_has_negative[local])
 
     def _matching_loss(self, fused: dict[str, torch.Tensor], labels: torch.Tensor):
         """ITM logits `[3B, 2]` of the matching views of a fused batch, and their loss."""
@@ -1136,13 +1026,76 @@ class _ImageTextAlignmentMixin:
         return image_text_matching_loss(logits, labels), logits
 
 
+@dataclass
+class MamoTeacherTargets:
+    r"""
+    The EMA teacher's encodings of the clean pair (no gradient): the targets of MIM and MRM and, with a queue or
+    distillation, ITC's teacher features.
+
+    Args:
+        image_states (`torch.FloatTensor` of shape `[batch, 1 + num_patches, vision_hidden]`): `v̄`, the image
+            encoder's output ([CLS] first), the MIM target.
+        image_embeds, text_embeds (`torch.FloatTensor` of shape `[batch, projection_dim]`): ITC features.
+        fusion_states (`torch.FloatTensor` of shape `[batch, length + 1 + num_patches, hidden]`, *optional*): `h`,
+            the MRM target (text positions first); only when MRM is on.
+    """
+
+    image_states: torch.Tensor
+    image_embeds: torch.Tensor
+    text_embeds: torch.Tensor
+    fusion_states: torch.Tensor | None = None
+
+
+@dataclass
+class MamoPretrainingViews:
+    r"""
+    Everything one pre-training step encodes, once, for all objectives (SPEC.md §2): the student's clean encodings,
+    the fusion outputs of every view, the masks, and the teacher's targets. Fields an active objective does not
+    need are `None`.
+
+    Args:
+        input_ids, attention_mask (`torch.Tensor` of shape `[batch, length]`): the clean captions.
+        image, text (`BaseModelOutputWithPooling`): the student's encodings of the clean image and text.
+        image_mask (`torch.BoolTensor` of shape `[batch, num_patches]`): `M_v`, patches dropped in (Ĩ, T).
+        masked_patches (`torch.LongTensor` of shape `[batch, num_masked]`): the indices of `M_v`, sorted.
+        text_mask (`torch.BoolTensor` of shape `[batch, length]`): `M_t`, tokens masked in (I, T̃).
+        fused (`dict[str, torch.FloatTensor]`): fusion outputs `[b, fused_text_length + 1 + num_patches, hidden]` by
+            view: "masked_image" (Ĩ, T), "masked_text" (I, T̃) and the ITM views.
+        fused_text_length (`int`): the text length of the fused views (the longest text among them).
+        itm_labels (`torch.LongTensor` of shape `[3 · batch]`): labels of the ITM views.
+        teacher ([`MamoTeacherTargets`]): the teacher's encodings of the clean pair.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    image: BaseModelOutputWithPooling | None = None
+    text: BaseModelOutputWithPooling | None = None
+    image_mask: torch.Tensor | None = None
+    masked_patches: torch.Tensor | None = None
+    text_mask: torch.Tensor | None = None
+    fused: dict[str, torch.Tensor] = field(default_factory=dict)
+    fused_text_length: int = 0
+    itm_labels: torch.Tensor | None = None
+    teacher: MamoTeacherTargets | None = None
+
+    def fused_patch_states(self, view: str) -> torch.Tensor:
+        """Fusion outputs of `view` at the masked patches `M_v`: `[batch, num_masked, hidden]`."""
+        return gather_patches(self.fused[view][:, self.fused_text_length + 1 :], self.masked_patches)
+
+    def fused_token_states(self, view: str) -> torch.Tensor:
+        """Fusion outputs of `view` at the masked tokens `M_t`: `[num_masked_tokens, hidden]`."""
+        return self.fused[view][:, : self.text_mask.shape[1]][self.text_mask]
+
+
 class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
     """MAMO pre-training (SPEC.md §2-§3): joint masking, an EMA teacher and the objectives ITC, ITM, MLM, MIM, MRM.
 
     One step encodes the pair `(I, T)` and two corrupted views, `(Ĩ, T)` with 75% of the patches dropped and
-    `(I, T̃)` with 25% of the word pieces masked. The teacher (an EMA copy of the student, no gradient, eval mode)
-    encodes the clean pair once. Each student encoder runs once per distinct input, and the fusion encoder runs once
-    on all the pairs of the step (positives, hard negatives, both corrupted views).
+    `(I, T̃)` with 25% of the word pieces masked (`encode_views`). The teacher (an EMA copy of the student, no
+    gradient, always in eval mode) encodes the clean pair once. Each student encoder runs once per distinct input,
+    and the fusion encoder runs once on all the pairs of the step (positives, hard negatives, both corrupted views).
+    Then each objective is one method (`itc_loss`, `itm_loss`, `mlm_loss`, `mim_loss`, `mrm_loss`) that calls one
+    function of `losses_mamo`.
 
     The teacher is not trained by the optimizer: call `update_teacher()` once per optimizer step (the training
     loop of `mamo_hf.training` and `MamoTeacherUpdateCallback` for `Trainer` do).
@@ -1170,12 +1123,16 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         self.itm_head = nn.Linear(fusion_width, 2)
         self.mlm_head = MamoMLMHead(config.text_config)
         self.mim_predictor = MamoPredictor(fusion_width, config.vision_config.hidden_size)
+        # One MRM predictor g for the image and the text positions (SPEC.md §3.1).
         self.mrm_predictor = MamoPredictor(fusion_width, fusion_width)
         if config.queue_size > 0:
             self.register_buffer("image_queue", _initial_queue(config))
             self.register_buffer("text_queue", _initial_queue(config, seed=1))
             self.register_buffer("queue_pointer", torch.zeros((), dtype=torch.long))
+        if config.masked_modeling_warmup_steps > 0:
+            self.register_buffer("teacher_updates", torch.zeros((), dtype=torch.long))
         self.post_init()
+        self.teacher.eval()
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
@@ -1220,6 +1177,22 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         """
         teacher, student = list(self.teacher.parameters()), list(self.mamo.parameters())
         torch._foreach_lerp_(teacher, student, 1.0 - self.config.momentum)
+        if self.config.masked_modeling_warmup_steps > 0:
+            self.teacher_updates += 1
+
+    @property
+    def active_objectives(self) -> tuple[str, ...]:
+        """The objectives whose weight is not 0, in SPEC.md's order of computation."""
+        return tuple(name for name in OBJECTIVES if getattr(self.config, f"{name}_weight") > 0)
+
+    def objective_weight(self, name: str) -> float | torch.Tensor:
+        """`config.<name>_weight`; for MIM and MRM ramped up linearly over `config.masked_modeling_warmup_steps`
+        teacher updates."""
+        weight = getattr(self.config, f"{name}_weight")
+        warmup = self.config.masked_modeling_warmup_steps
+        if name in ("mim", "mrm") and warmup > 0:
+            return weight * (self.teacher_updates.float() / warmup).clamp(max=1.0)
+        return weight
 
     @can_return_tuple
     def forward(
@@ -1234,7 +1207,7 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         **kwargs: Unpack[TransformersKwargs],
     ) -> MamoForPreTrainingOutput:
         r"""
-        One pre-training step's forward: masks, teacher targets, student passes and the weighted sum of losses.
+        One pre-training step's forward: encode the views, then each objective, then their weighted sum.
 
         Args:
             input_ids (`torch.LongTensor` of shape `[batch, length]`), pixel_values (`torch.FloatTensor` of shape
@@ -1253,90 +1226,158 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         Returns:
             [`MamoForPreTrainingOutput`]
         """
-        config = self.config
         if input_ids is None:
             raise ValueError("`input_ids` is required: pass the captions tokenized by `MamoProcessor`.")
-        check_pixel_values(pixel_values, config.vision_config.num_channels)
+        check_pixel_values(pixel_values, self.config.vision_config.num_channels)
         check_same_batch_size(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if self.training:
             self.mamo.clamp_temperature_()
-        use_itc, use_itm = config.itc_weight > 0, config.itm_weight > 0
-        use_mlm, use_mim, use_mrm = config.mlm_weight > 0, config.mim_weight > 0, config.mrm_weight > 0
-        uses_teacher_features = config.queue_size > 0 or config.distill_alpha > 0
-
-        visible_patches = masked_patches = masked_input_ids = None
-        if use_mim or use_mrm:
-            if image_mask is None:
-                image_mask = self.sample_image_mask(pixel_values, generator)
-            visible_patches, masked_patches = image_mask_to_indices(image_mask)
-        if use_mlm or use_mrm:
-            if text_mask is None:
-                text_mask = self.sample_text_mask(input_ids, attention_mask, generator)
-            masked_input_ids = self.corrupt_text(input_ids, text_mask, generator)
-
-        teacher = None
-        if use_mim or use_mrm or (use_itc and uses_teacher_features):
-            teacher = self._teacher_outputs(pixel_values, input_ids, attention_mask, with_fusion=use_mrm)
-
-        # Student: each encoder once per distinct input.
-        image = text = None
-        if use_itc or use_itm or use_mlm or use_mrm:
-            image = self.mamo.get_image_features(pixel_values)
-        if use_itc or use_itm or use_mim or use_mrm:
-            text = self.mamo.get_text_features(input_ids, attention_mask=attention_mask)
-        views = _FusionBatch()
-        if use_mim or use_mrm:
-            masked_image = self.mamo.get_image_features(pixel_values, visible_patch_indices=visible_patches)
-            restored = self.mamo.restore_masked_patches(
-                masked_image.last_hidden_state, visible_patches, pixel_values.shape[-2:]
-            )
-            views.add("masked_image", text.last_hidden_state, attention_mask, restored)
-        if use_mlm or use_mrm:
-            masked_text = self.mamo.get_text_features(masked_input_ids, attention_mask=attention_mask)
-            views.add("masked_text", masked_text.last_hidden_state, attention_mask, image.last_hidden_state)
-        itm_labels = None
-        if use_itm:
-            itm_labels = self._add_matching_views(views, image, text, attention_mask, image_ids, generator)
-        fused, text_length = views.run(self.mamo)
+        views = self.encode_views(pixel_values, input_ids, attention_mask, image_mask, text_mask, image_ids, generator)
 
         losses, outputs = {}, {}
-        if use_itc:
-            losses["itc"], outputs["logits_per_image"] = self._contrastive_loss(image, text, image_ids, teacher)
-        if use_itm:
-            losses["itm"], outputs["itm_logits"] = self._matching_loss(fused, itm_labels)
-            outputs["itm_labels"] = itm_labels
-        if use_mlm:
-            masked_states = fused["masked_text"][:, : input_ids.shape[1]][text_mask]
-            losses["mlm"], outputs["mlm_accuracy"] = masked_language_modeling_loss(
-                self.mlm_head(masked_states), input_ids[text_mask]
-            )
-        if use_mim or use_mrm:
-            masked_patch_states = gather_patches(fused["masked_image"][:, text_length + 1 :], masked_patches)
-        if use_mim:
-            targets = gather_patches(teacher["image"].last_hidden_state[:, 1:], masked_patches)
-            losses["mim"] = masked_image_modeling_loss(
-                self.mim_predictor(masked_patch_states).flatten(0, 1), targets.flatten(0, 1)
-            )
-        if use_mrm:
-            losses["mrm"] = self._representation_loss(
-                fused["masked_text"], masked_patch_states, teacher, text_mask, masked_patches
-            )
-        if self.training and use_itc and config.queue_size > 0:
-            self._enqueue(teacher["image"].pooler_output, teacher["text"].pooler_output)
+        objectives = self.active_objectives
+        if "itc" in objectives:
+            losses["itc"], outputs["logits_per_image"] = self.itc_loss(views, image_ids)
+        if "itm" in objectives:
+            losses["itm"], outputs["itm_logits"] = self.itm_loss(views)
+            outputs["itm_labels"] = views.itm_labels
+        if "mlm" in objectives:
+            losses["mlm"], outputs["mlm_accuracy"] = self.mlm_loss(views)
+        if "mim" in objectives:
+            losses["mim"] = self.mim_loss(views)
+        if "mrm" in objectives:
+            losses["mrm"] = self.mrm_loss(views)
+        if self.training and views.teacher is not None and "itc" in objectives and self.config.queue_size > 0:
+            self._enqueue(views.teacher.image_embeds, views.teacher.text_embeds)
 
-        loss = sum(getattr(config, f"{name}_weight") * value for name, value in losses.items()) if losses else None
+        loss = sum(self.objective_weight(name) * value for name, value in losses.items()) if losses else None
         return MamoForPreTrainingOutput(
             loss=loss, **{f"loss_{name}": value for name, value in losses.items()}, **outputs
         )
 
+    def encode_views(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        image_mask: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        image_ids: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> MamoPretrainingViews:
+        """Joint masking and every encoder pass of the step that the active objectives need (SPEC.md §2-§3):
+        the teacher on (I, T); the student on I, T, Ĩ (visible patches only) and T̃; one fusion call for
+        (Ĩ, T), (I, T̃) and the ITM pairs."""
+        objectives = self.active_objectives
+        masks_image, masks_text = {"mim", "mrm"} & set(objectives), {"mlm", "mrm"} & set(objectives)
+        views = MamoPretrainingViews(input_ids=input_ids, attention_mask=attention_mask)
+        if masks_image:
+            views.image_mask = (
+                image_mask if image_mask is not None else self.sample_image_mask(pixel_values, generator)
+            )
+            visible_patches, views.masked_patches = image_mask_to_indices(views.image_mask)
+        if masks_text:
+            views.text_mask = (
+                text_mask if text_mask is not None else self.sample_text_mask(input_ids, attention_mask, generator)
+            )
+            masked_input_ids = self.corrupt_text(input_ids, views.text_mask, generator)
+        uses_teacher_features = self.config.queue_size > 0 or self.config.distill_alpha > 0
+        if masks_image or ("itc" in objectives and uses_teacher_features):
+            views.teacher = self._teacher_targets(pixel_values, input_ids, attention_mask, "mrm" in objectives)
+
+        if {"itc", "itm", "mlm", "mrm"} & set(objectives):
+            views.image = self.mamo.get_image_features(pixel_values)
+        if {"itc", "itm", "mim", "mrm"} & set(objectives):
+            views.text = self.mamo.get_text_features(input_ids, attention_mask=attention_mask)
+        batch = _FusionBatch()
+        if masks_image:
+            masked_image = self.mamo.get_image_features(pixel_values, visible_patch_indices=visible_patches)
+            restored = self.mamo.restore_masked_patches(
+                masked_image.last_hidden_state, visible_patches, pixel_values.shape[-2:]
+            )
+            batch.add("masked_image", views.text.last_hidden_state, attention_mask, restored)
+        if masks_text:
+            masked_text = self.mamo.get_text_features(masked_input_ids, attention_mask=attention_mask)
+            batch.add("masked_text", masked_text.last_hidden_state, attention_mask, views.image.last_hidden_state)
+        if "itm" in objectives:
+            views.itm_labels = self._add_matching_views(
+                batch, views.image, views.text, attention_mask, image_ids, generator
+            )
+        views.fused, views.fused_text_length = batch.run(self.mamo)
+        return views
+
+    def itc_loss(self, views: MamoPretrainingViews, image_ids: torch.Tensor | None = None):
+        """ITC (`image_text_contrastive_loss`) and this rank's image-to-text logits."""
+        return self._contrastive_loss(views.image, views.text, image_ids, views.teacher)
+
+    def itm_loss(self, views: MamoPretrainingViews):
+        """ITM (`image_text_matching_loss`) on the positives and the hard negatives, and the ITM logits."""
+        return self._matching_loss(views.fused, views.itm_labels)
+
+    def mlm_loss(self, views: MamoPretrainingViews):
+        """MLM (`masked_language_modeling_loss`) at the masked tokens of (I, T̃), and the accuracy there."""
+        logits = self.mlm_head(views.fused_token_states("masked_text"))
+        return masked_language_modeling_loss(logits, views.input_ids[views.text_mask])
+
+    def mim_loss(self, views: MamoPretrainingViews) -> torch.Tensor:
+        """MIM (`masked_image_modeling_loss`): the teacher's patch features `v̄` at the masked patches of (Ĩ, T)."""
+        predicted = self.mim_predictor(views.fused_patch_states("masked_image"))
+        target = gather_patches(views.teacher.image_states[:, 1:], views.masked_patches)
+        if self.config.normalize_targets:
+            target = normalized_target(target)
+        return masked_image_modeling_loss(predicted.flatten(0, 1), target.flatten(0, 1))
+
+    def mrm_loss(self, views: MamoPretrainingViews) -> torch.Tensor:
+        """MRM (`masked_representation_loss`): the teacher's fusion states `h` of the clean pair at the masked patches
+        of (Ĩ, T) plus at the masked tokens of (I, T̃), both through the one predictor `g`."""
+        target, text_length = views.teacher.fusion_states, views.text_mask.shape[1]
+        image_target = gather_patches(target[:, text_length + 1 :], views.masked_patches)
+        image_part = masked_representation_loss(
+            self.mrm_predictor(views.fused_patch_states("masked_image")).flatten(0, 1), image_target.flatten(0, 1)
+        )
+        text_part = masked_representation_loss(
+            self.mrm_predictor(views.fused_token_states("masked_text")), target[:, :text_length][views.text_mask]
+        )
+        return image_part + text_part
+
+    def sample_masks(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        sample_keys: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image and text masks of a batch, each pair's drawn from its own generator seeded by `sample_keys[b]`.
+
+        A pair's masks then depend on its key only, not on what else is in its batch, on the number of processes or
+        on gradient accumulation (the training loop keys them by seed, epoch and index). The text mask is drawn over
+        the caption's own tokens, whatever the batch's padding.
+        """
+        image_mask = torch.zeros(input_ids.shape[0], self._num_patches(pixel_values), dtype=torch.bool)
+        text_mask = torch.zeros(input_ids.shape, dtype=torch.bool)
+        input_ids, attention_mask = input_ids.cpu(), attention_mask.cpu()
+        for row, key in enumerate(sample_keys.tolist()):
+            generator = torch.Generator().manual_seed(key)
+            image_mask[row] = sample_image_mask(1, image_mask.shape[1], self.config.image_mask_ratio, generator)[0]
+            real = attention_mask[row].bool()
+            tokens = input_ids[row, real][None]
+            text_mask[row, real] = self.sample_text_mask(tokens, torch.ones_like(tokens), generator)[0]
+        return image_mask.to(pixel_values.device), text_mask.to(pixel_values.device)
+
     def sample_image_mask(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draw the patch mask of a batch of images at `config.image_mask_ratio` (`True` = masked)."""
-        num_patches = self.mamo.image_encoder.embeddings.num_patches_for(*pixel_values.shape[-2:])
         return sample_image_mask(
-            pixel_values.shape[0], num_patches, self.config.image_mask_ratio, generator, pixel_values.device
+            pixel_values.shape[0],
+            self._num_patches(pixel_values),
+            self.config.image_mask_ratio,
+            generator,
+            pixel_values.device,
         )
+
+    def _num_patches(self, pixel_values: torch.Tensor) -> int:
+        return self.mamo.image_encoder.embeddings.num_patches_for(*pixel_values.shape[-2:])
 
     def corrupt_text(
         self, input_ids: torch.Tensor, text_mask: torch.Tensor, generator: torch.Generator | None = None
@@ -1368,32 +1409,19 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         return sample_text_mask(input_ids, attention_mask, special, self.config.text_mask_ratio, generator)
 
     @torch.no_grad()
-    def _teacher_outputs(self, pixel_values, input_ids, attention_mask, with_fusion: bool) -> dict[str, Any]:
-        """The teacher's encodings of the clean pair: image (`v̄` and ITC features), text, and fusion states `h`."""
+    def _teacher_targets(self, pixel_values, input_ids, attention_mask, with_fusion: bool) -> MamoTeacherTargets:
+        """The teacher's encodings of the clean pair: `v̄` and the ITC features, and with MRM the fusion states `h`."""
         image = self.teacher.get_image_features(pixel_values)
         text = self.teacher.get_text_features(input_ids, attention_mask=attention_mask)
-        outputs = {"image": image, "text": text}
+        targets = MamoTeacherTargets(image.last_hidden_state, image.pooler_output, text.pooler_output)
         if with_fusion:
             top_layers = self.config.mrm_target_layers
             fusion = self.teacher.fuse(
                 text.last_hidden_state, attention_mask, image.last_hidden_state, output_hidden_states=top_layers > 1
             )
             layers = fusion.hidden_states if top_layers > 1 else (fusion.last_hidden_state,)
-            outputs["fusion"] = representation_targets(layers, top_layers)
-        return outputs
-
-    def _representation_loss(self, masked_text_view, masked_patch_states, teacher, text_mask, masked_patches):
-        """MRM: predict the teacher's fusion states of the clean pair at the masked patches of (Ĩ, T) and at the
-        masked tokens of (I, T̃); the two parts are summed."""
-        target = teacher["fusion"]
-        text_length = text_mask.shape[1]
-        image_target = gather_patches(target[:, text_length + 1 :], masked_patches)
-        image_part = masked_representation_loss(
-            self.mrm_predictor(masked_patch_states).flatten(0, 1), image_target.flatten(0, 1)
-        )
-        text_states = masked_text_view[:, :text_length][text_mask]
-        text_part = masked_representation_loss(self.mrm_predictor(text_states), target[:, :text_length][text_mask])
-        return image_part + text_part
+            targets.fusion_states = representation_targets(layers, top_layers, self.config.normalize_targets)
+        return targets
 
     @torch.no_grad()
     def _enqueue(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor):

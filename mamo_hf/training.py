@@ -38,12 +38,12 @@ from transformers import TrainerCallback, get_cosine_with_min_lr_schedule_with_w
 from transformers.utils import logging
 
 from .hub import finish_run
-from .losses_mamo import sample_image_mask
+from .modeling_mamo import OBJECTIVES
 
 logger = logging.get_logger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint-"
-OBJECTIVES = ("itc", "itm", "mlm", "mim", "mrm")
+
 TRAINING_STATE = "training_state.json"
 
 
@@ -319,27 +319,6 @@ def step_generator(seed: int, micro_step: int, device: torch.device) -> torch.Ge
     return generator
 
 
-def sample_masks(
-    model, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor, sample_keys: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The image and text masks of a batch, each pair's drawn from its own `sample_key` (seed, epoch, index).
-
-    A pair's masks therefore do not depend on what else is in its batch, on the number of processes or on gradient
-    accumulation: one process on batch 2B, two processes on B each, and 2 × B accumulated see the same masks.
-    """
-    num_patches = model.mamo.image_encoder.embeddings.num_patches_for(*pixel_values.shape[-2:])
-    image_mask = torch.zeros(input_ids.shape[0], num_patches, dtype=torch.bool)
-    text_mask = torch.zeros(input_ids.shape, dtype=torch.bool)
-    input_ids, attention_mask = input_ids.cpu(), attention_mask.cpu()
-    for row, key in enumerate(sample_keys.tolist()):
-        generator = torch.Generator().manual_seed(key)
-        image_mask[row] = sample_image_mask(1, num_patches, model.config.image_mask_ratio, generator)[0]
-        real = attention_mask[row].bool()  # drawn over the caption's own tokens, whatever the batch's padding
-        tokens = input_ids[row, real][None]
-        text_mask[row, real] = model.sample_text_mask(tokens, torch.ones_like(tokens), generator)[0]
-    return image_mask.to(pixel_values.device), text_mask.to(pixel_values.device)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Checkpoints
 # ----------------------------------------------------------------------------------------------------------------
@@ -514,8 +493,10 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
             skipped.update((record.source, record.reason) for record in batch.pop("skipped"))
             sample_keys = batch.pop("sample_keys")
             batch = {name: value.to(accelerator.device) for name, value in batch.items()}
-            image_mask, text_mask = sample_masks(
-                unwrapped, batch["input_ids"], batch["attention_mask"], batch["pixel_values"], sample_keys
+            # Each pair's masks come from its own key (seed, epoch, index): the same whatever the batch, the number
+            # of processes or the accumulation.
+            image_mask, text_mask = unwrapped.sample_masks(
+                batch["pixel_values"], batch["input_ids"], batch["attention_mask"], sample_keys
             )
             generator = step_generator(args.seed, state["micro_step"], accelerator.device)
             with accelerator.accumulate(model):

@@ -21,7 +21,9 @@ from mamo_hf.losses_mamo import (
     representation_targets,
     sample_hard_negatives,
     sample_image_mask,
+    sample_itm_negatives,
     sample_text_mask,
+    scaled_similarity,
 )
 
 
@@ -239,3 +241,26 @@ def test_corrupt_text_all_mask_by_default_and_80_10_10_on_request():
     kept_share = (corrupted == many).float().mean().item()
     assert masked_share == pytest.approx(0.8, abs=0.01)
     assert kept_share == pytest.approx(0.1 + 0.1 / 30, abs=0.01)  # kept, plus random draws of the same token
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Precision under autocast
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_itc_logits_and_negative_sampling_stay_float32_under_bf16_autocast():
+    image, text, temperature = normalised(16, 32), normalised(16, 32, seed=1), torch.tensor(0.01)
+    reference = scaled_similarity(image, text, temperature)
+    targets = contrastive_targets(torch.eye(16, dtype=torch.bool))
+    reference_loss, _ = image_text_contrastive_loss(image, text, image, text, temperature, targets, targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        naive = image @ text.t() / temperature  # what the loss computed before: a bf16 product
+        logits = scaled_similarity(image, text, temperature)
+        loss, loss_logits = image_text_contrastive_loss(image, text, image, text, temperature, targets, targets)
+        negatives = sample_itm_negatives(image, text, temperature, torch.arange(16), torch.Generator().manual_seed(0))
+    assert naive.dtype == torch.bfloat16 and (naive.float() - reference).abs().max() > 0.1  # the error it avoids
+    assert logits.dtype == loss_logits.dtype == torch.float32
+    assert torch.equal(logits, reference) and torch.equal(loss_logits, reference)
+    torch.testing.assert_close(loss, reference_loss, rtol=0, atol=0)
+    expected = sample_itm_negatives(image, text, temperature, torch.arange(16), torch.Generator().manual_seed(0))
+    assert torch.equal(negatives.texts, expected.texts) and torch.equal(negatives.images, expected.images)

@@ -6,6 +6,7 @@ from helpers import random_pairs, tiny_config
 from transformers import AutoModel, AutoModelForPreTraining, Trainer, TrainingArguments
 
 from mamo_hf import MamoForPreTraining, MamoModel
+from mamo_hf.modeling_mamo import gather_patches as mamo_gather_patches
 from mamo_hf.training import MamoTeacherUpdateCallback
 
 OBJECTIVES = ("itc", "itm", "mlm", "mim", "mrm")
@@ -288,3 +289,93 @@ def test_trainer_trains_without_labels_and_updates_the_teacher_once_per_optimize
     assert len(updates) == 3  # 3 optimizer steps of 2 micro-batches each
     assert torch.isfinite(torch.tensor(result.training_loss))
     assert not teacher_matches_student(model)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Review fixes and recipe options (issue 9)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_a_freshly_built_or_loaded_model_has_its_teacher_in_eval_mode(tmp_path):
+    model = build()  # no .train() / .eval() call
+    assert model.mamo.training and not any(module.training for module in model.teacher.modules())
+    model.save_pretrained(tmp_path)
+    loaded = MamoForPreTraining.from_pretrained(tmp_path).train()
+    assert not any(module.training for module in loaded.teacher.modules())
+
+
+def test_the_loss_is_the_weighted_sum_of_one_method_per_objective():
+    model = build(itm_weight=0.5, mrm_weight=2.0).train()
+    inputs = step_inputs(model)
+    outputs = model(**inputs)
+    inputs["generator"] = torch.Generator().manual_seed(0)
+    views = model.encode_views(
+        **{name: inputs[name] for name in ("pixel_values", "input_ids", "attention_mask")},
+        generator=inputs["generator"],
+    )
+    expected = (
+        model.itc_loss(views)[0]
+        + 0.5 * model.itm_loss(views)[0]
+        + model.mlm_loss(views)[0]
+        + model.mim_loss(views)
+        + 2.0 * model.mrm_loss(views)
+    )
+    torch.testing.assert_close(outputs.loss, expected, rtol=0, atol=0)
+
+
+def test_itm_negatives_carry_gradient_into_the_encoders_only_when_asked():
+    itm_only = {"itc_weight": 0.0, "mlm_weight": 0.0, "mim_weight": 0.0, "mrm_weight": 0.0}
+    gradients, losses = {}, {}
+    for flag in (True, False):
+        model = build(itm_negative_gradient=flag, **itm_only).train()
+        states = {}
+
+        def keep_text_states(module, args, output, states=states):
+            states["text"] = output.last_hidden_state
+
+        model.mamo.text_encoder.register_forward_hook(keep_text_states)
+        outputs = model(**step_inputs(model, batch_size=6))
+        states["text"].retain_grad()
+        outputs.loss.backward()
+        losses[flag], gradients[flag] = outputs.loss.detach(), states["text"].grad
+        negative_texts = outputs.itm_labels[6:12] == 0  # rows of (image, negative text)
+        assert negative_texts.all()
+    torch.testing.assert_close(losses[True], losses[False], rtol=0, atol=0)  # the forward is the same
+    # ALBEF's way adds the gradient that flows back through each sampled negative text.
+    assert not torch.allclose(gradients[True], gradients[False])
+    assert (gradients[True] - gradients[False]).abs().sum(dim=(1, 2)).gt(0).any()
+
+
+def test_normalized_targets_regress_the_layer_normalized_teacher_features():
+    plain, normalized = build(), build(normalize_targets=True)
+    with torch.no_grad():  # a trained final LayerNorm: targets no longer have zero mean and unit variance
+        plain.teacher.image_encoder.layernorm.weight.mul_(3.0).add_(0.5)
+        plain.teacher.image_encoder.layernorm.bias.add_(1.0)
+    normalized.load_state_dict(plain.state_dict())
+    inputs = step_inputs(plain)
+    keys = ("pixel_values", "input_ids", "attention_mask")
+    views = normalized.encode_views(**{k: inputs[k] for k in keys}, generator=torch.Generator().manual_seed(0))
+    predicted = normalized.mim_predictor(views.fused_patch_states("masked_image"))
+    target = torch.nn.functional.layer_norm(
+        mamo_gather_patches(views.teacher.image_states[:, 1:], views.masked_patches), (predicted.shape[-1],)
+    )
+    expected = (predicted - target).abs().mean()
+    torch.testing.assert_close(normalized.mim_loss(views), expected)
+    # MRM's target is normalized too: zero mean and unit variance per position.
+    fusion = views.teacher.fusion_states
+    torch.testing.assert_close(fusion.mean(-1), torch.zeros(fusion.shape[:2]), atol=1e-5, rtol=0)
+    plain_views = plain.encode_views(**{k: inputs[k] for k in keys}, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(plain.mim_loss(plain_views), normalized.mim_loss(views))
+
+
+def test_masked_modeling_weights_ramp_up_over_the_warmup_and_the_counter_is_saved(tmp_path):
+    model = build(masked_modeling_warmup_steps=4).train()
+    for updates, expected_ramp in ((0, 0.0), (2, 0.5), (4, 1.0), (6, 1.0)):
+        while int(model.teacher_updates) < updates:
+            model.update_teacher()
+        outputs = model(**step_inputs(model))
+        rest = outputs.loss_itc + outputs.loss_itm + outputs.loss_mlm
+        torch.testing.assert_close(outputs.loss, rest + expected_ramp * (outputs.loss_mim + outputs.loss_mrm))
+    model.save_pretrained(tmp_path)
+    assert int(MamoForPreTraining.from_pretrained(tmp_path).teacher_updates) == 6
+    assert "teacher_updates" not in build().state_dict()  # no counter without a warm-up

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ..evaluation.vqa import soft_scores
+from .vqa_answers import soft_scores
 
 OFFICIAL_IMAGE_TEMPLATE = "COCO_{split}2014_{image_id:012d}.jpg"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")

@@ -1,0 +1,231 @@
+"""Objective ablation and recipe search: pre-train tiny MAMOs on the demo scenes, then score them zero-shot on the
+fine-grained benchmark (`mamo_hf.evaluation.finegrained`) and on held-out demo retrieval.
+
+Each run is one `mamo_hf.training.pretrain` in its own process (one thread, so that two runs share the 2-core
+machine without disturbing each other's timing more than the other run does); results are appended to a JSON-lines
+file, one line per (variant, seed), and runs already there are skipped, so the grid can be extended with more seeds
+or variants later. `summary` prints mean ± std per variant and a paired t-test of every variant against a reference
+on the seeds both have.
+
+    python benchmarks/ablation.py run --variants full itc_itm_mlm --seeds 0 1 2 3 4 --jobs 2
+    python benchmarks/ablation.py summary --reference itc_itm_mlm
+
+Variants are named settings below; `name@steps=N` trains for N steps instead of the default (used for the
+equal-wall-clock comparison), e.g. `itc_itm_mlm@steps=2040`.
+"""
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "ablation.jsonl"
+OFF = 0.0
+
+# Recipe of the demo (`mamo-hf demo`), the setting the issue measured.
+BASE_RUN = {
+    "model": "tiny",
+    "image_size": 64,
+    "demo_pairs": 20000,
+    "eval_pairs": 200,
+    "batch_size": 32,
+    "max_steps": 1500,
+    "learning_rate": 1e-3,
+    "min_learning_rate": 1e-4,
+    "warmup_steps": 100,
+    "num_workers": 1,
+    "checkpoint_every": 0,
+    "log_every": 50,
+    "report_to": [],
+}
+
+# name → MamoConfig overrides (on top of the library defaults) and PretrainingArguments overrides.
+VARIANTS = {
+    # objectives
+    "full": {},
+    "itc_itm_mlm": {"model_config": {"mim_weight": OFF, "mrm_weight": OFF}},
+    "itc_itm": {"model_config": {"mim_weight": OFF, "mrm_weight": OFF, "mlm_weight": OFF}},
+    "itc_itm_mlm_mim": {"model_config": {"mrm_weight": OFF}},
+    "itc_itm_mlm_mrm": {"model_config": {"mim_weight": OFF}},
+    # recipe candidates for full MAMO, one change at a time
+    "full_const_negatives": {"model_config": {"itm_negative_gradient": False}},
+    "itc_itm_mlm_const_negatives": {
+        "model_config": {"mim_weight": OFF, "mrm_weight": OFF, "itm_negative_gradient": False}
+    },
+    "full_norm_targets": {"model_config": {"normalize_targets": True}},
+    "full_warmup_masked": {"model_config": {"masked_modeling_warmup_steps": 500}},
+    "full_norm_warmup": {"model_config": {"normalize_targets": True, "masked_modeling_warmup_steps": 500}},
+    "full_half_masked": {"model_config": {"mim_weight": 0.5, "mrm_weight": 0.5}},
+}
+
+METRICS = ("itm_accuracy", "itc_accuracy", "itm_colour", "itm_shape", "itm_size", "itm_position", "itm_count")
+
+
+def parse_variant(name: str) -> tuple[str, dict]:
+    """`variant[@steps=N]` → (base variant, PretrainingArguments overrides)."""
+    base, _, option = name.partition("@")
+    if base not in VARIANTS:
+        raise SystemExit(f"Unknown variant {base!r}; known: {', '.join(VARIANTS)}")
+    settings = {key: value for key, value in VARIANTS[base].items() if key != "model_config"}
+    settings["model_config"] = dict(VARIANTS[base].get("model_config", {}))
+    if option:
+        key, _, value = option.partition("=")
+        if key != "steps":
+            raise SystemExit(f"Unknown option {option!r} in {name!r}: only @steps=N.")
+        settings["max_steps"] = int(value)
+    return base, settings
+
+
+def run_one(variant: str, seed: int, benchmark_size: int) -> dict:
+    """Pre-train one model and evaluate it (in this process)."""
+    import torch
+
+    from mamo_hf.data.finegrained import finegrained_examples
+    from mamo_hf.evaluation.finegrained import evaluate_finegrained
+    from mamo_hf.training import PretrainingArguments, pretrain
+
+    torch.set_num_threads(1)
+    _, settings = parse_variant(variant)
+    with tempfile.TemporaryDirectory() as output_dir:
+        arguments = PretrainingArguments(**{**BASE_RUN, **settings, "seed": seed, "output_dir": output_dir})
+        result = pretrain(arguments)
+    examples = finegrained_examples(benchmark_size, seed=12345, image_size=BASE_RUN["image_size"])
+    started = time.perf_counter()
+    metrics = evaluate_finegrained(result.model, result.processor, examples)
+    retrieval = result.summary["retrieval_after"]
+    return {
+        "variant": variant,
+        "seed": seed,
+        "steps": result.summary["steps"],
+        "train_seconds": result.summary["seconds"],
+        "eval_seconds": round(time.perf_counter() - started, 1),
+        **{name: round(value, 2) for name, value in metrics.items()},
+        "retrieval_itc_tr_r1": retrieval["itc"]["txt_r1"],
+        "retrieval_itc_ir_r1": retrieval["itc"]["img_r1"],
+        "retrieval_itm_tr_r1": retrieval["itm"]["txt_r1"],
+        "retrieval_itm_ir_r1": retrieval["itm"]["img_r1"],
+        "final_losses": {name: round(value, 4) for name, value in result.summary["final_losses"].items()},
+        "model_config": settings["model_config"],
+    }
+
+
+def load_results(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def run_grid(args) -> None:
+    done = {(row["variant"], row["seed"]) for row in load_results(args.results)}
+    todo = [(variant, seed) for seed in args.seeds for variant in args.variants if (variant, seed) not in done]
+    for variant in args.variants:
+        parse_variant(variant)  # fail before any work on a bad name
+    print(f"{len(todo)} runs to do ({len(done)} already in {args.results})", flush=True)
+
+    def launch(job):
+        variant, seed = job
+        command = [sys.executable, __file__, "one", variant, str(seed), "--benchmark-size", str(args.benchmark_size)]
+        environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+        finished = subprocess.run(command, capture_output=True, text=True, env=environment)
+        if finished.returncode != 0:
+            print(f"FAILED {variant} seed {seed}:\n{finished.stderr[-3000:]}", flush=True)
+            return
+        row = json.loads(finished.stdout.strip().splitlines()[-1])
+        with args.results.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        print(
+            f"{variant:32s} seed {seed}: ITM {row['itm_accuracy']:.1f} ITC {row['itc_accuracy']:.1f} "
+            f"({row['train_seconds']:.0f} s)",
+            flush=True,
+        )
+
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(launch, todo))
+
+
+def paired_t_test(differences: list[float]) -> tuple[float, float]:
+    """Two-sided paired t-test of mean(differences) = 0: (t, p). Uses scipy when present, else the t CDF by
+    numerical integration."""
+    n = len(differences)
+    mean, std = statistics.mean(differences), statistics.stdev(differences)
+    if std == 0:
+        return math.inf if mean else 0.0, 0.0 if mean else 1.0
+    t = mean / (std / math.sqrt(n))
+    try:
+        from scipy import stats
+
+        return t, float(2 * stats.t.sf(abs(t), n - 1))
+    except ImportError:
+        return t, _t_two_sided_p(abs(t), n - 1)
+
+
+def _t_two_sided_p(t: float, dof: int, steps: int = 20000) -> float:
+    """P(|T| > t) for Student's t with `dof` degrees of freedom (Simpson's rule on the density over [0, t])."""
+    density = lambda x: (1 + x * x / dof) ** (-(dof + 1) / 2)  # noqa: E731
+    norm = math.gamma((dof + 1) / 2) / (math.sqrt(dof * math.pi) * math.gamma(dof / 2))
+    h = t / steps
+    area = density(0) + density(t) + sum((4 if i % 2 else 2) * density(i * h) for i in range(1, steps))
+    return max(0.0, 1 - 2 * norm * area * h / 3)
+
+
+def summarize(args) -> None:
+    rows = load_results(args.results)
+    by_variant: dict[str, dict[int, dict]] = {}
+    for row in rows:
+        by_variant.setdefault(row["variant"], {})[row["seed"]] = row
+    reference = by_variant.get(args.reference, {})
+    header = "| variant | seeds | steps | s/run | " + " | ".join(args.metrics) + f" | Δ {args.metrics[0]} vs "
+    print(header + f"{args.reference} (paired) |")
+    print("|" + "---|" * (5 + len(args.metrics)))
+    for variant, runs in by_variant.items():
+        cells = []
+        for metric in args.metrics:
+            values = [run[metric] for run in runs.values()]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f}")
+        common = sorted(set(runs) & set(reference))
+        comparison = ""
+        if variant != args.reference and len(common) > 1:
+            differences = [runs[seed][args.metrics[0]] - reference[seed][args.metrics[0]] for seed in common]
+            t, p = paired_t_test(differences)
+            comparison = f"{statistics.mean(differences):+.1f} (n={len(common)}, t={t:.2f}, p={p:.3f})"
+        steps = statistics.mean(run["steps"] for run in runs.values())
+        seconds = statistics.median(run["train_seconds"] for run in runs.values())
+        seeds = ",".join(str(seed) for seed in sorted(runs))
+        print(f"| {variant} | {seeds} | {steps:.0f} | {seconds:.0f} | " + " | ".join(cells) + f" | {comparison} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    grid = commands.add_parser("run", help="run every (variant, seed) not yet in the results file")
+    grid.add_argument("--variants", nargs="+", required=True)
+    grid.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    grid.add_argument("--jobs", type=int, default=2)
+    grid.add_argument("--benchmark-size", type=int, default=600)
+    grid.add_argument("--results", type=Path, default=RESULTS)
+    one = commands.add_parser("one", help="run one (variant, seed) and print its result as JSON")
+    one.add_argument("variant")
+    one.add_argument("seed", type=int)
+    one.add_argument("--benchmark-size", type=int, default=600)
+    summary = commands.add_parser("summary", help="mean ± std per variant, paired t-test against a reference")
+    summary.add_argument("--reference", default="itc_itm_mlm")
+    summary.add_argument("--metrics", nargs="+", default=list(METRICS))
+    summary.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.command == "run":
+        run_grid(args)
+    elif args.command == "one":
+        print(json.dumps(run_one(args.variant, args.seed, args.benchmark_size)))
+    else:
+        summarize(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The fine-grained benchmark: hard negatives that differ only in binding, and its zero-shot scoring."""
+
+from collections import Counter
+
+import pytest
+import torch
+
+from mamo_hf import MamoConfig, MamoForImageTextRetrieval, MamoForPreTraining, MamoImageProcessorPil, MamoProcessor
+from mamo_hf.configuration_mamo import special_token_ids
+from mamo_hf.data.demo import demo_tokenizer
+from mamo_hf.data.finegrained import NEGATIVE_TYPES, finegrained_examples, finegrained_scene, swap_attribute
+from mamo_hf.evaluation.finegrained import candidate_scores, evaluate_finegrained, finegrained_metrics
+
+
+def test_examples_are_deterministic_and_every_negative_differs_from_the_caption():
+    first, again = finegrained_examples(20, seed=3), finegrained_examples(20, seed=3)
+    assert [e.caption for e in first] == [e.caption for e in again]
+    assert [e.negatives for e in first] == [e.negatives for e in again]
+    assert [e.caption for e in finegrained_examples(20, seed=4)] != [e.caption for e in first]
+    for example in first:
+        assert set(example.negatives) == set(NEGATIVE_TYPES)
+        assert example.caption not in example.negatives.values()
+        assert len(set(example.negatives.values())) == len(NEGATIVE_TYPES)
+
+
+def test_swap_negatives_keep_the_bag_of_words_and_count_drops_one_object():
+    tokenizer = demo_tokenizer()
+    for example in finegrained_examples(50, seed=0, num_objects=3):
+        words = Counter(example.caption.replace(",", " ").split())
+        for kind in ("colour", "shape", "size", "position"):
+            assert Counter(example.negatives[kind].replace(",", " ").split()) == words, kind  # only the binding changes
+        assert example.negatives["count"].count(" at the ") == len(example.scene) - 1
+        for text in (example.caption, *example.negatives.values()):  # the demo vocabulary covers every word
+            assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"]
+
+
+def test_scene_constraints_and_swaps():
+    import random
+
+    scene = finegrained_scene(random.Random(0), num_objects=3)
+    first, second = scene[:2]
+    assert first.colour != second.colour and first.shape != second.shape and first.size != second.size
+    assert len({(o.row, o.column) for o in scene}) == 3
+    swapped = swap_attribute(scene, "position")
+    assert (swapped[0].row, swapped[0].column) == (second.row, second.column) and swapped[0].colour == first.colour
+    with pytest.raises(ValueError, match="num_objects"):
+        finegrained_scene(random.Random(0), num_objects=4)
+
+
+def test_metrics_count_strict_wins_per_type_and_overall():
+    table = torch.tensor(
+        [
+            [0.9, 0.1, 0.2, 0.3, 0.4, 0.5],  # beats every negative
+            [0.5, 0.6, 0.1, 0.1, 0.1, 0.1],  # loses to the colour swap
+            [0.5, 0.5, 0.1, 0.1, 0.1, 0.1],  # a tie counts as wrong
+            [0.1, 0.2, 0.2, 0.2, 0.2, 0.2],  # loses to all
+        ]
+    )
+    metrics = finegrained_metrics({"itm": table})
+    assert metrics["itm_accuracy"] == 25.0
+    assert metrics["itm_colour"] == 25.0 and metrics["itm_shape"] == 75.0 and metrics["itm_count"] == 75.0
+
+
+@pytest.fixture(scope="module")
+def model_and_processor():
+    tokenizer = demo_tokenizer()
+    config = MamoConfig.tiny(
+        vocab_size=len(tokenizer), special_token_ids=special_token_ids(tokenizer), image_size=32, patch_size=8
+    )
+    torch.manual_seed(0)
+    model = MamoForPreTraining(config).eval()
+    processor = MamoProcessor(
+        image_processor=MamoImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer
+    )
+    return model, processor
+
+
+def test_scores_equal_direct_itc_and_itm_of_each_pair(model_and_processor, tmp_path):
+    model, processor = model_and_processor
+    examples = finegrained_examples(3, seed=1, image_size=32)
+    scores = candidate_scores(model, processor, examples, batch_size=2)
+    assert scores["itc"].shape == scores["itm"].shape == (3, 1 + len(NEGATIVE_TYPES))
+    model.save_pretrained(tmp_path)
+    retrieval = MamoForImageTextRetrieval.from_pretrained(tmp_path).eval()
+    for row, example in enumerate(examples):
+        texts = [example.caption] + [example.negatives[name] for name in NEGATIVE_TYPES]
+        inputs = processor(images=[example.image] * len(texts), text=texts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            outputs = retrieval(**inputs)
+        torch.testing.assert_close(scores["itm"][row], outputs.itm_scores, atol=1e-5, rtol=1e-4)
+        direct_itc = (outputs.image_embeds * outputs.text_embeds).sum(-1)
+        torch.testing.assert_close(scores["itc"][row], direct_itc, atol=1e-5, rtol=1e-4)
+    metrics = evaluate_finegrained(retrieval, processor, examples)
+    assert metrics == finegrained_metrics(candidate_scores(model, processor, examples))
+
+
+def test_a_model_without_itm_head_is_named(model_and_processor):
+    model, processor = model_and_processor
+    with pytest.raises(ValueError, match="MamoModel has no ITM head"):
+        candidate_scores(model.mamo, processor, finegrained_examples(1))
