@@ -26,25 +26,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from mamo_hf.cli import DEMO_SETTINGS
+
 RESULTS = Path(__file__).parent / "results" / "ablation.jsonl"
 OFF = 0.0
 
-# Recipe of the demo (`mamo-hf demo`), the setting the issue measured.
-BASE_RUN = {
-    "model": "tiny",
-    "image_size": 64,
-    "demo_pairs": 20000,
-    "eval_pairs": 200,
-    "batch_size": 32,
-    "max_steps": 1500,
-    "learning_rate": 1e-3,
-    "min_learning_rate": 1e-4,
-    "warmup_steps": 100,
-    "num_workers": 1,
-    "checkpoint_every": 0,
-    "log_every": 50,
-    "report_to": [],
-}
+# The recipe of the demo (`mamo-hf demo`: 64 px, batch 32, 1,500 steps, lr 1e-3), without checkpoints and trackers.
+BASE_RUN = {**DEMO_SETTINGS, "checkpoint_every": 0, "report_to": []}
 
 # name → MamoConfig overrides (on top of the library defaults) and PretrainingArguments overrides.
 VARIANTS = {
@@ -114,6 +102,44 @@ def run_one(variant: str, seed: int, benchmark_size: int) -> dict:
         "final_losses": {name: round(value, 4) for name, value in result.summary["final_losses"].items()},
         "model_config": settings["model_config"],
     }
+
+
+def step_time_ratio(variants: list[str], steps: int, rounds: int) -> dict:
+    """Seconds per optimizer step (forward, backward, AdamW, teacher update) of each variant at the demo size, one
+    thread, measured interleaved in one process: `rounds` alternations of `steps` steps each, median per variant."""
+    import torch
+
+    from mamo_hf.data import DemoCaptionDataset, PretrainingCollator
+    from mamo_hf.training import PretrainingArguments, build_model_and_processor
+
+    torch.set_num_threads(1)
+    models, batches = {}, None
+    for variant in variants:
+        _, settings = parse_variant(variant)
+        arguments = PretrainingArguments(**{**BASE_RUN, "model_config": settings["model_config"]})
+        model, processor = build_model_and_processor(arguments)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        models[variant] = (model.train(), optimizer)
+        if batches is None:
+            dataset = DemoCaptionDataset(BASE_RUN["batch_size"] * 4, image_size=BASE_RUN["image_size"])
+            collate = PretrainingCollator(processor, 40)
+            items = [dataset[index] for index in range(len(dataset))]
+            batches = [collate(items[i : i + BASE_RUN["batch_size"]]) for i in range(0, len(items), 32)]
+            for batch in batches:
+                batch.pop("skipped"), batch.pop("sample_keys")
+    seconds = {variant: [] for variant in variants}
+    for _ in range(rounds):
+        for variant, (model, optimizer) in models.items():
+            started = time.perf_counter()
+            for step in range(steps):
+                loss = model(**batches[step % len(batches)], generator=torch.Generator().manual_seed(step)).loss
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                model.update_teacher()
+            seconds[variant].append((time.perf_counter() - started) / steps)
+    medians = {variant: statistics.median(values) for variant, values in seconds.items()}
+    return {"seconds_per_step": medians, "ratio_to_first": {v: medians[v] / medians[variants[0]] for v in variants}}
 
 
 def load_results(path: Path) -> list[dict]:
@@ -218,8 +244,14 @@ def main() -> None:
     summary.add_argument("--reference", default="itc_itm_mlm")
     summary.add_argument("--metrics", nargs="+", default=list(METRICS))
     summary.add_argument("--results", type=Path, default=RESULTS)
+    timing = commands.add_parser("time", help="seconds per step of variants, interleaved in one process")
+    timing.add_argument("--variants", nargs="+", default=["full", "itc_itm_mlm"])
+    timing.add_argument("--steps", type=int, default=20)
+    timing.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    if args.command == "run":
+    if args.command == "time":
+        print(json.dumps(step_time_ratio(args.variants, args.steps, args.rounds), indent=2))
+    elif args.command == "run":
         run_grid(args)
     elif args.command == "one":
         print(json.dumps(run_one(args.variant, args.seed, args.benchmark_size)))

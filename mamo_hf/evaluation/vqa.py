@@ -1,22 +1,7 @@
-"""VQA accuracy with the rules of the official evaluation; the answer logic lives with the data
-(`mamo_hf.data.vqa_answers`), which the training targets use too."""
+"""VQA accuracy with the rules of the official evaluation. The answer logic lives with the data
+(`mamo_hf.data.vqa_answers`), whose soft scores are also the training targets; this module re-exports it."""
 
-from ..data.vqa_answers import (
-    VQA_V2_NUM_ANSWERS,
-    build_answer_vocabulary,
-    normalize_answer,
-    soft_score,
-    soft_scores,
-    vqa_accuracy,
-    vqa_accuracy_of_predictions,
-)
+from ..data import vqa_answers
+from ..data.vqa_answers import *  # noqa: F403
 
-__all__ = [
-    "VQA_V2_NUM_ANSWERS",
-    "build_answer_vocabulary",
-    "normalize_answer",
-    "soft_score",
-    "soft_scores",
-    "vqa_accuracy",
-    "vqa_accuracy_of_predictions",
-]
+__all__ = vqa_answers.__all__
