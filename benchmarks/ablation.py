@@ -51,6 +51,18 @@ VARIANTS = {
     "full_warmup_masked": {"model_config": {"masked_modeling_warmup_steps": 500}},
     "full_norm_warmup": {"model_config": {"normalize_targets": True, "masked_modeling_warmup_steps": 500}},
     "full_half_masked": {"model_config": {"mim_weight": 0.5, "mrm_weight": 0.5}},
+    "mp50_full": {"demo_minimal_pairs": 0.5},
+    "mp50_itc_itm_mlm": {"demo_minimal_pairs": 0.5, "model_config": {"mim_weight": OFF, "mrm_weight": OFF}},
+    "mp25_itc_itm_mlm": {"demo_minimal_pairs": 0.25, "model_config": {"mim_weight": OFF, "mrm_weight": OFF}},
+    # minimal-pair demo data: every batch holds hard negatives that differ only in binding
+    "mp_full": {"demo_minimal_pairs": 1.0},
+    "mp_itc_itm_mlm": {"demo_minimal_pairs": 1.0, "model_config": {"mim_weight": OFF, "mrm_weight": OFF}},
+    "mp_itc_itm": {
+        "demo_minimal_pairs": 1.0,
+        "model_config": {"mim_weight": OFF, "mrm_weight": OFF, "mlm_weight": OFF},
+    },
+    "mp_itc_itm_mlm_mim": {"demo_minimal_pairs": 1.0, "model_config": {"mrm_weight": OFF}},
+    "mp_itc_itm_mlm_mrm": {"demo_minimal_pairs": 1.0, "model_config": {"mim_weight": OFF}},
 }
 
 METRICS = ("itm_accuracy", "itc_accuracy", "itm_colour", "itm_shape", "itm_size", "itm_position", "itm_count")

@@ -93,6 +93,13 @@ class PretrainingArguments:
     streaming: bool = field(default=False, metadata={"help": "read --train-file line by line (needs --max-steps)"})
     demo_pairs: int = field(default=20000, metadata={"help": "size of the built-in demo training set"})
     demo_max_objects: int = field(default=3, metadata={"help": "objects per demo scene (1 to 3)"})
+    demo_minimal_pairs: float = field(
+        default=0.0,
+        metadata={
+            "help": "fraction of the demo data served as minimal pairs: a scene batched with a copy in which two "
+            "objects exchange one attribute (hard negatives that differ only in binding); 0 = off"
+        },
+    )
     eval_pairs: int = field(default=200, metadata={"help": "held-out demo pairs for zero-shot retrieval (0: none)"})
     eval_file: str | None = field(default=None, metadata={"help": "held-out caption file for zero-shot retrieval"})
     augment: bool = field(default=True, metadata={"help": "random resized crop and left/right-aware flip"})
@@ -228,6 +235,14 @@ def build_train_dataset(args: PretrainingArguments, image_size: int):
     """The training pairs: caption files, a local `datasets` folder, a stream, or the built-in demo data."""
     from .data import CaptionDataset, DemoCaptionDataset, HFCaptionDataset, StreamingCaptionDataset, TrainTransform
 
+    if not 0 <= args.demo_minimal_pairs <= 1:
+        raise ValueError(f"`--demo-minimal-pairs` is a fraction in [0, 1], got {args.demo_minimal_pairs}.")
+    if args.demo_minimal_pairs and (args.train_file or args.hf_dataset or args.batch_size % 2):
+        raise ValueError(
+            "`--demo-minimal-pairs` applies to the built-in demo data only and needs an even `--batch-size` (each "
+            f"batch holds whole pairs); got batch size {args.batch_size}"
+            + (" and a --train-file/--hf-dataset." if args.train_file or args.hf_dataset else ".")
+        )
     transform = TrainTransform(image_size) if args.augment else None
     common = {"transform": transform, "max_words": args.max_words, "seed": args.seed}
     if args.hf_dataset:
@@ -249,6 +264,7 @@ def build_train_dataset(args: PretrainingArguments, image_size: int):
         max_objects=args.demo_max_objects,
         transform=transform,
         max_words=args.max_words,
+        minimal_pairs=args.demo_minimal_pairs,
     )
 
 
@@ -282,21 +298,24 @@ def held_out_pairs(args: PretrainingArguments, image_size: int):
 
 class EpochShuffleSampler(Sampler):
     """A permutation per epoch from `seed + epoch`: the data order is a function of the epoch, so a resumed run
-    sees exactly the batches the uninterrupted run would have seen."""
+    sees exactly the batches the uninterrupted run would have seen. With `block_size = k`, blocks of k consecutive
+    indices are shuffled and kept together (minimal pairs stay in one batch when the batch size is a multiple of k);
+    a last incomplete block is left out."""
 
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
+    def __init__(self, size: int, seed: int, block_size: int = 1):
+        self.size, self.seed, self.epoch, self.block_size = size, seed, 0, block_size
 
     def set_epoch(self, epoch: int):
         """Use the permutation of epoch `epoch` from now on."""
         self.epoch = epoch
 
     def __len__(self):
-        return self.size
+        return self.size // self.block_size * self.block_size
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        blocks = torch.randperm(self.size // self.block_size, generator=generator)
+        return iter((blocks[:, None] * self.block_size + torch.arange(self.block_size)).flatten().tolist())
 
 
 def optimizer_parameter_groups(model, weight_decay: float) -> list[dict]:
@@ -434,7 +453,8 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
     image_size = processor.image_processor.size["height"]
     dataset = build_train_dataset(args, image_size)
     is_stream = isinstance(dataset, torch.utils.data.IterableDataset)
-    sampler = None if is_stream else EpochShuffleSampler(len(dataset), args.seed)
+    block_size = 2 if getattr(dataset, "minimal_pairs", 0) > 0 else 1
+    sampler = None if is_stream else EpochShuffleSampler(len(dataset), args.seed, block_size)
     loader = DataLoader(
         dataset,
         batch_size=args.batch_size,

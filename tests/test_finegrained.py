@@ -7,8 +7,8 @@ import torch
 
 from mamo_hf import MamoConfig, MamoForImageTextRetrieval, MamoForPreTraining, MamoImageProcessorPil, MamoProcessor
 from mamo_hf.configuration_mamo import special_token_ids
-from mamo_hf.data.demo import demo_tokenizer
-from mamo_hf.data.finegrained import NEGATIVE_TYPES, finegrained_examples, finegrained_scene, swap_attribute
+from mamo_hf.data.demo import binding_scene, demo_tokenizer, swap_attribute
+from mamo_hf.data.finegrained import NEGATIVE_TYPES, finegrained_examples
 from mamo_hf.evaluation.finegrained import candidate_scores, evaluate_finegrained, finegrained_metrics
 
 
@@ -28,7 +28,9 @@ def test_swap_negatives_keep_the_bag_of_words_and_count_drops_one_object():
     for example in finegrained_examples(50, seed=0, num_objects=3):
         words = Counter(example.caption.replace(",", " ").split())
         for kind in ("colour", "shape", "size", "position"):
-            assert Counter(example.negatives[kind].replace(",", " ").split()) == words, kind  # only the binding changes
+            assert Counter(example.negatives[kind].replace(",", " ").split()) == words, (
+                kind
+            )  # only the binding changes
         assert example.negatives["count"].count(" at the ") == len(example.scene) - 1
         for text in (example.caption, *example.negatives.values()):  # the demo vocabulary covers every word
             assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"]
@@ -37,14 +39,14 @@ def test_swap_negatives_keep_the_bag_of_words_and_count_drops_one_object():
 def test_scene_constraints_and_swaps():
     import random
 
-    scene = finegrained_scene(random.Random(0), num_objects=3)
+    scene = binding_scene(random.Random(0), num_objects=3)
     first, second = scene[:2]
     assert first.colour != second.colour and first.shape != second.shape and first.size != second.size
     assert len({(o.row, o.column) for o in scene}) == 3
     swapped = swap_attribute(scene, "position")
     assert (swapped[0].row, swapped[0].column) == (second.row, second.column) and swapped[0].colour == first.colour
     with pytest.raises(ValueError, match="num_objects"):
-        finegrained_scene(random.Random(0), num_objects=4)
+        binding_scene(random.Random(0), num_objects=4)
 
 
 def test_metrics_count_strict_wins_per_type_and_overall():
@@ -98,3 +100,35 @@ def test_a_model_without_itm_head_is_named(model_and_processor):
     model, processor = model_and_processor
     with pytest.raises(ValueError, match="MamoModel has no ITM head"):
         candidate_scores(model.mamo, processor, finegrained_examples(1))
+
+
+def test_minimal_pairs_share_their_words_and_stay_in_one_batch():
+    from mamo_hf.data import DemoCaptionDataset
+    from mamo_hf.training import EpochShuffleSampler
+
+    dataset = DemoCaptionDataset(40, seed=5, minimal_pairs=1.0)
+    for pair in range(20):
+        first, second = dataset[2 * pair]["caption"], dataset[2 * pair + 1]["caption"]
+        assert first != second and Counter(first.replace(",", " ").split()) == Counter(
+            second.replace(",", " ").split()
+        )
+    sampler = EpochShuffleSampler(41, seed=0, block_size=2)
+    order = list(sampler)
+    assert len(order) == len(sampler) == 40 and sorted(order) == list(range(40))
+    assert all(order[i] // 2 == order[i + 1] // 2 and order[i] % 2 == 0 for i in range(0, 40, 2))
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+    # Blocks of one are the plain per-epoch permutation.
+    assert (
+        list(EpochShuffleSampler(10, seed=3))
+        == torch.randperm(10, generator=torch.Generator().manual_seed(3)).tolist()
+    )
+
+
+def test_minimal_pairs_need_an_even_batch_and_demo_data():
+    from mamo_hf.training import PretrainingArguments, build_train_dataset
+
+    with pytest.raises(ValueError, match="even `--batch-size`"):
+        build_train_dataset(PretrainingArguments(demo_minimal_pairs=1.0, batch_size=7), 64)
+    with pytest.raises(ValueError, match="built-in demo data only"):
+        build_train_dataset(PretrainingArguments(demo_minimal_pairs=1.0, train_file=["x.json"]), 64)

@@ -8,7 +8,7 @@ and `write_demo_dataset` writes them as image files and a caption file, the same
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -63,6 +63,48 @@ def random_scene(rng: random.Random, max_objects: int = 3) -> list[SceneObject]:
         SceneObject(rng.choice(list(COLOURS)), rng.choice(SHAPES), rng.choice(list(SIZES)), cell // 3, cell % 3)
         for cell in cells
     ]
+
+
+BINDING_ATTRIBUTES = ("colour", "shape", "size", "position")
+
+
+def binding_scene(rng: random.Random, num_objects: int = 2) -> list[SceneObject]:
+    """`num_objects` (2 or 3) objects in distinct cells; the first two differ in colour, shape and size, so that
+    exchanging any attribute between them (`swap_attribute`) changes what the scene shows."""
+    if num_objects not in (2, 3):
+        raise ValueError(f"`num_objects` must be 2 or 3, got {num_objects}.")
+    cells = rng.sample(range(9), num_objects)
+    colours, shapes, sizes = rng.sample(list(COLOURS), 2), rng.sample(SHAPES, 2), rng.sample(list(SIZES), 2)
+    scene = [SceneObject(colours[i], shapes[i], sizes[i], cells[i] // 3, cells[i] % 3) for i in range(2)]
+    for cell in cells[2:]:
+        scene.append(
+            SceneObject(rng.choice(list(COLOURS)), rng.choice(SHAPES), rng.choice(list(SIZES)), cell // 3, cell % 3)
+        )
+    return scene
+
+
+def swap_attribute(scene: list[SceneObject], attribute: str, first: int = 0, second: int = 1) -> list[SceneObject]:
+    """The scene with `attribute` (one of `BINDING_ATTRIBUTES`) exchanged between two objects: the same words, bound
+    differently."""
+    fields = ("row", "column") if attribute == "position" else (attribute,)
+    a, b = scene[first], scene[second]
+    swapped = list(scene)
+    swapped[first] = replace(a, **{name: getattr(b, name) for name in fields})
+    swapped[second] = replace(b, **{name: getattr(a, name) for name in fields})
+    return swapped
+
+
+def minimal_pair_scene(seed: int, index: int, max_objects: int = 3, fraction: float = 1.0) -> list[SceneObject]:
+    """Scene `index` of the minimal-pair demo data. With probability `fraction` (drawn per pair), items `2k` and
+    `2k + 1` show the same objects except that one attribute is exchanged between two of them, so that their
+    captions hold the same words; otherwise they are two independent demo scenes."""
+    pair, member = divmod(index, 2)
+    rng = random.Random(f"demo-pair:{seed}:{pair}")
+    if rng.random() >= fraction:
+        return demo_scene(seed, index, max_objects)
+    scene = binding_scene(rng, rng.randint(2, max(2, max_objects)))
+    attribute = rng.choice(BINDING_ATTRIBUTES)
+    return swap_attribute(scene, attribute) if member else scene
 
 
 def caption(scene: list[SceneObject]) -> str:
@@ -152,6 +194,9 @@ class DemoCaptionDataset(MapCaptionDataset):
         max_objects (`int`): at most this many objects per scene.
         transform (*optional*): as for `CaptionDataset` (e.g. `TrainTransform`); None for no augmentation.
         max_words (`int`, *optional*): captions are cut to this many words.
+        minimal_pairs (`float`): the fraction of `minimal_pair_scene`s (0: plain demo scenes): items `2k` and
+            `2k + 1` then differ only in which object has which attribute. Batched together (`block_size=2` of the
+            training sampler), each is the other's hard negative, a signal that only binding can fit.
 
     Items are those of `mamo_hf.data.datasets` (`image`, `caption`, `image_id` = the index, `skipped` = ()).
     """
@@ -164,18 +209,23 @@ class DemoCaptionDataset(MapCaptionDataset):
         max_objects: int = 3,
         transform=None,
         max_words: int | None = 30,
+        minimal_pairs: float = 0.0,
     ):
         # Generated pairs are never bad: anything that fails is a bug, so it raises.
         super().__init__(transform, max_words, strict=True, seed=seed)
         self.num_pairs = num_pairs
         self.image_size = image_size
         self.max_objects = max_objects
+        self.minimal_pairs = minimal_pairs
 
     def __len__(self) -> int:
         return self.num_pairs
 
     def _pair(self, index: int) -> _Pair:
-        scene = demo_scene(self.seed, index, self.max_objects)
+        if self.minimal_pairs > 0:
+            scene = minimal_pair_scene(self.seed, index, self.max_objects, self.minimal_pairs)
+        else:
+            scene = demo_scene(self.seed, index, self.max_objects)
         return _Pair(f"demo scene {index}", draw_scene(scene, self.image_size), caption(scene), image_id=index)
 
 

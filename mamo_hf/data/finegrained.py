@@ -17,13 +17,13 @@ benchmark is deterministic from `(seed, index)` and a different seed space from 
 """
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from PIL import Image
 
-from .demo import COLOURS, SHAPES, SIZES, SceneObject, caption, draw_scene
+from .demo import BINDING_ATTRIBUTES, SceneObject, binding_scene, caption, draw_scene, swap_attribute
 
-NEGATIVE_TYPES = ("colour", "shape", "size", "position", "count")
+NEGATIVE_TYPES = (*BINDING_ATTRIBUTES, "count")
 
 
 @dataclass(frozen=True)
@@ -36,34 +36,10 @@ class FinegrainedExample:
     scene: tuple[SceneObject, ...]
 
 
-def finegrained_scene(rng: random.Random, num_objects: int = 2) -> list[SceneObject]:
-    """`num_objects` (2 or 3) objects in distinct cells; the first two differ in colour, shape and size."""
-    if num_objects not in (2, 3):
-        raise ValueError(f"`num_objects` must be 2 or 3, got {num_objects}.")
-    cells = rng.sample(range(9), num_objects)
-    colours, shapes, sizes = rng.sample(list(COLOURS), 2), rng.sample(SHAPES, 2), rng.sample(list(SIZES), 2)
-    scene = [SceneObject(colours[i], shapes[i], sizes[i], cells[i] // 3, cells[i] % 3) for i in range(2)]
-    for cell in cells[2:]:
-        scene.append(
-            SceneObject(rng.choice(list(COLOURS)), rng.choice(SHAPES), rng.choice(list(SIZES)), cell // 3, cell % 3)
-        )
-    return scene
-
-
-def swap_attribute(scene: list[SceneObject], attribute: str, first: int = 0, second: int = 1) -> list[SceneObject]:
-    """The scene with `attribute` ("colour", "shape", "size" or "position") exchanged between two objects."""
-    fields = ("row", "column") if attribute == "position" else (attribute,)
-    a, b = scene[first], scene[second]
-    swapped = list(scene)
-    swapped[first] = replace(a, **{name: getattr(b, name) for name in fields})
-    swapped[second] = replace(b, **{name: getattr(a, name) for name in fields})
-    return swapped
-
-
 def hard_negatives(scene: list[SceneObject], rng: random.Random) -> dict[str, str]:
     """One negative caption per type of `NEGATIVE_TYPES` (see the module docstring); `rng` picks the object that
     the `count` negative leaves out."""
-    negatives = {name: caption(swap_attribute(scene, name)) for name in ("colour", "shape", "size", "position")}
+    negatives = {name: caption(swap_attribute(scene, name)) for name in BINDING_ATTRIBUTES}
     dropped = rng.randrange(len(scene))
     negatives["count"] = caption([obj for index, obj in enumerate(scene) if index != dropped])
     return negatives
@@ -72,7 +48,7 @@ def hard_negatives(scene: list[SceneObject], rng: random.Random) -> dict[str, st
 def finegrained_example(seed: int, index: int, image_size: int = 64, num_objects: int = 2) -> FinegrainedExample:
     """Item `index` of the benchmark of `seed`, drawn from its own RNG."""
     rng = random.Random(f"finegrained:{seed}:{num_objects}:{index}")
-    scene = finegrained_scene(rng, num_objects)
+    scene = binding_scene(rng, num_objects)
     return FinegrainedExample(
         image=draw_scene(scene, image_size),
         caption=caption(scene),
@@ -93,7 +69,5 @@ __all__ = [
     "FinegrainedExample",
     "finegrained_example",
     "finegrained_examples",
-    "finegrained_scene",
     "hard_negatives",
-    "swap_attribute",
 ]
