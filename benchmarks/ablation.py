@@ -35,14 +35,15 @@ OFF = 0.0
 BASE_RUN = {**DEMO_SETTINGS, "checkpoint_every": 0, "report_to": []}
 
 # name → MamoConfig overrides (on top of the library defaults) and PretrainingArguments overrides.
-VARIANTS = {
-    # objectives
+OBJECTIVE_SETS = {
     "full": {},
     "itc_itm_mlm": {"model_config": {"mim_weight": OFF, "mrm_weight": OFF}},
     "itc_itm": {"model_config": {"mim_weight": OFF, "mrm_weight": OFF, "mlm_weight": OFF}},
     "itc_itm_mlm_mim": {"model_config": {"mrm_weight": OFF}},
     "itc_itm_mlm_mrm": {"model_config": {"mim_weight": OFF}},
-    # recipe candidates for full MAMO, one change at a time
+}
+# Recipe candidates for full MAMO (and the ablation where a change concerns both), one change at a time.
+RECIPE_CANDIDATES = {
     "full_const_negatives": {"model_config": {"itm_negative_gradient": False}},
     "itc_itm_mlm_const_negatives": {
         "model_config": {"mim_weight": OFF, "mrm_weight": OFF, "itm_negative_gradient": False}
@@ -51,10 +52,15 @@ VARIANTS = {
     "full_warmup_masked": {"model_config": {"masked_modeling_warmup_steps": 500}},
     "full_norm_warmup": {"model_config": {"normalize_targets": True, "masked_modeling_warmup_steps": 500}},
     "full_half_masked": {"model_config": {"mim_weight": 0.5, "mrm_weight": 0.5}},
-    "mp50_full": {"demo_minimal_pairs": 0.5},
-    "mp50_itc_itm_mlm": {"demo_minimal_pairs": 0.5, "model_config": {"mim_weight": OFF, "mrm_weight": OFF}},
+}
+VARIANTS = {
+    **OBJECTIVE_SETS,
+    **RECIPE_CANDIDATES,
     "mp25_itc_itm_mlm": {"demo_minimal_pairs": 0.25, "model_config": {"mim_weight": OFF, "mrm_weight": OFF}},
-    # minimal-pair demo data: every batch holds hard negatives that differ only in binding
+    # half of the demo data as minimal pairs (hard negatives that differ only in binding in every batch)
+    **{f"mp50_{name}": {**setting, "demo_minimal_pairs": 0.5} for name, setting in OBJECTIVE_SETS.items()},
+    **{f"mp50_{name}": {**setting, "demo_minimal_pairs": 0.5} for name, setting in RECIPE_CANDIDATES.items()},
+    # all of the demo data as minimal pairs
     "mp_full": {"demo_minimal_pairs": 1.0},
     "mp_itc_itm_mlm": {"demo_minimal_pairs": 1.0, "model_config": {"mim_weight": OFF, "mrm_weight": OFF}},
     "mp_itc_itm": {

@@ -132,3 +132,15 @@ def test_minimal_pairs_need_an_even_batch_and_demo_data():
         build_train_dataset(PretrainingArguments(demo_minimal_pairs=1.0, batch_size=7), 64)
     with pytest.raises(ValueError, match="built-in demo data only"):
         build_train_dataset(PretrainingArguments(demo_minimal_pairs=1.0, train_file=["x.json"]), 64)
+
+
+def test_a_fraction_of_minimal_pairs_mixes_pairs_and_independent_scenes():
+    from mamo_hf.data.demo import minimal_pair_scene
+
+    def is_minimal_pair(pair):
+        first, second = (minimal_pair_scene(0, 2 * pair + member, fraction=0.5) for member in (0, 1))
+        return sorted(o.colour for o in first) == sorted(o.colour for o in second) and first != second
+
+    share = sum(is_minimal_pair(pair) for pair in range(400)) / 400
+    assert 0.4 < share < 0.6
+    assert minimal_pair_scene(0, 7, fraction=0.5) == minimal_pair_scene(0, 7, fraction=0.5)
