@@ -1055,6 +1055,7 @@ class MamoPretrainingViews:
 
     Args:
         input_ids, attention_mask (`torch.Tensor` of shape `[batch, length]`): the clean captions.
+        image_ids (`torch.LongTensor` of shape `[batch]`, *optional*): the pairs' image ids (see `forward`).
         image, text (`BaseModelOutputWithPooling`): the student's encodings of the clean image and text.
         image_mask (`torch.BoolTensor` of shape `[batch, num_patches]`): `M_v`, patches dropped in (Ĩ, T).
         masked_patches (`torch.LongTensor` of shape `[batch, num_masked]`): the indices of `M_v`, sorted.
@@ -1068,6 +1069,7 @@ class MamoPretrainingViews:
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
+    image_ids: torch.Tensor | None = None
     image: BaseModelOutputWithPooling | None = None
     text: BaseModelOutputWithPooling | None = None
     image_mask: torch.Tensor | None = None
@@ -1239,7 +1241,7 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         losses, outputs = {}, {}
         objectives = self.active_objectives
         if "itc" in objectives:
-            losses["itc"], outputs["logits_per_image"] = self.itc_loss(views, image_ids)
+            losses["itc"], outputs["logits_per_image"] = self.itc_loss(views)
         if "itm" in objectives:
             losses["itm"], outputs["itm_logits"] = self.itm_loss(views)
             outputs["itm_labels"] = views.itm_labels
@@ -1270,9 +1272,9 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         """Joint masking and every encoder pass of the step that the active objectives need (SPEC.md §2-§3):
         the teacher on (I, T); the student on I, T, Ĩ (visible patches only) and T̃; one fusion call for
         (Ĩ, T), (I, T̃) and the ITM pairs."""
-        objectives = self.active_objectives
-        masks_image, masks_text = {"mim", "mrm"} & set(objectives), {"mlm", "mrm"} & set(objectives)
-        views = MamoPretrainingViews(input_ids=input_ids, attention_mask=attention_mask)
+        objectives = set(self.active_objectives)
+        masks_image, masks_text = bool(objectives & {"mim", "mrm"}), bool(objectives & {"mlm", "mrm"})
+        views = MamoPretrainingViews(input_ids=input_ids, attention_mask=attention_mask, image_ids=image_ids)
         if masks_image:
             views.image_mask = (
                 image_mask if image_mask is not None else self.sample_image_mask(pixel_values, generator)
@@ -1287,9 +1289,9 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         if masks_image or ("itc" in objectives and uses_teacher_features):
             views.teacher = self._teacher_targets(pixel_values, input_ids, attention_mask, "mrm" in objectives)
 
-        if {"itc", "itm", "mlm", "mrm"} & set(objectives):
+        if objectives & {"itc", "itm", "mlm", "mrm"}:
             views.image = self.mamo.get_image_features(pixel_values)
-        if {"itc", "itm", "mim", "mrm"} & set(objectives):
+        if objectives & {"itc", "itm", "mim", "mrm"}:
             views.text = self.mamo.get_text_features(input_ids, attention_mask=attention_mask)
         batch = _FusionBatch()
         if masks_image:
@@ -1308,9 +1310,9 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         views.fused, views.fused_text_length = batch.run(self.mamo)
         return views
 
-    def itc_loss(self, views: MamoPretrainingViews, image_ids: torch.Tensor | None = None):
+    def itc_loss(self, views: MamoPretrainingViews):
         """ITC (`image_text_contrastive_loss`) and this rank's image-to-text logits."""
-        return self._contrastive_loss(views.image, views.text, image_ids, views.teacher)
+        return self._contrastive_loss(views.image, views.text, views.image_ids, views.teacher)
 
     def itm_loss(self, views: MamoPretrainingViews):
         """ITM (`image_text_matching_loss`) on the positives and the hard negatives, and the ITM logits."""
