@@ -32,7 +32,8 @@ RESULTS = Path(__file__).parent / "results" / "ablation.jsonl"
 OFF = 0.0
 
 # The recipe of the demo (`mamo-hf demo`: 64 px, batch 32, 1,500 steps, lr 1e-3), without checkpoints and trackers.
-BASE_RUN = {**DEMO_SETTINGS, "checkpoint_every": 0, "report_to": []}
+# Plain demo scenes unless a variant asks for minimal pairs.
+BASE_RUN = {**DEMO_SETTINGS, "demo_minimal_pairs": 0.0, "checkpoint_every": 0, "report_to": []}
 
 # name → MamoConfig overrides (on top of the library defaults) and PretrainingArguments overrides.
 OBJECTIVE_SETS = {

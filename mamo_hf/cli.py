@@ -66,6 +66,8 @@ DEMO_SETTINGS = {
     "model": "tiny",
     "image_size": 64,
     "demo_pairs": 20000,
+    # Half the scenes as minimal pairs: without them ITM never learns binding (BENCHMARKS.md, fine-grained benchmark).
+    "demo_minimal_pairs": 0.5,
     "eval_pairs": 200,
     "batch_size": 32,
     "max_steps": 1500,

@@ -97,10 +97,11 @@ def swap_attribute(scene: list[SceneObject], attribute: str, first: int = 0, sec
 def minimal_pair_scene(seed: int, index: int, max_objects: int = 3, fraction: float = 1.0) -> list[SceneObject]:
     """Scene `index` of the minimal-pair demo data. With probability `fraction` (drawn per pair), items `2k` and
     `2k + 1` show the same objects except that one attribute is exchanged between two of them, so that their
-    captions hold the same words; otherwise they are two independent demo scenes."""
+    captions hold the same words; otherwise (and always when `max_objects < 2`: a swap needs two objects) they are
+    two independent demo scenes."""
     pair, member = divmod(index, 2)
     rng = random.Random(f"demo-pair:{seed}:{pair}")
-    if rng.random() >= fraction:
+    if max_objects < 2 or rng.random() >= fraction:
         return demo_scene(seed, index, max_objects)
     scene = binding_scene(rng, rng.randint(2, max(2, max_objects)))
     attribute = rng.choice(BINDING_ATTRIBUTES)
