@@ -246,8 +246,14 @@ def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `mamo-hf` with `argv` (default: the process' arguments); YAML files given with `--config` set defaults."""
+    from .training import PretrainingError
+
     args = build_parser(_yaml_settings(argv)).parse_args(argv)
-    args.run(args)
+    try:
+        args.run(args)
+    except PretrainingError as error:
+        print(f"mamo-hf {args.command}: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -287,7 +287,10 @@ def sample_hard_negatives(
         `(indices [R], has_negative [R])`.
     """
     has_negative = ~positive_mask.all(dim=1)
-    masked = logits.float().masked_fill(positive_mask, float("-inf"))
+    # Non-finite similarities (a diverged step or a corrupt batch) draw uniformly instead of failing inside
+    # `multinomial`: that step's loss is not finite anyway, and the training loop skips it.
+    finite = torch.nan_to_num(logits.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    masked = finite.masked_fill(positive_mask, float("-inf"))
     masked = torch.where(has_negative[:, None], masked, torch.zeros_like(masked))
     probabilities = masked.softmax(dim=-1)
     return torch.multinomial(probabilities, 1, generator=generator).squeeze(1), has_negative

@@ -1426,6 +1426,18 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         return targets
 
     @torch.no_grad()
+    def queue_state(self) -> dict[str, torch.Tensor] | None:
+        """A copy of the ITC queues and their pointer (`None` without a queue), for `load_queue_state`: the
+        training loop restores it when it skips a step whose loss was not finite."""
+        if self.config.queue_size == 0:
+            return None
+        return {name: getattr(self, name).clone() for name in ("image_queue", "text_queue", "queue_pointer")}
+
+    def load_queue_state(self, state: dict[str, torch.Tensor] | None) -> None:
+        """Put back the queues saved by `queue_state`."""
+        for name, tensor in (state or {}).items():
+            getattr(self, name).copy_(tensor)
+
     def _enqueue(self, image_embeds: torch.Tensor, text_embeds: torch.Tensor):
         """Write the teacher features of the global batch into the ITC queues (the same on every rank)."""
         image_embeds, text_embeds = gather_without_grad(image_embeds), gather_without_grad(text_embeds)

@@ -22,10 +22,13 @@ logs, and zero-shot retrieval before and after training. For `Trainer`, use `Mam
 import csv
 import dataclasses
 import json
+import math
 import os
 import shutil
+import socket
+import statistics
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +48,33 @@ logger = logging.get_logger(__name__)
 CHECKPOINT_PREFIX = "checkpoint-"
 
 TRAINING_STATE = "training_state.json"
+
+LOCK_FILE = ".mamo_run.lock"
+
+# Files of `Accelerator.save_state` that a checkpoint must hold (model weights in safetensors, the optimizer state
+# loaded with `weights_only=True`); the scheduler state, the data position and the counters are JSON.
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.bin", TRAINING_STATE)
+
+
+class PretrainingError(Exception):
+    """A pre-training run refused or stopped for a reason the message explains (`mamo-hf` prints it without a
+    traceback)."""
+
+
+class InvalidArgumentError(PretrainingError, ValueError):
+    """A `PretrainingArguments` value that cannot work, found before any work."""
+
+
+class OutputDirInUseError(PretrainingError, RuntimeError):
+    """Another live run holds the output folder."""
+
+
+class CheckpointError(PretrainingError, ValueError):
+    """A checkpoint to resume from is incomplete or unreadable."""
+
+
+class TrainingDivergedError(PretrainingError, RuntimeError):
+    """Too many consecutive steps had a non-finite loss or gradient, or the weights became non-finite."""
 
 
 class MamoTeacherUpdateCallback(TrainerCallback):
@@ -117,6 +147,16 @@ class PretrainingArguments:
     warmup_steps: int = field(default=1000, metadata={"help": "linear warm-up steps"})
     weight_decay: float = field(default=0.02, metadata={"help": "AdamW weight decay (not on biases and norms)"})
     max_grad_norm: float = field(default=5.0, metadata={"help": "gradient clipping (0: off)"})
+    max_nonfinite_steps: int = field(
+        default=5,
+        metadata={
+            "help": "a step with a non-finite loss or gradient is skipped (no update of the weights, optimizer, "
+            "schedule, teacher or queue); after this many in a row the run stops with an error"
+        },
+    )
+    loss_spike_factor: float = field(
+        default=10.0, metadata={"help": "warn when the loss exceeds this multiple of its running median (0: off)"}
+    )
     mixed_precision: str = field(default="no", metadata={"help": "no, bf16 or fp16"})
     seed: int = field(default=42, metadata={"help": "seed of the initialisation, the data order and the masks"})
     cpu: bool = field(default=False, metadata={"help": "run on CPU even where a GPU exists"})
@@ -148,23 +188,51 @@ class CSVTracker(GeneralTracker):
 
     def __init__(self, run_name: str, logging_dir: str | os.PathLike):
         super().__init__()
-        self.path = Path(logging_dir) / run_name / "metrics.csv"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(logging_dir) / run_name / "metrics.csv"  # created with the first write (after the lock)
 
     @property
     def tracker(self):
         return self.path
 
     def store_init_configuration(self, values: dict):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         (self.path.parent / "config.json").write_text(json.dumps(values, indent=2, default=str))
+
+    def discard_after(self, step: int) -> None:
+        """Remove the rows logged after `step` (rewritten atomically)."""
+        if not self.path.exists():
+            return
+        with self.path.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        kept = [rows[0], *(row for row in rows[1:] if row[0] in ("", "None") or int(row[0]) <= step)]
+        staging = self.path.with_suffix(".csv.tmp")
+        with staging.open("w", newline="") as handle:
+            csv.writer(handle).writerows(kept)
+        os.replace(staging, self.path)
 
     def log(self, values: dict, step: int | None = None, **kwargs):
         is_new = not self.path.exists()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", newline="") as handle:
             writer = csv.writer(handle)
             if is_new:
                 writer.writerow(["step", "name", "value"])
             writer.writerows([step, name, value] for name, value in values.items())
+
+
+def _init_trackers(accelerator: Accelerator, args: PretrainingArguments, resumed_step: int | None) -> None:
+    """Start the trackers; after a resume, drop what the interrupted run logged past the checkpoint (the steps
+    are logged again), so that no step appears twice."""
+    init_kwargs = {}
+    if resumed_step is not None:
+        init_kwargs["tensorboard"] = {"purge_step": resumed_step + 1}
+    accelerator.init_trackers(
+        "mamo", config={k: str(v) for k, v in dataclasses.asdict(args).items()}, init_kwargs=init_kwargs
+    )
+    if resumed_step is not None and accelerator.is_main_process:
+        for tracker in accelerator.trackers:
+            if isinstance(tracker, CSVTracker):
+                tracker.discard_after(resumed_step)
 
 
 def _trackers(report_to: list[str], output_dir: str) -> list:
@@ -182,6 +250,158 @@ def _trackers(report_to: list[str], output_dir: str) -> list:
         else:
             raise ValueError(f"Unknown tracker {name!r} in `report_to`: use tensorboard and/or csv.")
     return trackers
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Arguments and the output folder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+_INTEGER_MINIMUMS = {
+    "batch_size": 1,
+    "gradient_accumulation_steps": 1,
+    "epochs": 1,
+    "log_every": 1,
+    "max_nonfinite_steps": 1,
+    "eval_k": 1,
+    "demo_pairs": 1,
+    "max_length": 3,  # [CLS], one word piece, [SEP]
+    "warmup_steps": 0,
+    "checkpoint_every": 0,
+    "save_total_limit": 0,
+    "num_workers": 0,
+    "eval_pairs": 0,
+}
+
+
+def validate_arguments(args: PretrainingArguments) -> None:
+    """Check every argument that can be checked before any work; raise `InvalidArgumentError` naming the first
+    bad one (the flag's name, as `mamo-hf pretrain` spells it)."""
+    from .configuration_mamo import MamoConfig
+
+    def require(condition: bool, name: str, message: str) -> None:
+        if not condition:
+            raise InvalidArgumentError(f"--{name.replace('_', '-')} {message}")
+
+    for name, minimum in _INTEGER_MINIMUMS.items():
+        value = getattr(args, name)
+        require(isinstance(value, int) and value >= minimum, name, f"must be an integer >= {minimum}, got {value!r}.")
+    require(
+        args.max_steps is None or (isinstance(args.max_steps, int) and args.max_steps >= 1),
+        "max_steps",
+        f"must be an integer >= 1, got {args.max_steps!r}.",
+    )
+    for name in ("learning_rate", "min_learning_rate", "weight_decay", "max_grad_norm", "loss_spike_factor"):
+        value, strict = getattr(args, name), name == "learning_rate"
+        ok = isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 if strict else value >= 0)
+        require(ok, name, f"must be a finite number {'> 0' if strict else '>= 0'}, got {value!r}.")
+    require(
+        args.min_learning_rate <= args.learning_rate,
+        "min_learning_rate",
+        f"({args.min_learning_rate}) must not exceed --learning-rate ({args.learning_rate}).",
+    )
+    require(
+        args.mixed_precision in ("no", "bf16", "fp16"),
+        "mixed_precision",
+        f"must be no, bf16 or fp16, got {args.mixed_precision!r}.",
+    )
+    require(
+        args.init is not None or args.model in ("tiny", "base"),
+        "model",
+        f"must be tiny or base (or give --init), got {args.model!r}.",
+    )
+    require(
+        0 <= args.demo_minimal_pairs <= 1,
+        "demo_minimal_pairs",
+        f"is a fraction in [0, 1], got {args.demo_minimal_pairs}.",
+    )
+    require(1 <= args.demo_max_objects <= 3, "demo_max_objects", f"must be 1, 2 or 3, got {args.demo_max_objects}.")
+    unknown = sorted(set(args.model_config) - set(MamoConfig().to_dict()))
+    require(not unknown, "model_config", f"has unknown MamoConfig field(s) {unknown}.")
+    for name in ("train_file", "eval_file", "hf_dataset", "image_root"):
+        paths = getattr(args, name)
+        for path in paths if isinstance(paths, list) else [paths] if paths else []:
+            require(Path(path).exists(), name, f"{path}: no such file or folder.")
+    output_dir = Path(args.output_dir)
+    require(not output_dir.exists() or output_dir.is_dir(), "output_dir", f"{output_dir} is a file, not a folder.")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InvalidArgumentError(f"--output-dir {output_dir}: cannot create it ({error.strerror}).") from None
+    require(os.access(output_dir, os.W_OK | os.X_OK), "output_dir", f"{output_dir} is not writable.")
+
+
+class OutputDirLock:
+    """One run per output folder: `<output_dir>/.mamo_run.lock`, created atomically, holds the owner's pid, host and
+    start time. A lock whose owner is gone (same host, no such process) is stale and taken over with a warning; a
+    live owner, or one on another host, makes the second run refuse."""
+
+    def __init__(self, output_dir: str | os.PathLike):
+        self.path = Path(output_dir) / LOCK_FILE
+        self.owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    def acquire(self) -> None:
+        """Take the lock, or raise `OutputDirInUseError`."""
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = self._holder()
+                if not self._is_stale(holder):
+                    raise OutputDirInUseError(
+                        f"--output-dir {self.path.parent} is in use by another run (pid {holder.get('pid')} on "
+                        f"{holder.get('host')}, started {holder.get('started')}). Use another folder, or delete "
+                        f"{self.path} if that run is gone."
+                    ) from None
+                logger.warning(f"Taking over the stale lock of a run that is gone: {holder}.")
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(descriptor, "w") as handle:
+                json.dump(self.owner, handle)
+            return
+        raise OutputDirInUseError(f"--output-dir {self.path.parent}: another run took the lock at the same time.")
+
+    def release(self) -> None:
+        """Remove the lock if this process holds it."""
+        if self._holder() == self.owner:
+            self.path.unlink(missing_ok=True)
+
+    def _holder(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _is_stale(self, holder: dict) -> bool:
+        if not holder:  # unreadable: stale unless it may be a lock being written this very moment
+            return self.path.exists() and time.time() - self.path.stat().st_mtime > 10
+        if holder.get("host") != socket.gethostname():
+            return False
+        try:
+            os.kill(int(holder["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, KeyError, ValueError, TypeError):
+            return False
+        return False
+
+
+def _lock_output_dir(accelerator: Accelerator, output_dir: Path) -> OutputDirLock | None:
+    """The main process takes the lock; every rank raises the same error if it could not."""
+    from accelerate.utils import broadcast_object_list
+
+    lock, message = None, [None]
+    if accelerator.is_main_process:
+        lock = OutputDirLock(output_dir)
+        try:
+            lock.acquire()
+        except OutputDirInUseError as error:
+            message = [str(error)]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(message)
+    if message[0] is not None:
+        raise OutputDirInUseError(message[0])
+    return lock
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -235,8 +455,6 @@ def build_train_dataset(args: PretrainingArguments, image_size: int):
     """The training pairs: caption files, a local `datasets` folder, a stream, or the built-in demo data."""
     from .data import CaptionDataset, DemoCaptionDataset, HFCaptionDataset, StreamingCaptionDataset, TrainTransform
 
-    if not 0 <= args.demo_minimal_pairs <= 1:
-        raise ValueError(f"`--demo-minimal-pairs` is a fraction in [0, 1], got {args.demo_minimal_pairs}.")
     if args.demo_minimal_pairs and (args.train_file or args.hf_dataset or args.batch_size % 2):
         raise ValueError(
             "`--demo-minimal-pairs` applies to the built-in demo data only and needs an even `--batch-size` (each "
@@ -297,25 +515,52 @@ def held_out_pairs(args: PretrainingArguments, image_size: int):
 
 
 class EpochShuffleSampler(Sampler):
-    """A permutation per epoch from `seed + epoch`: the data order is a function of the epoch, so a resumed run
-    sees exactly the batches the uninterrupted run would have seen. With `block_size = k`, blocks of k consecutive
-    indices are shuffled and kept together (minimal pairs stay in one batch when the batch size is a multiple of k);
-    a last incomplete block is left out."""
+    """This rank's share of one epoch's permutation, in global batches; the order is a function of (seed, epoch).
 
-    def __init__(self, size: int, seed: int, block_size: int = 1):
-        self.size, self.seed, self.epoch, self.block_size = size, seed, 0, block_size
+    Each epoch draws a permutation from `seed + epoch`; with `block_size = k`, blocks of k consecutive indices are
+    shuffled and kept together (minimal pairs stay in one batch when the batch size is a multiple of k). Global
+    micro-batch g is `permutation[g·B·W : (g+1)·B·W]` for batch size B and W ranks, and rank r takes its r-th slice
+    of B (so two ranks of B see what one process of 2B sees). An epoch holds whole optimizer steps: its number of
+    global micro-batches is rounded down to a multiple of `batches_per_step`; the indices left over are not used in
+    that epoch. `set_epoch(epoch, start_batch)` resumes in the middle of an epoch, so a resumed run sees exactly the
+    batches the uninterrupted run would have seen.
+    """
 
-    def set_epoch(self, epoch: int):
-        """Use the permutation of epoch `epoch` from now on."""
-        self.epoch = epoch
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        batch_size: int = 1,
+        block_size: int = 1,
+        num_replicas: int = 1,
+        rank: int = 0,
+        batches_per_step: int = 1,
+    ):
+        self.size, self.seed, self.batch_size, self.block_size = (size, seed, batch_size, block_size)
+        self.num_replicas, self.rank, self.batches_per_step = (num_replicas, rank, batches_per_step)
+        self.epoch, self.start_batch = 0, 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Global micro-batches in one epoch (a multiple of `batches_per_step`)."""
+        usable = self.size // self.block_size * self.block_size
+        batches = usable // (self.batch_size * self.num_replicas)
+        return batches // self.batches_per_step * self.batches_per_step
+
+    def set_epoch(self, epoch: int, start_batch: int = 0):
+        """Serve the permutation of `epoch` from global micro-batch `start_batch` on."""
+        self.epoch, self.start_batch = epoch, start_batch
 
     def __len__(self):
-        return self.size // self.block_size * self.block_size
+        return max(0, self.batches_per_epoch - self.start_batch) * self.batch_size
 
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         blocks = torch.randperm(self.size // self.block_size, generator=generator)
-        return iter((blocks[:, None] * self.block_size + torch.arange(self.block_size)).flatten().tolist())
+        order = (blocks[:, None] * self.block_size + torch.arange(self.block_size)).flatten()
+        for batch in range(self.start_batch, self.batches_per_epoch):
+            first = (batch * self.num_replicas + self.rank) * self.batch_size
+            yield from order[first : first + self.batch_size].tolist()
 
 
 def optimizer_parameter_groups(model, weight_decay: float) -> list[dict]:
@@ -343,9 +588,18 @@ def step_generator(seed: int, micro_step: int, device: torch.device) -> torch.Ge
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: dict, save_total_limit: int) -> Path:
+def save_checkpoint(
+    accelerator: Accelerator, output_dir: Path, state: dict, save_total_limit: int, model, scheduler
+) -> Path:
     """Write `checkpoint-<step>` atomically: everything goes to a temporary folder, renamed once complete, so an
-    interrupted save never replaces (or looks like) the last good checkpoint."""
+    interrupted save never replaces (or looks like) the last good checkpoint.
+
+    The folder holds the model (safetensors) and optimizer state of `Accelerator.save_state` and, as JSON, the data
+    position, the counters and the scheduler state. Nothing in it is a pickle that loading would execute: the
+    random streams are functions of the step (`step_generator`, `seed_micro_step`), so Accelerate's pickled RNG
+    states are not kept. Refuses (`TrainingDivergedError`) to write non-finite weights.
+    """
+    assert_finite_weights(model, f"checkpoint of step {state['step']}")
     final = output_dir / f"{CHECKPOINT_PREFIX}{state['step']}"
     staging = output_dir / f".{final.name}.tmp"
     if accelerator.is_main_process and staging.exists():
@@ -353,7 +607,10 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: dict, sav
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging))
     if accelerator.is_main_process:
-        (staging / TRAINING_STATE).write_text(json.dumps(state, indent=2))
+        for pickled in staging.glob("random_states_*.pkl"):
+            pickled.unlink()
+        saved = {**state, "scheduler": scheduler.state_dict()}
+        (staging / TRAINING_STATE).write_text(json.dumps(saved, indent=2))
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -361,6 +618,36 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: dict, sav
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
+
+
+def load_checkpoint(accelerator: Accelerator, checkpoint: Path, scheduler) -> dict:
+    """Restore a `save_checkpoint` folder into the prepared model and optimizer and `scheduler`; return the
+    training state. Missing or unreadable files raise `CheckpointError` naming them."""
+    for name in CHECKPOINT_FILES:
+        if not (checkpoint / name).is_file():
+            raise CheckpointError(f"Cannot resume from {checkpoint}: {name} is missing.")
+    try:
+        state = json.loads((checkpoint / TRAINING_STATE).read_text())
+        scheduler_state = state.pop("scheduler")
+    except (ValueError, KeyError) as error:
+        raise CheckpointError(f"Cannot resume from {checkpoint}: {TRAINING_STATE} is unreadable ({error}).") from None
+    if scheduler_state is None:
+        raise CheckpointError(f"Cannot resume from {checkpoint}: {TRAINING_STATE} holds no scheduler state.")
+    try:
+        accelerator.load_state(str(checkpoint))
+    except Exception as error:  # safetensors, torch.load and load_state_dict each raise their own kind
+        raise CheckpointError(
+            f"Cannot resume from {checkpoint}: the model or optimizer state is unreadable ({error})."
+        ) from error
+    scheduler.load_state_dict(scheduler_state)
+    return state
+
+
+def assert_finite_weights(model: torch.nn.Module, what: str) -> None:
+    """Raise `TrainingDivergedError` if a parameter or buffer of `model` holds a NaN or an infinity."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise TrainingDivergedError(f"Refusing to write the {what}: {name} holds non-finite values.")
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:
@@ -388,11 +675,11 @@ def resolve_resume(resume: str, output_dir: Path) -> Path:
     if resume == "latest":
         checkpoints = list_checkpoints(output_dir)
         if not checkpoints:
-            raise FileNotFoundError(f"`--resume latest`: no complete checkpoint in {output_dir}.")
+            raise CheckpointError(f"--resume latest: no complete checkpoint in {output_dir}.")
         return checkpoints[-1]
     path = Path(resume)
     if not (path / TRAINING_STATE).exists():
-        raise FileNotFoundError(f"`--resume {resume}`: not a complete checkpoint (no {TRAINING_STATE}).")
+        raise CheckpointError(f"--resume {resume}: not a complete checkpoint (no {TRAINING_STATE}).")
     return path
 
 
@@ -432,9 +719,15 @@ class PretrainingResult:
 
 
 def pretrain(args: PretrainingArguments) -> PretrainingResult:
-    """Run MAMO pre-training (see the module docstring)."""
-    from .data import PretrainingCollator
+    """Run MAMO pre-training (see the module docstring).
 
+    Raises:
+        InvalidArgumentError: an argument that cannot work (checked before any work).
+        OutputDirInUseError: another live run holds `output_dir`.
+        CheckpointError: `resume` names a missing, incomplete or unreadable checkpoint.
+        TrainingDivergedError: `max_nonfinite_steps` steps in a row had a non-finite loss or gradient.
+    """
+    validate_arguments(args)
     output_dir = Path(args.output_dir)
     # The queue is updated identically on every rank: no buffer broadcast. With an objective switched off, some
     # parameters get no gradient, which DDP must be told.
@@ -448,13 +741,36 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
         log_with=_trackers(args.report_to, args.output_dir),
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
+    lock = _lock_output_dir(accelerator, output_dir)
+    try:
+        return _pretrain(args, accelerator, output_dir)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _pretrain(args: PretrainingArguments, accelerator: Accelerator, output_dir: Path) -> PretrainingResult:
+    from .data import PretrainingCollator
+
+    checkpoint = resolve_resume(args.resume, output_dir) if args.resume else None
     set_seed(args.seed)
     model, processor = build_model_and_processor(args)
     image_size = processor.image_processor.size["height"]
     dataset = build_train_dataset(args, image_size)
     is_stream = isinstance(dataset, torch.utils.data.IterableDataset)
-    block_size = 2 if getattr(dataset, "minimal_pairs", 0) > 0 else 1
-    sampler = None if is_stream else EpochShuffleSampler(len(dataset), args.seed, block_size)
+    sampler = None
+    if not is_stream:
+        sampler = EpochShuffleSampler(
+            len(dataset),
+            args.seed,
+            batch_size=args.batch_size,
+            block_size=2 if getattr(dataset, "minimal_pairs", 0) > 0 else 1,
+            num_replicas=accelerator.num_processes,
+            rank=accelerator.process_index,
+            batches_per_step=args.gradient_accumulation_steps,
+        )
+    # The loader shards nothing itself (the sampler or the stream does) and draws its workers' seeds from its own
+    # generator, so that iterating it leaves the global random stream alone.
     loader = DataLoader(
         dataset,
         batch_size=args.batch_size,
@@ -462,95 +778,96 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
         collate_fn=PretrainingCollator(processor, args.max_length),
         num_workers=args.num_workers,
         drop_last=True,
+        generator=torch.Generator().manual_seed(args.seed),
     )
     optimizer = torch.optim.AdamW(optimizer_parameter_groups(model, args.weight_decay), lr=args.learning_rate)
-    steps_per_epoch = (
-        None if is_stream else len(loader) // (args.gradient_accumulation_steps * accelerator.num_processes)
-    )
+    steps_per_epoch = None if is_stream else sampler.batches_per_epoch // args.gradient_accumulation_steps
     total_steps = args.max_steps or args.epochs * steps_per_epoch
     if not total_steps:
-        raise ValueError(f"Nothing to train: {len(dataset)} pairs make no full batch of {args.batch_size}.")
+        raise InvalidArgumentError(
+            f"--batch-size {args.batch_size}: {len(dataset)} pairs make no full optimizer step of "
+            f"{args.batch_size} × {accelerator.num_processes} process(es) × {args.gradient_accumulation_steps} "
+            "accumulated batch(es)."
+        )
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, min(args.warmup_steps, total_steps), total_steps, min_lr=args.min_learning_rate
     )
     # The schedule counts optimizer steps whatever the number of processes: it is stepped by hand below, not through
-    # `prepare` (which would step it once per process), and registered so that checkpoints hold its state.
-    # A stream shards itself over ranks and workers, so its loader is not prepared (Accelerate would shard it again).
-    if is_stream:
-        model, optimizer = accelerator.prepare(model, optimizer)
-    else:
-        model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    accelerator.register_for_checkpointing(scheduler)
+    # `prepare` (which would step it once per process); checkpoints hold its state as JSON.
+    model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
 
-    state = {"step": 0, "micro_step": 0, "epoch": 0, "batches_in_epoch": 0, "skipped": {}}
-    if args.resume:
-        checkpoint = resolve_resume(args.resume, output_dir)
-        accelerator.load_state(str(checkpoint))
-        state = json.loads((checkpoint / TRAINING_STATE).read_text())
+    state = {"step": 0, "micro_step": 0, "epoch": 0, "batches_in_epoch": 0, "skipped": {}, "nonfinite_steps": []}
+    if checkpoint is not None:
+        state = {**state, **load_checkpoint(accelerator, checkpoint, scheduler)}
         accelerator.print(f"Resumed from {checkpoint} at step {state['step']}.")
-    accelerator.init_trackers("mamo", config={k: str(v) for k, v in dataclasses.asdict(args).items()})
+    _init_trackers(accelerator, args, resumed_step=state["step"] if checkpoint is not None else None)
 
-    held_out = held_out_pairs(args, image_size) if accelerator.is_main_process else None
+    # Every rank takes part in the evaluation: it shards the work and gathers the results over the ranks.
+    held_out = held_out_pairs(args, image_size)
     summary = {"retrieval_before": None, "retrieval_after": None}
     if held_out is not None and state["step"] == 0:
         summary["retrieval_before"] = evaluate_zero_shot(unwrapped, processor, held_out, args.eval_k)
         accelerator.print(f"Zero-shot retrieval before training  {_retrieval_line(summary['retrieval_before'])}")
 
     skipped = dict(state["skipped"])  # source → reason, for this run's bad records
+    guard = DivergenceGuard(args.max_nonfinite_steps, args.loss_spike_factor)
     progress = _progress_bar(accelerator, total_steps, state["step"])
     last_losses, started, pairs_seen = {}, time.perf_counter(), 0
     model.train()
     while state["step"] < total_steps:
         if sampler is not None:
-            sampler.set_epoch(state["epoch"])
+            sampler.set_epoch(state["epoch"], state["batches_in_epoch"])
+            batches = loader
+        else:
+            batches = (
+                accelerator.skip_first_batches(loader, state["batches_in_epoch"])
+                if state["batches_in_epoch"]
+                else loader
+            )
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(state["epoch"])
-        batches = (
-            accelerator.skip_first_batches(loader, state["batches_in_epoch"]) if state["batches_in_epoch"] else loader
-        )
+        window = []  # the losses of this optimizer step's micro-batches
         for batch in batches:
+            if not window:
+                queue = unwrapped.queue_state()
             skipped.update((record.source, record.reason) for record in batch.pop("skipped"))
-            sample_keys = batch.pop("sample_keys")
-            batch = {name: value.to(accelerator.device) for name, value in batch.items()}
-            # Each pair's masks come from its own key (seed, epoch, index): the same whatever the batch, the number
-            # of processes or the accumulation.
-            image_mask, text_mask = unwrapped.sample_masks(
-                batch["pixel_values"], batch["input_ids"], batch["attention_mask"], sample_keys
-            )
-            generator = step_generator(args.seed, state["micro_step"], accelerator.device)
-            with accelerator.accumulate(model):
-                outputs = model(**batch, image_mask=image_mask, text_mask=text_mask, generator=generator)
-                accelerator.backward(outputs.loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
+            outputs = _forward_backward(accelerator, model, unwrapped, batch, args, state["micro_step"])
+            window.append(_loss_vector(outputs))
             state["micro_step"] += 1
             state["batches_in_epoch"] += 1
             pairs_seen += batch["input_ids"].shape[0] * accelerator.num_processes
             if not accelerator.sync_gradients:
                 continue
-            scheduler.step()
-            unwrapped.update_teacher()
+            losses = _mean_losses(accelerator, window)
+            window = []
             state["step"] += 1
-            last_losses = _mean_losses(accelerator, outputs)
+            if guard.check(state["step"], losses, _gradient_norm(accelerator, model, args)):
+                optimizer.step()
+                scheduler.step()
+                unwrapped.update_teacher()
+            else:
+                unwrapped.load_queue_state(queue)
+                state["nonfinite_steps"].append(state["step"])
+            optimizer.zero_grad()
+            last_losses = losses
             progress.update(1)
             progress.set_postfix(
-                loss=f"{last_losses['loss']:.3f}", pairs_per_s=f"{pairs_seen / (time.perf_counter() - started):.0f}"
+                loss=f"{losses['loss']:.3f}", pairs_per_s=f"{pairs_seen / (time.perf_counter() - started):.0f}"
             )
             if state["step"] % args.log_every == 0 or state["step"] == total_steps:
                 accelerator.log(
                     {
-                        **{f"train/{name}": value for name, value in last_losses.items()},
+                        **{f"train/{name}": value for name, value in losses.items()},
                         "train/learning_rate": scheduler.get_last_lr()[0],
                         "train/skipped_records": len(skipped),
+                        "train/nonfinite_steps": len(state["nonfinite_steps"]),
                     },
                     step=state["step"],
                 )
             if args.checkpoint_every and state["step"] % args.checkpoint_every == 0:
                 state["skipped"] = skipped = _gather_skipped(skipped)
-                save_checkpoint(accelerator, output_dir, state, args.save_total_limit)
+                save_checkpoint(accelerator, output_dir, state, args.save_total_limit, unwrapped, scheduler)
             if state["step"] >= total_steps:
                 break
         else:
@@ -560,11 +877,19 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
     elapsed = time.perf_counter() - started
 
     skipped = _gather_skipped(skipped)
-    summary.update(steps=state["step"], final_losses=last_losses, seconds=round(elapsed, 1), skipped_records=skipped)
+    summary.update(
+        steps=state["step"],
+        final_losses=last_losses,
+        seconds=round(elapsed, 1),
+        skipped_records=skipped,
+        nonfinite_steps=state["nonfinite_steps"],
+        loss_spikes=guard.spikes,
+    )
+    if held_out is not None:
+        summary["retrieval_after"] = evaluate_zero_shot(unwrapped, processor, held_out, args.eval_k)
+        accelerator.print(f"Zero-shot retrieval after training   {_retrieval_line(summary['retrieval_after'])}")
     if accelerator.is_main_process:
-        if held_out is not None:
-            summary["retrieval_after"] = evaluate_zero_shot(unwrapped, processor, held_out, args.eval_k)
-            accelerator.print(f"Zero-shot retrieval after training   {_retrieval_line(summary['retrieval_after'])}")
+        assert_finite_weights(unwrapped, "final model")
         unwrapped.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
         (output_dir / "pretraining_summary.json").write_text(json.dumps(summary, indent=2))
@@ -575,14 +900,91 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
     return PretrainingResult(model=unwrapped, processor=processor, summary=summary)
 
 
-def _mean_losses(accelerator: Accelerator, outputs) -> dict[str, float]:
-    """The step's losses (and MLM accuracy), averaged over ranks."""
-    names = [
-        name
-        for name in ("loss", "loss_itc", "loss_itm", "loss_mlm", "loss_mim", "loss_mrm", "mlm_accuracy")
+def seed_micro_step(seed: int, micro_step: int) -> None:
+    """Seed the global random stream (dropout) from (seed, micro-step): a resumed run draws exactly what the
+    uninterrupted run drew, with no random state stored in the checkpoint."""
+    torch.manual_seed(seed * 1_000_003 + micro_step + 1)
+
+
+def _forward_backward(accelerator: Accelerator, model, unwrapped, batch: dict, args, micro_step: int):
+    """One micro-batch: masks, forward and backward (gradients accumulate until `accelerator.sync_gradients`)."""
+    sample_keys = batch.pop("sample_keys")
+    batch = {name: value.to(accelerator.device) for name, value in batch.items()}
+    # Each pair's masks come from its own key (seed, epoch, index): the same whatever the batch, the number of
+    # processes or the accumulation.
+    image_mask, text_mask = unwrapped.sample_masks(
+        batch["pixel_values"], batch["input_ids"], batch["attention_mask"], sample_keys
+    )
+    generator = step_generator(args.seed, micro_step, accelerator.device)
+    seed_micro_step(args.seed, micro_step)
+    with accelerator.accumulate(model):
+        outputs = model(**batch, image_mask=image_mask, text_mask=text_mask, generator=generator)
+        accelerator.backward(outputs.loss)
+    return outputs
+
+
+def _gradient_norm(accelerator: Accelerator, model, args) -> float | None:
+    """The global gradient norm (clipped to `max_grad_norm` when it is > 0). Under fp16 it is `None`: there the
+    gradient scaler skips steps with infinite gradients itself (and must see them to lower its scale)."""
+    if args.mixed_precision == "fp16":
+        return None
+    max_norm = args.max_grad_norm if args.max_grad_norm > 0 else math.inf
+    return float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
+
+
+class DivergenceGuard:
+    """Decides whether an optimizer step is applied: a step whose loss terms or gradient norm are not finite is
+    skipped, and `max_consecutive` skipped steps in a row stop the run (`TrainingDivergedError`, naming the step
+    and the non-finite terms). A finite loss above `spike_factor` × the median of the last 100 steps' losses is
+    applied but logged as a spike (`spikes` lists their steps)."""
+
+    def __init__(self, max_consecutive: int, spike_factor: float, history: int = 100):
+        self.max_consecutive, self.spike_factor = max_consecutive, spike_factor
+        self.consecutive, self.spikes, self.recent = 0, [], deque(maxlen=history)
+
+    def check(self, step: int, losses: dict[str, float], gradient_norm: float | None) -> bool:
+        """`True` to apply the step, `False` to skip it; raises after too many skipped steps in a row."""
+        bad = [name for name, value in losses.items() if not math.isfinite(value)]
+        if gradient_norm is not None and not math.isfinite(gradient_norm):
+            bad.append("grad_norm")
+        if bad:
+            self.consecutive += 1
+            logger.warning(f"Step {step}: non-finite {', '.join(bad)}; the step is skipped (weights unchanged).")
+            if self.consecutive >= self.max_consecutive:
+                raise TrainingDivergedError(
+                    f"Training diverged: {self.consecutive} steps in a row up to step {step} had a non-finite "
+                    f"{', '.join(bad)}. The weights were not updated by those steps and the checkpoints are finite; "
+                    "lower --learning-rate, raise --warmup-steps or check the data, then --resume."
+                )
+            return False
+        self.consecutive = 0
+        loss = losses["loss"]
+        if self.spike_factor and self.recent and loss > self.spike_factor * statistics.median(self.recent):
+            self.spikes.append(step)
+            logger.warning(
+                f"Step {step}: loss spike, {loss:.4g} is more than {self.spike_factor:g}× the running median "
+                f"({statistics.median(self.recent):.4g})."
+            )
+        self.recent.append(loss)
+        return True
+
+
+LOGGED_LOSSES = ("loss", "loss_itc", "loss_itm", "loss_mlm", "loss_mim", "loss_mrm", "mlm_accuracy")
+
+
+def _loss_vector(outputs) -> dict[str, torch.Tensor]:
+    """The micro-batch's losses (and MLM accuracy), detached."""
+    return {
+        name: getattr(outputs, name).detach().float()
+        for name in LOGGED_LOSSES
         if getattr(outputs, name, None) is not None
-    ]
-    values = torch.stack([getattr(outputs, name).detach().float() for name in names])
+    }
+
+
+def _mean_losses(accelerator: Accelerator, window: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """An optimizer step's losses: the mean over its micro-batches and over the ranks (a NaN anywhere stays NaN)."""
+    names = list(window[0])
+    values = torch.stack([torch.stack([losses[name] for losses in window]).mean() for name in names])
     values = accelerator.reduce(values, reduction="mean")
     return dict(zip(names, values.tolist()))
 

@@ -78,8 +78,8 @@ def test_resume_continues_exactly_like_the_uninterrupted_run(tmp_path, monkeypat
 
     real_save = training.save_checkpoint
 
-    def save_then_crash(accelerator, output_dir, state, limit):
-        path = real_save(accelerator, output_dir, state, limit)
+    def save_then_crash(accelerator, output_dir, state, *args):
+        path = real_save(accelerator, output_dir, state, *args)
         if state["step"] == 3:
             raise KeyboardInterrupt("stopped after the checkpoint of step 3")
         return path
@@ -179,8 +179,8 @@ def test_accumulating_two_half_batches_equals_one_full_batch(tmp_path, monkeypat
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_two_processes_stay_in_sync_and_match_one_process(tmp_path):
-    settings = {"queue_size": 16}
+def run_two_processes(output_dir: Path, **overrides) -> subprocess.CompletedProcess:
+    """`pretrain` on two gloo processes (see `workers/pretrain_two_ranks.py`) with `PretrainingArguments` overrides."""
     command = [
         sys.executable,
         "-m",
@@ -189,22 +189,30 @@ def test_two_processes_stay_in_sync_and_match_one_process(tmp_path):
         "2",
         "--standalone",
         str(WORKER),
-        str(tmp_path / "two"),
-        json.dumps(settings),
+        str(output_dir),
+        json.dumps(overrides),
     ]
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
+
+
+def test_two_processes_stay_in_sync_match_one_process_and_evaluate_together(tmp_path):
+    settings = {"model_config": {"queue_size": 16}, "eval_pairs": 12, "eval_k": 4}
+    result = run_two_processes(tmp_path / "two", **settings)
     assert result.returncode == 0, result.stderr[-4000:]
     rank_states = [load_file(tmp_path / "two" / f"rank{rank}.safetensors")["state"] for rank in (0, 1)]
     assert torch.equal(rank_states[0], rank_states[1]), "the ranks ended with different student/teacher/queue"
 
-    pretrain(tiny_run(tmp_path, "one", batch_size=8, max_steps=3, model_config=settings))
+    pretrain(tiny_run(tmp_path, "one", batch_size=8, max_steps=3, **settings))
     two, one = logged(tmp_path / "two"), logged(tmp_path / "one")
     assert sorted(two) == sorted(one) == [1, 2, 3]
     for step in one:
         assert two[step] == pytest.approx(one[step], rel=1e-4), step
     assert_same_weights(final_weights(tmp_path / "two"), final_weights(tmp_path / "one"), atol=2e-5, rtol=1e-3)
+    # The zero-shot evaluation ran on both ranks (sharded, then gathered): the same figures as one process.
+    summaries = [json.loads((tmp_path / run / "pretraining_summary.json").read_text()) for run in ("two", "one")]
+    for moment in ("retrieval_before", "retrieval_after"):
+        assert summaries[0][moment] == summaries[1][moment], moment
 
 
 # ----------------------------------------------------------------------------------------------------------------
