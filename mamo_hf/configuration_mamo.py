@@ -160,15 +160,20 @@ class MamoTextConfig(PreTrainedConfig):
         """Check the field values; also run by `validate()` (e.g. on `save_pretrained`)."""
         _check_heads(self)
         _require(self.vocab_size > 0, "vocab_size", f"must be positive, got {self.vocab_size}.")
+        _check_probability(self.hidden_dropout_prob, "hidden_dropout_prob")
+        _check_probability(self.attention_probs_dropout_prob, "attention_probs_dropout_prob")
+
+    def check_special_token_ids(self):
+        """Raise a `ValueError` naming the first special token id outside the vocabulary. Pre-training runs it (its
+        masking writes [MASK] and spares [CLS], [SEP] and padding); it is not part of `validate()`, since
+        transformers builds configs with default ids before setting the real ones."""
         for name in ("pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id"):
             token_id = getattr(self, name)
             _require(
                 token_id is None or 0 <= token_id < self.vocab_size,
-                name,
+                f"text_config.{name}",
                 f"({token_id}) must be a token id of the vocabulary (0 to {self.vocab_size - 1}).",
             )
-        _check_probability(self.hidden_dropout_prob, "hidden_dropout_prob")
-        _check_probability(self.attention_probs_dropout_prob, "attention_probs_dropout_prob")
 
 
 @strict

@@ -87,11 +87,38 @@ def check_pixel_values(pixel_values: torch.Tensor | None, num_channels: int) -> 
             f"`pixel_values` has {pixel_values.shape[1]} channels but the image encoder expects {num_channels} "
             f"(`vision_config.num_channels`); convert the images to RGB (the processor does)."
         )
+    if not pixel_values.is_floating_point():
+        raise ValueError(
+            f"`pixel_values` has dtype {pixel_values.dtype}: pass normalised floating-point images (the output of "
+            "`MamoImageProcessor`), not raw pixel values."
+        )
+
+
+def check_text_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, vocab_size: int) -> None:
+    """Raise a `ValueError` unless `input_ids` are integer token ids of the vocabulary and `attention_mask` (if
+    given) has their shape. (Out-of-range ids would otherwise fail inside the embedding lookup, on a GPU as a
+    device-side assert that ends the process.)"""
+    if input_ids.is_floating_point() or input_ids.is_complex():
+        raise ValueError(f"`input_ids` must hold integer token ids, got dtype {input_ids.dtype}.")
+    if attention_mask is not None and attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"`attention_mask` has shape {tuple(attention_mask.shape)} but `input_ids` has "
+            f"{tuple(input_ids.shape)}: they must match (the processor returns both)."
+        )
+    if input_ids.numel() > 0:
+        smallest, largest = torch.aminmax(input_ids)
+        if smallest < 0 or largest >= vocab_size:
+            raise ValueError(
+                f"`input_ids` holds token ids from {int(smallest)} to {int(largest)}, outside the vocabulary of "
+                f"{vocab_size} (`text_config.vocab_size`): was the text tokenized with this model's tokenizer?"
+            )
 
 
 def check_same_batch_size(**tensors: torch.Tensor | None) -> None:
-    """Raise a `ValueError` unless every given tensor has the same first dimension."""
+    """Raise a `ValueError` unless every given tensor has the same, non-zero, first dimension."""
     sizes = {name: tensor.shape[0] for name, tensor in tensors.items() if tensor is not None}
+    if 0 in sizes.values():
+        raise ValueError(f"Empty batch: `{next(name for name, size in sizes.items() if size == 0)}` holds no example.")
     if len(set(sizes.values())) > 1:
         described = ", ".join(f"`{name}` has {size}" for name, size in sizes.items())
         raise ValueError(f"Images and texts must come in pairs with the same batch size: {described}.")
@@ -824,6 +851,7 @@ class MamoModel(MamoPreTrainedModel):
             raise ValueError("`input_ids` is required: pass the texts tokenized by `MamoProcessor`.")
         check_pixel_values(pixel_values, self.config.vision_config.num_channels)
         check_same_batch_size(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+        check_text_inputs(input_ids, attention_mask, self.config.text_config.vocab_size)
 
         image_outputs = self.get_image_features(pixel_values, visible_patch_indices=visible_patch_indices, **kwargs)
         text_outputs = self.get_text_features(
@@ -1118,6 +1146,7 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
 
     def __init__(self, config: MamoConfig):
         super().__init__(config)
+        config.text_config.check_special_token_ids()
         fusion_width = config.fusion_encoder_config.hidden_size
         self.mamo = MamoModel(config)
         self.teacher = MamoModel(config)
@@ -1232,6 +1261,7 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
             raise ValueError("`input_ids` is required: pass the captions tokenized by `MamoProcessor`.")
         check_pixel_values(pixel_values, self.config.vision_config.num_channels)
         check_same_batch_size(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+        check_text_inputs(input_ids, attention_mask, self.config.text_config.vocab_size)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if self.training:
@@ -1546,6 +1576,7 @@ class MamoForImageTextRetrieval(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         """
         check_pixel_values(pixel_values, self.config.vision_config.num_channels)
         check_same_batch_size(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+        check_text_inputs(input_ids, attention_mask, self.config.text_config.vocab_size)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if self.training:
@@ -1735,7 +1766,9 @@ class MamoForVisualReasoning(MamoPreTrainedModel):
                 f"`pixel_values` must hold a pair of images per statement, shape [batch, 2, channels, height, width]; "
                 f"got {shape}. Pass `images=[[left, right], ...]` to the processor."
             )
+        check_pixel_values(pixel_values.flatten(0, 1), self.config.vision_config.num_channels)
         check_same_batch_size(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+        check_text_inputs(input_ids, attention_mask, self.config.text_config.vocab_size)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         image = self.mamo.get_image_features(pixel_values.flatten(0, 1), **kwargs)  # [2B, ...]: left, right, ...

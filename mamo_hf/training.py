@@ -136,6 +136,14 @@ class PretrainingArguments:
     max_length: int = field(default=40, metadata={"help": "token limit of a caption"})
     max_words: int = field(default=30, metadata={"help": "word limit of a cleaned caption"})
     strict: bool = field(default=False, metadata={"help": "fail on the first bad record instead of skipping it"})
+    max_image_pixels: int = field(
+        default=25_000_000,
+        metadata={"help": "larger images are decoded at reduced size (JPEG) or skipped and counted (0: no limit)"},
+    )
+    allow_absolute_image_paths: bool = field(
+        default=False,
+        metadata={"help": "accept image paths in annotation files that are absolute or lead out of --image-root"},
+    )
     num_workers: int = field(default=2, metadata={"help": "DataLoader workers per process"})
     # Optimisation
     batch_size: int = field(default=32, metadata={"help": "pairs per process per micro-batch"})
@@ -271,6 +279,7 @@ _INTEGER_MINIMUMS = {
     "save_total_limit": 0,
     "num_workers": 0,
     "eval_pairs": 0,
+    "max_image_pixels": 0,
 }
 
 
@@ -410,7 +419,16 @@ def _lock_output_dir(accelerator: Accelerator, output_dir: Path) -> OutputDirLoc
 
 
 def build_model_and_processor(args: PretrainingArguments):
-    """`MamoForPreTraining` and `MamoProcessor` from `--init`, or a freshly initialised preset."""
+    """`MamoForPreTraining` and `MamoProcessor` from `--init`, or a freshly initialised preset; an invalid
+    configuration (from `--model-config`, the tokenizer or the `--init` folder) raises `InvalidArgumentError`."""
+    try:
+        return _build_model_and_processor(args)
+    except ValueError as error:
+        source = f"--init {args.init}" if args.init else "--model-config"
+        raise InvalidArgumentError(f"{source}: {error}") from error
+
+
+def _build_model_and_processor(args: PretrainingArguments):
     from .configuration_mamo import MamoConfig, special_token_ids
     from .data.demo import demo_tokenizer
     from .image_processing_mamo import MamoImageProcessorPil
@@ -462,19 +480,26 @@ def build_train_dataset(args: PretrainingArguments, image_size: int):
             + (" and a --train-file/--hf-dataset." if args.train_file or args.hf_dataset else ".")
         )
     transform = TrainTransform(image_size) if args.augment else None
-    common = {"transform": transform, "max_words": args.max_words, "seed": args.seed}
+    common = {
+        "transform": transform,
+        "max_words": args.max_words,
+        "seed": args.seed,
+        "strict": args.strict,
+        "max_image_pixels": args.max_image_pixels or None,
+    }
+    files = {"image_root": args.image_root, "allow_absolute_paths": args.allow_absolute_image_paths}
     if args.hf_dataset:
         import datasets
 
         return HFCaptionDataset(
-            datasets.load_from_disk(args.hf_dataset), args.image_column, args.text_column, strict=args.strict, **common
+            datasets.load_from_disk(args.hf_dataset), args.image_column, args.text_column, **common
         )
     if args.train_file and args.streaming:
         if args.max_steps is None:
-            raise ValueError("A streaming run is step-based: give `--max-steps`.")
-        return StreamingCaptionDataset(args.train_file, args.image_root, strict=args.strict, **common)
+            raise InvalidArgumentError("--streaming: a streaming run is step-based, give --max-steps.")
+        return StreamingCaptionDataset(args.train_file, **files, **common)
     if args.train_file:
-        return CaptionDataset(args.train_file, args.image_root, strict=args.strict, **common)
+        return CaptionDataset(args.train_file, **files, **common)
     return DemoCaptionDataset(
         args.demo_pairs,
         seed=args.seed,
@@ -491,7 +516,13 @@ def held_out_pairs(args: PretrainingArguments, image_size: int):
     from .data import CaptionDataset, DemoCaptionDataset
 
     if args.eval_file:
-        dataset = CaptionDataset([args.eval_file], args.image_root, max_words=args.max_words)
+        dataset = CaptionDataset(
+            [args.eval_file],
+            args.image_root,
+            max_words=args.max_words,
+            max_image_pixels=args.max_image_pixels or None,
+            allow_absolute_paths=args.allow_absolute_image_paths,
+        )
     elif args.eval_pairs > 0 and not (args.train_file or args.hf_dataset):
         dataset = DemoCaptionDataset(
             args.eval_pairs,
@@ -811,6 +842,7 @@ def _pretrain(args: PretrainingArguments, accelerator: Accelerator, output_dir: 
         accelerator.print(f"Zero-shot retrieval before training  {_retrieval_line(summary['retrieval_before'])}")
 
     skipped = dict(state["skipped"])  # source → reason, for this run's bad records
+    skipped.update((record.source, record.reason) for record in getattr(dataset, "annotation_errors", ()))
     guard = DivergenceGuard(args.max_nonfinite_steps, args.loss_spike_factor)
     progress = _progress_bar(accelerator, total_steps, state["step"])
     last_losses, started, pairs_seen = {}, time.perf_counter(), 0

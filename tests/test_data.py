@@ -164,19 +164,79 @@ def test_jsonl_csv_several_files_and_image_root(tmp_path):
     [
         ("bad.json", '[{"image": "a.png", "caption": "x"},\n oops]', r"bad\.json: not valid JSON \(line 2"),
         ("bad.json", '{"image": "a.png", "caption": "x"}', r"bad\.json: expected a JSON list"),
-        ("bad.json", '[{"image": "a.png", "caption": "x"}, {"image": "b.png"}]', r"bad\.json, record 1: .*'caption'"),
-        ("bad.json", '[{"image": "a.png", "caption": 3}]', r"bad\.json, record 0: 'caption' must be"),
-        ("bad.jsonl", '{"image": "a.png", "caption": "x"}\n\n{"caption": "y"}\n', r"bad\.jsonl, line 3: .*'image'"),
-        ("bad.jsonl", '{"image": "a.png", "caption": "x"}\n{nope\n', r"bad\.jsonl, line 2: not valid JSON"),
         ("bad.csv", "path,caption\na.png,x\n", r"bad\.csv: the CSV header must name"),
         ("bad.txt", "a.png x\n", r"unknown format '\.txt'"),
-        ("empty.json", "[]", r"No records"),
+        ("empty.json", "[]", r"No usable records"),
     ],
 )
-def test_bad_annotation_files_raise_naming_the_file_and_record(tmp_path, name, text, message):
+def test_bad_annotation_files_raise_naming_the_file(tmp_path, name, text, message):
     (tmp_path / name).write_text(text)
     with pytest.raises(ValueError, match=message):
         CaptionDataset(tmp_path / name)
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("bad.json", '[{"image": "a.png", "caption": "x"}, {"image": "b.png"}]', r"bad\.json, record 1: .*'caption'"),
+        ("bad.json", '[{"image": "a.png", "caption": "x"}, {"image": "a.png", "caption": 3}]', r"record 1: 'caption'"),
+        ("bad.json", '[{"image": "a.png", "caption": "x"}, "a.png"]', r"bad\.json, record 1: a record needs"),
+        ("bad.jsonl", '{"image": "a.png", "caption": "x"}\n\n{"caption": "y"}\n', r"bad\.jsonl, line 3: .*'image'"),
+        ("bad.jsonl", '{"image": "a.png", "caption": "x"}\n{nope\n', r"bad\.jsonl, line 2: not valid JSON"),
+        ("bad.jsonl", '{"image": "a.png", "caption": "x"}\n{"image": "../a.png", "caption": "y"}\n', r"leads out of"),
+    ],
+)
+def test_a_bad_record_is_skipped_and_listed_or_with_strict_raises_naming_it(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    dataset = CaptionDataset(tmp_path / name)
+    assert len(dataset) == 1 and len(dataset.annotation_errors) == 1
+    assert re.search(message, dataset.annotation_errors[0].reason)
+    with pytest.raises(ValueError, match=message):
+        CaptionDataset(tmp_path / name, strict=True)
+
+
+def test_a_non_utf8_annotation_file_is_named(tmp_path):
+    for name in ("latin1.json", "latin1.csv"):
+        text = '[{"image": "a.png", "caption": "café"}]' if name.endswith("json") else "image,caption\na.png,café\n"
+        (tmp_path / name).write_bytes(text.encode("latin-1"))
+        with pytest.raises(ValueError, match=f"{name}: not UTF-8 text"):
+            CaptionDataset(tmp_path / name)
+    # JSONL is read line by line: the bad line is a bad record
+    save_image(tmp_path / "a.png")
+    (tmp_path / "mixed.jsonl").write_bytes(
+        b'{"image": "a.png", "caption": "fine"}\n{"image": "a.png", "caption": "caf\xe9"}\n'
+    )
+    dataset = CaptionDataset(tmp_path / "mixed.jsonl")
+    assert len(dataset) == 1 and dataset.annotation_errors[0].source.endswith("mixed.jsonl, line 2")
+
+
+def test_image_paths_outside_the_root_are_refused_unless_allowed(tmp_path):
+    outside = save_image(tmp_path / "elsewhere" / "x.png")
+    root = tmp_path / "data"
+    save_image(root / "a.png")
+    records = [{"image": "a.png", "caption": "in"}, {"image": str(outside), "caption": "out"}]
+    records.append({"image": "../elsewhere/x.png", "caption": "up"})
+    (root / "captions.json").write_text(json.dumps(records))
+    dataset = CaptionDataset(root / "captions.json")
+    assert [dataset[0]["caption"]] == ["in"] and len(dataset) == 1
+    assert len(dataset.annotation_errors) == 2
+    allowed = CaptionDataset(root / "captions.json", allow_absolute_paths=True)
+    assert [allowed[index]["caption"] for index in range(3)] == ["in", "out", "up"]
+
+
+def test_a_huge_jpeg_is_decoded_at_reduced_size_and_a_huge_png_is_skipped(tmp_path):
+    PILImage.new("RGB", (400, 300), (200, 30, 30)).save(tmp_path / "big.jpg", quality=90)
+    PILImage.new("RGB", (400, 300), (30, 200, 30)).save(tmp_path / "big.png")
+    save_image(tmp_path / "small.png")
+    records = [{"image": name, "caption": name} for name in ("big.jpg", "big.png", "small.png")]
+    (tmp_path / "captions.json").write_text(json.dumps(records))
+    dataset = CaptionDataset(tmp_path / "captions.json", max_image_pixels=40_000)
+    jpeg = dataset[0]
+    assert jpeg["caption"] == "big jpg" and jpeg["image"].size == (200, 150)  # decoded at 1/2, not at full size
+    assert dataset[1]["caption"] == "small png"  # the PNG was skipped for the next good record
+    (skipped,) = dataset[1]["skipped"]
+    assert skipped.source.endswith("big.png") and "image too large: 400×300 pixels" in skipped.reason
+    assert CaptionDataset(tmp_path / "captions.json", max_image_pixels=None)[0]["image"].size == (400, 300)
 
 
 def test_hf_dataset_with_paths_and_list_captions(tmp_path):

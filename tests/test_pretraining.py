@@ -249,6 +249,24 @@ def test_bad_inputs_raise():
         model(**batch | {"pixel_values": batch["pixel_values"][:, :1]})
 
 
+@pytest.mark.parametrize("model_class", [MamoModel, MamoForPreTraining])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda batch: {"attention_mask": batch["attention_mask"][:, :-1]}, "`attention_mask` has shape \\(4, 8\\)"),
+        (lambda batch: {"pixel_values": (batch["pixel_values"] * 50 + 128).clamp(0, 255).to(torch.uint8)}, "uint8"),
+        (lambda batch: {name: value[:0] for name, value in batch.items()}, "Empty batch"),
+        (lambda batch: {"input_ids": batch["input_ids"].clone().index_fill_(1, torch.tensor([1]), 10_000)}, "10000"),
+        (lambda batch: {"input_ids": batch["input_ids"].float()}, "integer token ids"),
+    ],
+)
+def test_malformed_inputs_raise_a_value_error_naming_the_problem(model_class, change, message):
+    model = model_class(tiny_config())
+    batch = random_pairs(model.config, batch_size=4, length=9)
+    with pytest.raises(ValueError, match=message):
+        model(**batch | change(batch))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Trainer
 # ----------------------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from test_training import assert_same_weights, final_weights, logged, run_two_pr
 
 from mamo_hf import training
 from mamo_hf.cli import main
-from mamo_hf.data import PretrainingCollator
+from mamo_hf.data import PretrainingCollator, write_demo_dataset
 from mamo_hf.training import (
     LOCK_FILE,
     CheckpointError,
@@ -326,13 +326,32 @@ def test_the_cli_reports_a_bad_argument_in_one_line(tmp_path, capsys):
     assert error == "mamo-hf pretrain: error: --batch-size must be an integer >= 1, got 0."
 
 
-def test_special_token_ids_outside_the_vocabulary_are_refused():
-    from mamo_hf import MamoConfig
+def test_special_token_ids_outside_the_vocabulary_are_refused(tmp_path):
+    from mamo_hf import MamoConfig, MamoForPreTraining, MamoModel
 
-    with pytest.raises(
-        ValueError, match="`mask_token_id` \\(40\\) must be a token id of the vocabulary \\(0 to 29\\)"
-    ):
-        MamoConfig.tiny(
-            vocab_size=30,
-            special_token_ids={"pad_token_id": 0, "cls_token_id": 2, "sep_token_id": 3, "mask_token_id": 40},
-        )
+    ids = {"pad_token_id": 0, "cls_token_id": 2, "sep_token_id": 3, "mask_token_id": 40}
+    with pytest.raises(ValueError, match="`text_config.mask_token_id` \\(40\\) must be a token id of the vocabulary"):
+        MamoForPreTraining(MamoConfig.tiny(vocab_size=30, special_token_ids=ids))
+    MamoModel(MamoConfig.tiny(vocab_size=30, special_token_ids=ids)).save_pretrained(tmp_path / "bad-ids")
+    with pytest.raises(InvalidArgumentError, match="--init .*bad-ids: `text_config.mask_token_id` \\(40\\)"):
+        pretrain(tiny_run(tmp_path, init=str(tmp_path / "bad-ids")))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data edges
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_records_with_a_missing_key_or_outside_the_root_are_skipped_and_counted_or_named_with_strict(tmp_path):
+    annotation_file = write_demo_dataset(tmp_path / "data", 24, seed=2, image_size=32, max_objects=1)
+    records = json.loads(annotation_file.read_text())
+    del records[5]["caption"]
+    records[9]["image"] = "../../outside.png"
+    annotation_file.write_text(json.dumps(records))
+    summary = pretrain(tiny_run(tmp_path, train_file=[str(annotation_file)], max_steps=2)).summary
+    reasons = {source.rsplit(", ", 1)[-1]: reason for source, reason in summary["skipped_records"].items()}
+    assert set(reasons) == {"record 5", "record 9"}
+    assert "needs an 'image' path and a 'caption'" in reasons["record 5"] and "leads out of" in reasons["record 9"]
+    reset_accelerate()
+    with pytest.raises(ValueError, match="captions.json, record 5: a record needs"):
+        pretrain(tiny_run(tmp_path, "strict", train_file=[str(annotation_file)], max_steps=2, strict=True))

@@ -44,6 +44,9 @@ from PIL import Image, ImageOps
 logger = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_BAD_RECORDS = 100
+# Images above this many pixels are decoded at reduced size (JPEG) or skipped, so that one huge image cannot take a
+# worker's memory (a 100-megapixel RGB image is 300 MB decoded).
+DEFAULT_MAX_IMAGE_PIXELS = 25_000_000
 # What PIL raises on a missing, truncated or corrupt file (its decoders are not consistent about the type).
 _IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 _PUNCTUATION = re.compile(r"[^\w\s'-]")
@@ -179,21 +182,49 @@ class TrainTransform:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _load_image(image: str | bytes | Image.Image) -> Image.Image:
-    """An RGB image from a path, encoded bytes or a PIL image; raises what PIL raises for a bad file."""
+class _ImageTooLargeError(ValueError):
+    """An image above the pixel limit that cannot be decoded at reduced size."""
+
+
+def _load_image(image: str | bytes | Image.Image, max_pixels: int | None = None) -> Image.Image:
+    """An RGB image from a path, encoded bytes or a PIL image; raises what PIL raises for a bad file, and
+    `_ImageTooLargeError` for a file above `max_pixels` that cannot be decoded below it (`_fit_pixel_limit`)."""
     if isinstance(image, Image.Image):
         return image.convert("RGB")
     with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as opened:
+        if max_pixels:
+            _fit_pixel_limit(opened, max_pixels)
         opened.load()
         return opened.convert("RGB")
 
 
-def _read_image(pair: _Pair) -> Image.Image:
+def _fit_pixel_limit(opened: Image.Image, max_pixels: int) -> None:
+    """Before decoding: a JPEG above `max_pixels` is set to decode at 1/2, 1/4 or 1/8 of its size (PIL's draft mode,
+    which never decodes the full image), the largest of these within the limit; any other image above the limit
+    raises `_ImageTooLargeError`."""
+    width, height = opened.size
+    if width * height <= max_pixels:
+        return
+    for factor in (2, 4, 8):
+        reduced = (-(-width // factor), -(-height // factor))
+        if reduced[0] * reduced[1] <= max_pixels:
+            opened.draft("RGB", reduced)
+            break
+    if opened.size[0] * opened.size[1] > max_pixels:
+        raise _ImageTooLargeError(
+            f"image too large: {width}×{height} pixels, above the limit of {max_pixels} (only JPEGs are decoded at "
+            "reduced size); raise --max-image-pixels to use it"
+        )
+
+
+def _read_image(pair: _Pair, max_pixels: int | None = None) -> Image.Image:
     """The pair's image in RGB, or `_BadRecordError` saying why it cannot be read."""
     if pair.image is None:
         raise _BadRecordError(pair.source, "missing image")
     try:
-        return _load_image(pair.image)
+        return _load_image(pair.image, max_pixels)
+    except _ImageTooLargeError as error:
+        raise _BadRecordError(pair.source, str(error)) from None
     except FileNotFoundError:
         raise _BadRecordError(pair.source, "missing image file") from None
     except Image.UnidentifiedImageError:
@@ -218,12 +249,15 @@ def _stable_id(key: str | bytes) -> int:
 class _PairItems:
     """What every MAMO pre-training dataset shares: the item settings, the epoch, and turning a pair into an item."""
 
-    def __init__(self, transform, max_words: int | None, strict: bool, seed: int):
+    def __init__(self, transform, max_words: int | None, strict: bool, seed: int, max_image_pixels: int | None):
         self.transform = transform
         self.max_words = max_words
         self.strict = strict
         self.seed = seed
+        self.max_image_pixels = max_image_pixels
         self.epoch = 0
+        # Records found bad while reading the annotations (skipped unless `strict`), reported by the training loop.
+        self.annotation_errors: list[SkippedSample] = []
 
     def set_epoch(self, epoch: int) -> None:
         """Use the augmentation randomness of `epoch` from now on (call it at the start of every epoch)."""
@@ -236,7 +270,7 @@ class _PairItems:
         caption = clean_caption(pair.caption, self.max_words)
         if not caption:
             raise _BadRecordError(pair.source, "empty caption")
-        image = _read_image(pair)
+        image = _read_image(pair, self.max_image_pixels)
         key = f"{self.seed}:{epoch}:{index}"
         if self.transform is not None:
             image, caption = self.transform(image, caption, random.Random(key))
@@ -294,6 +328,10 @@ class MapCaptionDataset(_PairItems, torch.utils.data.Dataset):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def _not_utf8(file: Path, error: UnicodeDecodeError) -> ValueError:
+    return ValueError(f"{file}: not UTF-8 text (byte {error.start}: {error.reason}); convert it to UTF-8.")
+
+
 def _json_records(file: Path) -> Iterator[tuple[str, dict]]:
     with open(file, encoding="utf-8") as handle:
         try:
@@ -302,28 +340,41 @@ def _json_records(file: Path) -> Iterator[tuple[str, dict]]:
             raise ValueError(
                 f"{file}: not valid JSON (line {error.lineno}, column {error.colno}): {error.msg}"
             ) from None
+        except UnicodeDecodeError as error:
+            raise _not_utf8(file, error) from None
     if not isinstance(records, list):
         raise ValueError(f"{file}: expected a JSON list of {{'image': ..., 'caption': ...}} records.")
     for number, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise ValueError(f"{file}, record {number}: expected an object, got {str(record)[:200]}")
         yield f"{file}, record {number}", record
 
 
-def _jsonl_lines(file: Path) -> Iterator[tuple[str, str]]:
-    with open(file, encoding="utf-8") as handle:
+class _JsonLine(str):
+    """A line of a JSONL file, JSON text still to decode (unlike a JSON file's records, already decoded)."""
+
+
+def _jsonl_lines(file: Path) -> Iterator[tuple[str, _JsonLine | bytes]]:
+    """The non-blank lines, decoded; a line that is not UTF-8 stays bytes (a bad record for `_parse_record`)."""
+    with open(file, "rb") as handle:
         for number, line in enumerate(handle, 1):
-            if line.strip():
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
                 yield f"{file}, line {number}", line
+                continue
+            if text.strip():
+                yield f"{file}, line {number}", _JsonLine(text)
 
 
 def _csv_rows(file: Path) -> Iterator[tuple[str, dict]]:
     with open(file, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if not {"image", "caption"} <= set(reader.fieldnames or ()):
-            raise ValueError(f"{file}: the CSV header must name the columns 'image' and 'caption'.")
-        for row in reader:
-            yield f"{file}, line {reader.line_num}", row
+        try:
+            reader = csv.DictReader(handle)
+            if not {"image", "caption"} <= set(reader.fieldnames or ()):
+                raise ValueError(f"{file}: the CSV header must name the columns 'image' and 'caption'.")
+            for row in reader:
+                yield f"{file}, line {reader.line_num}", row
+        except UnicodeDecodeError as error:
+            raise _not_utf8(file, error) from None
 
 
 # Readers yield (where, raw record): an object (JSON, CSV) or a line of text to decode (JSONL).
@@ -346,15 +397,18 @@ def _annotation_paths(annotation_files, readers: dict) -> list[Path]:
     return paths
 
 
-def _parse_record(where: str, raw: str | dict, root: str) -> tuple[str, list]:
+def _parse_record(where: str, raw: str | bytes | dict, root: str, allow_outside_root: bool) -> tuple[str, list]:
     """`(image path, captions)` of one raw record; a relative image path is joined to `root`.
 
     Raises:
-        ValueError: naming `where`, for text that is not JSON, a missing or empty `image`, a missing `caption`, or a
-            caption that is not a string or a list of strings.
+        ValueError: naming `where`, for a line that is not UTF-8 or not JSON, a missing or empty `image`, a missing
+            `caption`, a caption that is not a string or a list of strings, or (unless `allow_outside_root`) an
+            image path that leads out of `root` (an absolute path to a file under `root` is fine).
     """
+    if isinstance(raw, bytes):
+        raise ValueError(f"{where}: not UTF-8 text")
     try:
-        record = json.loads(raw) if isinstance(raw, str) else raw
+        record = json.loads(raw) if isinstance(raw, _JsonLine) else raw
     except json.JSONDecodeError as error:
         raise ValueError(f"{where}: not valid JSON: {error.msg}") from None
     image = record.get("image") if isinstance(record, dict) else None
@@ -363,7 +417,13 @@ def _parse_record(where: str, raw: str | dict, root: str) -> tuple[str, list]:
     captions = _caption_list(record["caption"])
     if not all(caption is None or isinstance(caption, str) for caption in captions):
         raise ValueError(f"{where}: 'caption' must be a string or a list of strings, got {record['caption']!r:.200}")
-    return os.path.normpath(os.path.join(root, image)), captions
+    path = os.path.normpath(os.path.join(root, image))
+    if not allow_outside_root and not path.startswith(os.path.join(root, "")):
+        raise ValueError(
+            f"{where}: the image path {image!r} leads out of the image root {root}; allow it with "
+            "allow_absolute_paths=True (--allow-absolute-image-paths)"
+        )
+    return path, captions
 
 
 def _raw_records(paths: list[Path], image_root, readers: dict) -> Iterator[tuple[str, str | dict, str]]:
@@ -388,15 +448,21 @@ class CaptionDataset(MapCaptionDataset):
         transform (*optional*): called as `transform(image, caption, rng) -> (image, caption)` (e.g.
             `TrainTransform`); None passes images through unchanged.
         max_words (`int`, *optional*): captions are cut to this many words (`clean_caption`).
-        strict (`bool`): raise on the first bad record instead of skipping it.
+        strict (`bool`): raise on the first bad record instead of skipping it. Without it, a record the annotation
+            reader cannot use (a missing key, a line that is not JSON or not UTF-8) is skipped and listed in
+            `annotation_errors`, and an image that cannot be read is skipped when its item is asked for.
         seed (`int`): seed of the augmentation randomness.
+        max_image_pixels (`int`, *optional*): images above this many pixels are decoded at reduced size when they
+            are JPEGs (PIL's draft mode) and skipped otherwise; None for no limit.
+        allow_absolute_paths (`bool`): accept image paths that lead out of the image root (absolute paths elsewhere,
+            `..`); by default such a record is bad, so that an annotation file cannot read files anywhere.
 
     Items: see the module docstring. `image_id` is the index of the image's path in `image_paths`, so that all
     pairs of one image share it.
 
     Raises:
-        ValueError: for an annotation file that is not valid JSON/CSV or has a record without `image` or `caption`
-            (naming the file and the record or line), an unknown file suffix, or no records at all.
+        ValueError: for an annotation file that is not valid JSON/CSV or not UTF-8 (naming the file), a bad record
+            with `strict=True` (naming the file and the record or line), an unknown file suffix, or no usable record.
         FileNotFoundError: for a missing annotation file.
     """
 
@@ -408,17 +474,26 @@ class CaptionDataset(MapCaptionDataset):
         max_words: int | None = 30,
         strict: bool = False,
         seed: int = 0,
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        allow_absolute_paths: bool = False,
     ):
-        super().__init__(transform, max_words, strict, seed)
+        super().__init__(transform, max_words, strict, seed, max_image_pixels)
         paths = _annotation_paths(annotation_files, _READERS)
         image_ids: dict[str, int] = {}
         self._pairs: list[tuple[int, str | None]] = []
         for where, raw, root in _raw_records(paths, image_root, _READERS):
-            image_path, captions = _parse_record(where, raw, root)
+            try:
+                image_path, captions = _parse_record(where, raw, root, allow_absolute_paths)
+            except ValueError as error:
+                if strict:
+                    raise
+                self.annotation_errors.append(SkippedSample(where, f"bad annotation: {error}"))
+                continue
             image_id = image_ids.setdefault(image_path, len(image_ids))
             self._pairs.extend((image_id, caption) for caption in captions)
         if not self._pairs:
-            raise ValueError(f"No records in the annotation files {[str(path) for path in paths]}.")
+            first_error = f" (the first bad one: {self.annotation_errors[0].reason})" if self.annotation_errors else ""
+            raise ValueError(f"No usable records in the annotation files {[str(p) for p in paths]}{first_error}.")
         self.image_paths: list[str] = list(image_ids)
 
     def __len__(self) -> int:
@@ -484,10 +559,11 @@ class HFCaptionDataset(MapCaptionDataset):
         max_words: int | None = 30,
         strict: bool = False,
         seed: int = 0,
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ):
         if isinstance(dataset, datasets.IterableDataset):
             raise TypeError("HFCaptionDataset takes a map-style dataset; use StreamingCaptionDataset.from_hf_dataset.")
-        super().__init__(transform, max_words, strict, seed)
+        super().__init__(transform, max_words, strict, seed, max_image_pixels)
         self.dataset = _undecoded(dataset, image_column, text_column)
         self.image_column, self.text_column = image_column, text_column
         paths = pc.struct_field(self.dataset.with_format("arrow")[image_column], "path").to_pylist()
@@ -529,9 +605,10 @@ def _worker_id_and_count() -> tuple[int, int]:
 class _AnnotationStream:
     """The records of JSONL/CSV annotation files, read line by line, sharded by record over ranks and workers."""
 
-    def __init__(self, annotation_files, image_root):
+    def __init__(self, annotation_files, image_root, allow_absolute_paths: bool):
         self.paths = _annotation_paths(annotation_files, _STREAMING_READERS)
         self.image_root = image_root
+        self.allow_absolute_paths = allow_absolute_paths
 
     def shard(self, epoch: int, rank: int, world_size: int) -> Iterator[tuple[int, list[_Pair]]]:
         """`(running record index, pairs)` of the records of this rank and DataLoader worker: those whose index
@@ -544,10 +621,9 @@ class _AnnotationStream:
             if index % num_shards == shard:
                 yield index, self._pairs(where, raw, root)
 
-    @staticmethod
-    def _pairs(where: str, raw: str | dict, root: str) -> list[_Pair]:
+    def _pairs(self, where: str, raw: str | bytes | dict, root: str) -> list[_Pair]:
         try:
-            image_path, captions = _parse_record(where, raw, root)
+            image_path, captions = _parse_record(where, raw, root, self.allow_absolute_paths)
         except ValueError as error:
             return [_Pair(source=where, image=None, caption=None, image_id=-1, error=f"bad annotation: {error}")]
         image_id = _stable_id(image_path)
@@ -601,7 +677,8 @@ class StreamingCaptionDataset(_PairItems, torch.utils.data.IterableDataset):
 
     Args:
         annotation_files (path or list of paths): `.jsonl` or `.csv` files (see `CaptionDataset`), read in order.
-        image_root, transform, max_words, strict, seed: as for `CaptionDataset`.
+        image_root, transform, max_words, strict, seed, max_image_pixels, allow_absolute_paths: as for
+            `CaptionDataset`.
         rank (`int`, *optional*), world_size (`int`, *optional*): the process's rank and the number of processes;
             both or neither (default: from `torch.distributed`).
 
@@ -624,10 +701,11 @@ class StreamingCaptionDataset(_PairItems, torch.utils.data.IterableDataset):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        allow_absolute_paths: bool = False,
     ):
-        self._setup(
-            _AnnotationStream(annotation_files, image_root), transform, max_words, strict, seed, rank, world_size
-        )
+        records = _AnnotationStream(annotation_files, image_root, allow_absolute_paths)
+        self._setup(records, transform, max_words, strict, seed, rank, world_size, max_image_pixels)
 
     @classmethod
     def from_hf_dataset(
@@ -641,6 +719,7 @@ class StreamingCaptionDataset(_PairItems, torch.utils.data.IterableDataset):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> "StreamingCaptionDataset":
         """Stream a Hugging Face `datasets.IterableDataset` (e.g. `load_dataset(..., streaming=True)`) with an image
         column and a text column (a string or a list of strings per record).
@@ -651,15 +730,14 @@ class StreamingCaptionDataset(_PairItems, torch.utils.data.IterableDataset):
         augmentation seed counts within the rank and worker.
         """
         stream = cls.__new__(cls)
-        stream._setup(
-            _HFStream(dataset, image_column, text_column), transform, max_words, strict, seed, rank, world_size
-        )
+        records = _HFStream(dataset, image_column, text_column)
+        stream._setup(records, transform, max_words, strict, seed, rank, world_size, max_image_pixels)
         return stream
 
-    def _setup(self, records, transform, max_words, strict, seed, rank, world_size) -> None:
+    def _setup(self, records, transform, max_words, strict, seed, rank, world_size, max_image_pixels) -> None:
         if (rank is None) != (world_size is None) or (rank is not None and not 0 <= rank < world_size):
             raise ValueError(f"Give both rank and world_size, with 0 <= rank < world_size; got {rank}, {world_size}.")
-        _PairItems.__init__(self, transform, max_words, strict, seed)
+        _PairItems.__init__(self, transform, max_words, strict, seed, max_image_pixels)
         self.records = records
         self.rank, self.world_size = rank, world_size
 

@@ -213,7 +213,7 @@ class DemoCaptionDataset(MapCaptionDataset):
         minimal_pairs: float = 0.0,
     ):
         # Generated pairs are never bad: anything that fails is a bug, so it raises.
-        super().__init__(transform, max_words, strict=True, seed=seed)
+        super().__init__(transform, max_words, strict=True, seed=seed, max_image_pixels=None)
         self.num_pairs = num_pairs
         self.image_size = image_size
         self.max_objects = max_objects

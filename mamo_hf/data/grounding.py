@@ -276,7 +276,7 @@ class GroundingCaptionDataset(MapCaptionDataset):
     def __init__(
         self, num_scenes: int, seed: int = 0, image_size: int = 64, min_objects: int = 2, max_objects: int = 3
     ):
-        super().__init__(transform=None, max_words=None, strict=True, seed=seed)
+        super().__init__(transform=None, max_words=None, strict=True, seed=seed, max_image_pixels=None)
         self.image_size = image_size
         self.scenes = [grounding_scene(seed, index, min_objects, max_objects) for index in range(num_scenes)]
         self.pairs = [
