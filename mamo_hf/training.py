@@ -888,15 +888,7 @@ def _pretrain(args: PretrainingArguments, accelerator: Accelerator, output_dir: 
                 loss=f"{losses['loss']:.3f}", pairs_per_s=f"{pairs_seen / (time.perf_counter() - started):.0f}"
             )
             if state["step"] % args.log_every == 0 or state["step"] == total_steps:
-                accelerator.log(
-                    {
-                        **{f"train/{name}": value for name, value in losses.items()},
-                        "train/learning_rate": scheduler.get_last_lr()[0],
-                        "train/skipped_records": len(skipped),
-                        "train/nonfinite_steps": len(state["nonfinite_steps"]),
-                    },
-                    step=state["step"],
-                )
+                _log_step(accelerator, state, losses, scheduler, len(skipped))
             if args.checkpoint_every and state["step"] % args.checkpoint_every == 0:
                 state["skipped"] = skipped = _gather_skipped(skipped)
                 save_checkpoint(accelerator, output_dir, state, args.save_total_limit, unwrapped, scheduler)
@@ -920,8 +912,8 @@ def _pretrain(args: PretrainingArguments, accelerator: Accelerator, output_dir: 
     if held_out is not None:
         summary["retrieval_after"] = evaluate_zero_shot(unwrapped, processor, held_out, args.eval_k)
         accelerator.print(f"Zero-shot retrieval after training   {_retrieval_line(summary['retrieval_after'])}")
+    assert_finite_weights(unwrapped, "final model")  # on every rank (they hold the same weights): all stop together
     if accelerator.is_main_process:
-        assert_finite_weights(unwrapped, "final model")
         unwrapped.save_pretrained(output_dir)
         processor.save_pretrained(output_dir)
         (output_dir / "pretraining_summary.json").write_text(json.dumps(summary, indent=2))
@@ -930,6 +922,18 @@ def _pretrain(args: PretrainingArguments, accelerator: Accelerator, output_dir: 
         finish_run(output_dir, hub_model_id, **_card_arguments(args, summary, output_dir))
     _end_training(accelerator)
     return PretrainingResult(model=unwrapped, processor=processor, summary=summary)
+
+
+def _log_step(accelerator: Accelerator, state: dict, losses: dict, scheduler, skipped_records: int) -> None:
+    accelerator.log(
+        {
+            **{f"train/{name}": value for name, value in losses.items()},
+            "train/learning_rate": scheduler.get_last_lr()[0],
+            "train/skipped_records": skipped_records,
+            "train/nonfinite_steps": len(state["nonfinite_steps"]),
+        },
+        step=state["step"],
+    )
 
 
 def seed_micro_step(seed: int, micro_step: int) -> None:
@@ -956,12 +960,14 @@ def _forward_backward(accelerator: Accelerator, model, unwrapped, batch: dict, a
 
 
 def _gradient_norm(accelerator: Accelerator, model, args) -> float | None:
-    """The global gradient norm (clipped to `max_grad_norm` when it is > 0). Under fp16 it is `None`: there the
-    gradient scaler skips steps with infinite gradients itself (and must see them to lower its scale)."""
+    """The global gradient norm (the gradients are clipped to `max_grad_norm` when it is > 0). Under fp16 it is
+    `None`: there the gradient scaler skips steps with infinite gradients itself (and must see them to lower its
+    scale)."""
     if args.mixed_precision == "fp16":
         return None
     max_norm = args.max_grad_norm if args.max_grad_norm > 0 else math.inf
-    return float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
+    norm = accelerator.clip_grad_norm_(model.parameters(), max_norm)
+    return None if norm is None else float(norm)  # DeepSpeed clips inside its own step and returns no norm
 
 
 class DivergenceGuard:
