@@ -94,7 +94,7 @@ def test_resuming_from_every_checkpoint_reproduces_every_later_loss_and_the_fina
         assert len(rows) == len(set(rows)), checkpoint
 
 
-def test_two_processes_resume_exactly_across_an_epoch_boundary(tmp_path):
+def test_two_processes_resume_exactly_from_every_checkpoint_across_an_epoch_boundary(tmp_path):
     settings = {
         "demo_pairs": 32,
         "batch_size": 4,
@@ -105,15 +105,17 @@ def test_two_processes_resume_exactly_across_an_epoch_boundary(tmp_path):
     }
     result = run_two_processes(tmp_path / "uninterrupted", **settings)
     assert result.returncode == 0, result.stderr[-4000:]
-    folder = resume_copy(tmp_path, tmp_path / "uninterrupted", "checkpoint-3", "resumed")
-    (folder / "logs" / "mamo" / "metrics.csv").unlink()
-    result = run_two_processes(folder, resume="latest", **settings)
-    assert result.returncode == 0, result.stderr[-4000:]
-    expected, resumed = logged(tmp_path / "uninterrupted"), logged(folder)
-    assert sorted(resumed) == list(range(4, 9))  # epoch 1 ends at step 4 (32 pairs, 2 × 4 per step)
-    for step in resumed:
-        assert resumed[step] == pytest.approx(expected[step], rel=1e-6, abs=1e-7), step
-    assert_same_weights(final_weights(folder), final_weights(tmp_path / "uninterrupted"), atol=1e-6, rtol=1e-5)
+    expected = logged(tmp_path / "uninterrupted")
+    for step in (3, 6):  # epoch 1 ends at step 4 (32 pairs, 2 processes × 4 per step)
+        folder = resume_copy(tmp_path, tmp_path / "uninterrupted", f"checkpoint-{step}", f"from-{step}")
+        (folder / "logs" / "mamo" / "metrics.csv").unlink()
+        result = run_two_processes(folder, resume="latest", **settings)
+        assert result.returncode == 0, result.stderr[-4000:]
+        resumed = logged(folder)
+        assert sorted(resumed) == list(range(step + 1, 9))
+        for later in resumed:
+            assert resumed[later] == pytest.approx(expected[later], rel=1e-6, abs=1e-7), (step, later)
+        assert_same_weights(final_weights(folder), final_weights(tmp_path / "uninterrupted"), atol=1e-6, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------------------------
