@@ -45,7 +45,7 @@ def write_data(folder: Path, pairs: int, seed: int) -> tuple[Path, int]:
         if kind == 0:
             (folder / records[index]["image"]).write_bytes(b"\x89PNG truncated")
         elif kind == 1:
-            records[index]["image"] = "images/does-not-exist.png"
+            records[index]["image"] = f"images/missing-{index}.png"
         else:
             del records[index]["caption"]
     annotation_file.write_text("".join(json.dumps(record) + "\n" for record in records))
