@@ -61,3 +61,22 @@ def exit_distributed_worker() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+# A pre-training run of a few steps of a tiny model on 32 px demo data, logging every step to CSV (the tests' and the
+# two-process worker's `PretrainingArguments`, before their overrides).
+TINY_RUN = {
+    "image_size": 32,
+    "demo_pairs": 256,
+    "demo_max_objects": 1,
+    "eval_pairs": 0,
+    "batch_size": 8,
+    "max_steps": 6,
+    "learning_rate": 1e-3,
+    "warmup_steps": 2,
+    "num_workers": 0,
+    "checkpoint_every": 0,
+    "log_every": 1,
+    "report_to": ["csv"],
+    "seed": 3,
+}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
+from helpers import TINY_RUN
 from safetensors.torch import load_file
 
 from mamo_hf import MamoForPreTraining, training
@@ -31,22 +32,7 @@ def fresh_accelerate_state():
 
 def tiny_run(tmp_path, name="run", **overrides) -> PretrainingArguments:
     """A pre-training run of a few steps of a tiny model on 32 px demo data, logging every step to CSV."""
-    settings = {
-        "output_dir": str(tmp_path / name),
-        "image_size": 32,
-        "demo_pairs": 256,
-        "demo_max_objects": 1,
-        "eval_pairs": 0,
-        "batch_size": 8,
-        "max_steps": 6,
-        "learning_rate": 1e-3,
-        "warmup_steps": 2,
-        "num_workers": 0,
-        "checkpoint_every": 0,
-        "log_every": 1,
-        "report_to": ["csv"],
-        "seed": 3,
-    }
+    settings = TINY_RUN | {"output_dir": str(tmp_path / name)}
     return PretrainingArguments(**(settings | overrides))
 
 

@@ -14,29 +14,13 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from helpers import exit_distributed_worker  # noqa: E402
+from helpers import TINY_RUN, exit_distributed_worker  # noqa: E402
 
 from mamo_hf.training import PretrainingArguments, pretrain  # noqa: E402
 
 
 def main(output_dir: str, overrides: dict):
-    settings = {
-        "output_dir": output_dir,
-        "image_size": 32,
-        "demo_pairs": 256,
-        "demo_max_objects": 1,
-        "eval_pairs": 0,
-        "batch_size": 4,
-        "max_steps": 3,
-        "learning_rate": 1e-3,
-        "warmup_steps": 2,
-        "num_workers": 0,
-        "checkpoint_every": 0,
-        "log_every": 1,
-        "report_to": ["csv"],
-        "seed": 3,
-        "cpu": True,
-    }
+    settings = TINY_RUN | {"output_dir": output_dir, "batch_size": 4, "max_steps": 3, "cpu": True}
     args = PretrainingArguments(**(settings | overrides))
     model = pretrain(args).model
     state = torch.cat([tensor.detach().flatten().float() for tensor in model.state_dict().values()])
