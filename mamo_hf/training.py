@@ -166,6 +166,10 @@ class PretrainingArguments:
         default=10.0, metadata={"help": "warn when the loss exceeds this multiple of its running median (0: off)"}
     )
     mixed_precision: str = field(default="no", metadata={"help": "no, bf16 or fp16"})
+    allow_slow_bf16: bool = field(
+        default=False,
+        metadata={"help": "run bf16 even on a CPU without native bf16 (AVX512-BF16 or AMX), where it is ~25× slower"},
+    )
     seed: int = field(default=42, metadata={"help": "seed of the initialisation, the data order and the masks"})
     cpu: bool = field(default=False, metadata={"help": "run on CPU even where a GPU exists"})
     # Output
@@ -338,6 +342,36 @@ def validate_arguments(args: PretrainingArguments) -> None:
     except OSError as error:
         raise InvalidArgumentError(f"--output-dir {output_dir}: cannot create it ({error.strerror}).") from None
     require(os.access(output_dir, os.W_OK | os.X_OK), "output_dir", f"{output_dir} is not writable.")
+
+
+def has_native_bf16(device: torch.device) -> bool | None:
+    """Whether bf16 matmuls run at hardware speed on `device`: a CUDA GPU with bf16 support, or a CPU with
+    AVX512-BF16 or AMX (read from /proc/cpuinfo; `None` where that cannot be known). Elsewhere torch computes the
+    backward's bf16 matmuls with a reference kernel."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return None
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def check_bf16_speed(args: PretrainingArguments, device: torch.device) -> None:
+    """Refuse `--mixed-precision bf16` where the hardware has no native bf16 (measured ~25× slower than fp32 on such a
+    CPU, see BENCHMARKS.md), unless `--allow-slow-bf16`, which turns the refusal into a warning."""
+    if args.mixed_precision != "bf16" or has_native_bf16(device) is not False:
+        return
+    message = (
+        f"--mixed-precision bf16: this {device.type.upper()} has no native bf16 (no AVX512-BF16 or AMX), so torch "
+        "computes bf16 matmuls with a reference kernel, ~25× slower than fp32 (measured, BENCHMARKS.md)"
+    )
+    if not args.allow_slow_bf16:
+        raise InvalidArgumentError(f"{message}. Use --mixed-precision no, or --allow-slow-bf16 to run it anyway.")
+    logger.warning(f"{message}; running anyway (--allow-slow-bf16).")
 
 
 class OutputDirLock:
@@ -772,6 +806,7 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
         log_with=_trackers(args.report_to, args.output_dir),
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
+    check_bf16_speed(args, accelerator.device)
     lock = _lock_output_dir(accelerator, output_dir)
     try:
         return _pretrain(args, accelerator, output_dir)

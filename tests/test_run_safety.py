@@ -357,3 +357,32 @@ def test_records_with_a_missing_key_or_outside_the_root_are_skipped_and_counted_
     reset_accelerate()
     with pytest.raises(ValueError, match="captions.json, record 5: a record needs"):
         pretrain(tiny_run(tmp_path, "strict", train_file=[str(annotation_file)], max_steps=2, strict=True))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bf16 without hardware support
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_bf16_without_native_support_is_refused_unless_allowed_with_a_warning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(training, "has_native_bf16", lambda device: False)
+    with pytest.raises(InvalidArgumentError, match="no native bf16 .* ~25× slower than fp32"):
+        pretrain(tiny_run(tmp_path, mixed_precision="bf16", cpu=True))
+    reset_accelerate()
+    with caplog.at_level("WARNING"):
+        summary = pretrain(tiny_run(tmp_path, mixed_precision="bf16", cpu=True, max_steps=1, allow_slow_bf16=True))
+    assert summary.summary["steps"] == 1 and "running anyway" in caplog.text
+    reset_accelerate()
+    monkeypatch.setattr(training, "has_native_bf16", lambda device: True)
+    caplog.clear()
+    pretrain(tiny_run(tmp_path, "native", mixed_precision="bf16", cpu=True, max_steps=1))
+    assert "no native bf16" not in caplog.text
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
+    import torch as real_torch
+
+    cpuinfo = {"with": "flags\t\t: fpu sse avx2 avx512f avx512_bf16\n", "without": "flags\t\t: fpu sse avx2\n"}
+    for kind, text in cpuinfo.items():
+        monkeypatch.setattr(training.Path, "read_text", lambda self, text=text: text)
+        assert training.has_native_bf16(real_torch.device("cpu")) is (kind == "with")
