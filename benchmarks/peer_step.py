@@ -17,6 +17,8 @@ after one warm-up step each, median of `--repeats` (each `--steps-per-repeat` st
 1. The full pre-training optimizer step: forward, backward, `AdamW.step()` and, for MAMO, `update_teacher()`.
    - `MamoForPreTraining` with its five objectives (ITC, ITM, MLM, MIM, MRM; the config's default weights);
    - `MamoForPreTraining` with `mim_weight=0, mrm_weight=0` (ITC, ITM, MLM: no teacher pass, no masked image);
+   - `MamoForPreTraining` with its five objectives and activation checkpointing (`activation_checkpointing_enable()`:
+     each layer's activations recomputed in the backward; measured for its peak memory);
    - transformers' `FlavaForPreTraining`, given what its losses need: `input_ids_masked` and `mlm_labels` (15% of the
      words masked), `bool_masked_pos` (75/196 of the patches, FLAVA's processor ratio), `itm_labels` (every other pair
      labelled mismatched: FLAVA computes its contrastive and MMM losses on the matched half) and `return_loss=True`;
@@ -289,11 +291,15 @@ def encoder_workload(name, label, model, inputs, setup) -> Workload:
     return Workload(name, label, step, setup.size.batch_size, sum(p.numel() for p in trainable_parameters(model)))
 
 
-def mamo_pretraining(name: str, label: str, **objective_weights) -> Callable[[Setup], Workload]:
+def mamo_pretraining(
+    name: str, label: str, checkpointing: bool = False, **objective_weights
+) -> Callable[[Setup], Workload]:
     def build(setup: Setup) -> Workload:
         torch.manual_seed(0)
         model = MamoForPreTraining(mamo_config(setup.size, **objective_weights))
         model.set_attn_implementation("sdpa")
+        if checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         inputs = {**setup.on_device(setup.batch), "generator": torch.Generator(setup.device).manual_seed(0)}
         return pretraining_workload(name, label, model, inputs, setup, after_step=model.update_teacher)
 
@@ -363,6 +369,7 @@ def matmul_probe(setup: Setup) -> Workload:
 PRETRAINING = {
     "mamo": mamo_pretraining("mamo", "MAMO, 5 objectives"),
     "mamo-itc-itm-mlm": mamo_pretraining("mamo-itc-itm-mlm", "MAMO, ITC+ITM+MLM", mim_weight=0, mrm_weight=0),
+    "mamo-checkpointed": mamo_pretraining("mamo-checkpointed", "MAMO, 5 objectives, activation checkpointing", True),
     "flava": flava_pretraining,
 }
 ENCODER_PAIRS = {"image": (mamo_image_encoder, vit), "text": (mamo_text_encoder, bert)}
