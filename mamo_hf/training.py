@@ -51,6 +51,8 @@ TRAINING_STATE = "training_state.json"
 
 LOCK_FILE = ".mamo_run.lock"
 
+CPUINFO = Path("/proc/cpuinfo")  # where `has_native_bf16` reads the CPU's flags (Linux)
+
 # Files of `Accelerator.save_state` that a checkpoint must hold (model weights in safetensors, the optimizer state
 # loaded with `weights_only=True`); the scheduler state, the data position and the counters are JSON.
 CHECKPOINT_FILES = ("model.safetensors", "optimizer.bin", TRAINING_STATE)
@@ -353,7 +355,7 @@ def has_native_bf16(device: torch.device) -> bool | None:
     if device.type != "cpu":
         return None
     try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
+        cpuinfo = CPUINFO.read_text()
     except OSError:
         return None
     flags = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}

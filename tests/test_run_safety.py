@@ -379,10 +379,11 @@ def test_bf16_without_native_support_is_refused_unless_allowed_with_a_warning(tm
     assert "no native bf16" not in caplog.text
 
 
-def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
-    import torch as real_torch
-
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
     cpuinfo = {"with": "flags\t\t: fpu sse avx2 avx512f avx512_bf16\n", "without": "flags\t\t: fpu sse avx2\n"}
     for kind, text in cpuinfo.items():
-        monkeypatch.setattr(training.Path, "read_text", lambda self, text=text: text)
-        assert training.has_native_bf16(real_torch.device("cpu")) is (kind == "with")
+        (tmp_path / kind).write_text("processor\t: 0\n" + text)
+        monkeypatch.setattr(training, "CPUINFO", tmp_path / kind)
+        assert training.has_native_bf16(torch.device("cpu")) is (kind == "with")
+    monkeypatch.setattr(training, "CPUINFO", tmp_path / "absent")
+    assert training.has_native_bf16(torch.device("cpu")) is None  # unknown: neither refused nor warned
