@@ -2,7 +2,8 @@
 
     python benchmarks/pretraining_step.py --width 256 --layers 4 --batch-size 32 --repeats 5
 
-Compares, on the same inputs and weights (forward + backward of one step, median of `--repeats`):
+Compares, on the same inputs and weights (forward + backward of one step, median of `--repeats`, the variants
+taking turns so that no variant profits from running first or last):
 
 1. one fusion call on all the views of the step (positives, hard negatives, (Ĩ, T), (I, T̃)) — what the model does —
    against one fusion call per view;
@@ -68,23 +69,29 @@ def build(args) -> tuple[MamoForPreTraining, dict]:
     return model, {name: value.to(args.device) for name, value in batch.items()}
 
 
-def step_seconds(model, batch, repeats: int, device: str) -> tuple[float, float | None]:
-    """Median seconds of forward + backward, and the peak accelerator memory in GiB (None on CPU)."""
-    times = []
-    for repeat in range(repeats + 1):  # the first run warms up
-        model.zero_grad(set_to_none=True)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        started = time.perf_counter()
-        loss = model(**batch, generator=torch.Generator(device=device).manual_seed(repeat)).loss
-        loss.backward()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        if repeat:
-            times.append(time.perf_counter() - started)
+def step_seconds(model, batch, device: str, seed: int) -> tuple[float, float | None]:
+    """Seconds of one forward + backward, and the peak accelerator memory in GiB (None on CPU)."""
+    model.zero_grad(set_to_none=True)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    loss = model(**batch, generator=torch.Generator(device=device).manual_seed(seed)).loss
+    loss.backward()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     memory = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
-    return statistics.median(times), memory
+    return time.perf_counter() - started, memory
+
+
+def configure(model, modeling, fusion_batch, attention: str, checkpointing: bool) -> None:
+    """Put the model (and the module's fusion layout) into one variant's configuration."""
+    modeling._FusionBatch = fusion_batch
+    model.set_attn_implementation(attention)
+    if checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.activation_checkpointing_disable()
 
 
 def main():
@@ -102,20 +109,23 @@ def main():
     model, batch = build(args)
     results = {"settings": vars(args), "seconds": {}, "peak_memory_gib": {}}
 
-    def measure(name):
-        results["seconds"][name], results["peak_memory_gib"][name] = step_seconds(
-            model, batch, args.repeats, args.device
-        )
-
-    measure("one fusion call (sdpa)")
-    modeling._FusionBatch, batched = _FusionPerView, modeling._FusionBatch
-    measure("fusion per view (sdpa)")
-    modeling._FusionBatch = batched
-    model.set_attn_implementation("eager")
-    measure("one fusion call (eager)")
-    model.set_attn_implementation("sdpa")
-    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    measure("one fusion call (sdpa, checkpointing)")
+    one_call = modeling._FusionBatch
+    variants = {
+        "one fusion call (sdpa)": (one_call, "sdpa", False),
+        "fusion per view (sdpa)": (_FusionPerView, "sdpa", False),
+        "one fusion call (eager)": (one_call, "eager", False),
+        "one fusion call (sdpa, checkpointing)": (one_call, "sdpa", True),
+    }
+    times = {name: [] for name in variants}
+    for repeat in range(args.repeats + 1):  # the variants take turns; the first round warms up
+        for name, variant in variants.items():
+            configure(model, modeling, *variant)
+            seconds, memory = step_seconds(model, batch, args.device, repeat)
+            if repeat:
+                times[name].append(seconds)
+                results["peak_memory_gib"][name] = memory
+    configure(model, modeling, one_call, "sdpa", False)
+    results["seconds"] = {name: statistics.median(values) for name, values in times.items()}
 
     seconds = results["seconds"]
     results["ratios"] = {
