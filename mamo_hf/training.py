@@ -673,6 +673,7 @@ def save_checkpoint(
         shutil.rmtree(staging)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()  # every rank has written its files (save_state itself ends with no barrier)
     if accelerator.is_main_process:
         for pickled in staging.glob("random_states_*.pkl"):
             pickled.unlink()
