@@ -63,6 +63,8 @@ MAMO_AUTO_MAP = {
     "AutoModel": "modeling_mamo.MamoModel",
     "AutoModelForPreTraining": "modeling_mamo.MamoForPreTraining",
     "AutoModelForVisualQuestionAnswering": "modeling_mamo.MamoForQuestionAnswering",
+    "AutoModelForZeroShotImageClassification": "modeling_mamo.MamoForImageTextRetrieval",
+    "AutoModelForSequenceClassification": "modeling_mamo.MamoForVisualReasoning",
 }
 
 # The pre-training objectives of SPEC.md §3, in the order they are computed; `config.<name>_weight` weighs each.
@@ -154,6 +156,27 @@ def eager_attention_forward(
     return output, probabilities
 
 
+class QuerySlots:
+    """The positions selected by a `[batch, length]` boolean mask, laid out for attention.
+
+    `pack` turns the selected rows `[n, D]` (row-major order, as `states[positions]` gives them) into `[batch,
+    slots, D]`, each batch row's selections first and zeros after (`slots` = the most any row selects); `unpack`
+    takes them back out. Attention then runs with queries at the selected positions only.
+    """
+
+    def __init__(self, positions: torch.Tensor):
+        self.rows = positions.nonzero()[:, 0]
+        self.slots = (positions.cumsum(dim=1) - 1)[positions]
+        self.shape = (positions.shape[0], max(int(positions.sum(dim=1).max()), 1))
+
+    def pack(self, selected: torch.Tensor) -> torch.Tensor:
+        padded = selected.new_zeros(*self.shape, *selected.shape[1:])
+        return padded.index_put((self.rows, self.slots), selected)
+
+    def unpack(self, padded: torch.Tensor) -> torch.Tensor:
+        return padded[self.rows, self.slots]
+
+
 class MamoAttention(nn.Module):
     """Multi-head self-attention; the kernel comes from `config._attn_implementation` (SDPA by default)."""
 
@@ -174,13 +197,23 @@ class MamoAttention(nn.Module):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
+        query_positions: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        input_shape = hidden_states.shape[:-1]
-        head_shape = (*input_shape, -1, self.head_dim)
-        query = self.q_proj(hidden_states).view(head_shape).transpose(1, 2)
+        """Attention of `hidden_states` `[batch, length, D]` over itself. With `query_positions` (`[batch, length]`
+        bool) only those positions query: keys and values still come from every position, and the output is
+        `[n, D]`, the selected positions in row-major order (`hidden_states[query_positions]`'s order)."""
+        head_shape = (*hidden_states.shape[:2], -1, self.head_dim)
         key = self.k_proj(hidden_states).view(head_shape).transpose(1, 2)
         value = self.v_proj(hidden_states).view(head_shape).transpose(1, 2)
+        if query_positions is None:
+            query = self.q_proj(hidden_states)
+        else:
+            slots = QuerySlots(query_positions)
+            query = slots.pack(self.q_proj(hidden_states[query_positions]))
+            if attention_mask is not None:  # a padding mask: every query row is the same
+                attention_mask = attention_mask[..., :1, :]
+        query = query.view(*query.shape[:2], -1, self.head_dim).transpose(1, 2)
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -195,8 +228,10 @@ class MamoAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        output = self.o_proj(output.reshape(*input_shape, -1).contiguous())
-        return output, probabilities
+        output = output.reshape(*output.shape[:2], -1)
+        if query_positions is not None:
+            output = slots.unpack(output)
+        return self.o_proj(output.contiguous()), probabilities
 
 
 class MamoMLP(nn.Module):
@@ -249,9 +284,15 @@ class MamoTextLayer(GradientCheckpointingLayer):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
+        output_positions: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
-        attention_output, _ = self.attention(hidden_states, attention_mask, **kwargs)
+        """`[batch, length, D]` → `[batch, length, D]`; with `output_positions` (`[batch, length]` bool) the block
+        runs at those positions only (attending to all) and returns `[n, D]`, `hidden_states[output_positions]`'s
+        order."""
+        attention_output, _ = self.attention(hidden_states, attention_mask, output_positions, **kwargs)
+        if output_positions is not None:
+            hidden_states = hidden_states[output_positions]
         hidden_states = self.attention_layernorm(hidden_states + self.dropout(attention_output))
         return self.output_layernorm(hidden_states + self.dropout(self.mlp(hidden_states)))
 
@@ -639,6 +680,7 @@ class MamoFusionModel(MamoPreTrainedModel):
         text_embeds: torch.Tensor,
         image_embeds: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
+        output_positions: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutput:
         r"""
@@ -647,9 +689,14 @@ class MamoFusionModel(MamoPreTrainedModel):
             image_embeds (`torch.FloatTensor` of shape `[batch, image_length, hidden]`): image tokens in fusion width.
             attention_mask (`torch.Tensor` of shape `[batch, text_length]`, *optional*): the text padding mask;
                 image tokens are always attended to.
+            output_positions (`torch.BoolTensor` of shape `[batch, text_length + image_length]`, *optional*): the
+                positions whose final states are wanted. The last layer then runs at those positions only (its
+                attention still reads every position), which spares the work of the states nobody reads.
 
         Returns:
-            `BaseModelOutput`: `last_hidden_state` `[batch, text_length + image_length, hidden]`, text positions first.
+            `BaseModelOutput`: `last_hidden_state` `[batch, text_length + image_length, hidden]`, text positions first;
+            with `output_positions`, `[n, hidden]`: the selected positions in row-major order, equal to the full
+            output indexed with `output_positions`.
         """
         check_same_batch_size(text_embeds=text_embeds, image_embeds=image_embeds)
         text_type, image_type = self.modality_type_embeddings.weight
@@ -660,8 +707,12 @@ class MamoFusionModel(MamoPreTrainedModel):
         attention_mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask
         )
-        for layer in self.layers:
-            hidden_states = layer(hidden_states, attention_mask, **kwargs)
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            positions = output_positions if index == last else None
+            hidden_states = layer(hidden_states, attention_mask, positions, **kwargs)
+        if output_positions is not None and not self.layers:
+            hidden_states = hidden_states[output_positions]
         return BaseModelOutput(last_hidden_state=hidden_states)
 
 
@@ -673,22 +724,25 @@ class MamoFusionModel(MamoPreTrainedModel):
 @dataclass
 class MamoModelOutput(ModelOutput):
     r"""
-    Output of [`MamoModel`].
+    Output of [`MamoModel`]: `N` images scored against `M` texts, and each pair fused when they come in pairs.
 
     Args:
-        last_hidden_state (`torch.FloatTensor` of shape `[batch, text_length + 1 + num_patches, hidden]`):
-            fusion-encoder states, text positions first, then the image [CLS] and every patch position.
-        pooler_output (`torch.FloatTensor` of shape `[batch, hidden]`): fusion state at position 0, the multimodal
-            [CLS] used by ITM and the task heads.
-        image_embeds (`torch.FloatTensor` of shape `[batch, projection_dim]`): L2-normalised ITC image features.
-        text_embeds (`torch.FloatTensor` of shape `[batch, projection_dim]`): L2-normalised ITC text features.
-        logits_per_image (`torch.FloatTensor` of shape `[batch, batch]`): `image_embeds · text_embedsᵀ / τ`.
-        logits_per_text (`torch.FloatTensor` of shape `[batch, batch]`): its transpose.
+        loss (`torch.FloatTensor` of shape `()`, *optional*): the ITC loss of the pairs, with `return_loss=True`.
+        last_hidden_state (`torch.FloatTensor` of shape `[batch, text_length + 1 + num_patches, hidden]`, *optional*):
+            fusion-encoder states of the pairs, text positions first, then the image [CLS] and every patch position.
+        pooler_output (`torch.FloatTensor` of shape `[batch, hidden]`, *optional*): fusion state at position 0, the
+            multimodal [CLS] used by ITM and the task heads.
+        image_embeds (`torch.FloatTensor` of shape `[N, projection_dim]`): L2-normalised ITC image features.
+        text_embeds (`torch.FloatTensor` of shape `[M, projection_dim]`): L2-normalised ITC text features.
+        logits_per_image (`torch.FloatTensor` of shape `[N, M]`): `image_embeds · text_embedsᵀ / τ`.
+        logits_per_text (`torch.FloatTensor` of shape `[M, N]`): its transpose.
         image_model_output (`BaseModelOutputWithPooling`): image-encoder output (visible tokens only).
         text_model_output (`BaseModelOutputWithPooling`): text-encoder output.
-        fusion_model_output (`BaseModelOutput`): fusion-encoder output (hidden states, attentions on request).
+        fusion_model_output (`BaseModelOutput`, *optional*): fusion-encoder output (hidden states, attentions on
+            request).
     """
 
+    loss: torch.FloatTensor | None = None
     last_hidden_state: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
     image_embeds: torch.FloatTensor | None = None
@@ -708,6 +762,10 @@ class MamoModel(MamoPreTrainedModel):
 
     Besides `forward`, the building blocks are public so that training losses, retrieval and task heads call each
     encoder once per input: `get_image_features`, `get_text_features`, `restore_masked_patches` and `fuse`.
+
+    `forward` scores `N` images against `M` texts with ITC, as CLIP does (`logits_per_image` `[N, M]`; the model of
+    `AutoModelForZeroShotImageClassification` and of the "zero-shot-image-classification" pipeline), and fuses each
+    pair when images and texts come in pairs.
 
     Example:
 
@@ -830,19 +888,24 @@ class MamoModel(MamoPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         visible_patch_indices: torch.Tensor | None = None,
+        fuse_pairs: bool | None = None,
+        return_loss: bool | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MamoModelOutput:
         r"""
-        Encode image-text pairs with the three encoders.
+        Score `N` images against `M` texts with ITC and, when they come in pairs, fuse each pair.
 
         Args:
-            input_ids (`torch.LongTensor` of shape `[batch, length]`): token ids from `MamoProcessor`.
-            pixel_values (`torch.FloatTensor` of shape `[batch, channels, height, width]`): images from
-                `MamoProcessor`, one per text.
-            attention_mask (`torch.Tensor` of shape `[batch, length]`, *optional*): 1 for tokens, 0 for padding.
-            token_type_ids, position_ids (`torch.LongTensor` of shape `[batch, length]`, *optional*): BERT inputs.
-            visible_patch_indices (`torch.LongTensor` of shape `[batch, num_visible]`, *optional*): patches the image
+            input_ids (`torch.LongTensor` of shape `[M, length]`): token ids from `MamoProcessor`.
+            pixel_values (`torch.FloatTensor` of shape `[N, channels, height, width]`): images from `MamoProcessor`.
+            attention_mask (`torch.Tensor` of shape `[M, length]`, *optional*): 1 for tokens, 0 for padding.
+            token_type_ids, position_ids (`torch.LongTensor` of shape `[M, length]`, *optional*): BERT inputs.
+            visible_patch_indices (`torch.LongTensor` of shape `[N, num_visible]`, *optional*): patches the image
                 encoder keeps; dropped patches reach the fusion encoder as the learned mask embedding.
+            fuse_pairs (`bool`, *optional*): run the fusion encoder on the pairs (image `i`, text `i`). Defaults to
+                `N == M`; with `False` only the ITC scores are computed (the zero-shot classification case).
+            return_loss (`bool`, *optional*): return the ITC loss of the pairs (CLIP's symmetric loss, the `i`-th
+                text being the `i`-th image's positive; needs `N == M`).
 
         Returns:
             [`MamoModelOutput`]
@@ -850,8 +913,16 @@ class MamoModel(MamoPreTrainedModel):
         if input_ids is None:
             raise ValueError("`input_ids` is required: pass the texts tokenized by `MamoProcessor`.")
         check_pixel_values(pixel_values, self.config.vision_config.num_channels)
-        check_same_batch_size(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+        check_same_batch_size(input_ids=input_ids, attention_mask=attention_mask)
         check_text_inputs(input_ids, attention_mask, self.config.text_config.vocab_size)
+        paired = pixel_values.shape[0] == input_ids.shape[0]
+        fuse_pairs = paired if fuse_pairs is None else fuse_pairs
+        if (fuse_pairs or return_loss) and not paired:
+            wanted = "`fuse_pairs=True`" if fuse_pairs else "`return_loss=True`"
+            raise ValueError(
+                f"{wanted} needs images and texts in pairs, got {pixel_values.shape[0]} images and "
+                f"{input_ids.shape[0]} texts."
+            )
 
         image_outputs = self.get_image_features(pixel_values, visible_patch_indices=visible_patch_indices, **kwargs)
         text_outputs = self.get_text_features(
@@ -861,16 +932,29 @@ class MamoModel(MamoPreTrainedModel):
             position_ids=position_ids,
             **kwargs,
         )
-        image_states = image_outputs.last_hidden_state
-        if visible_patch_indices is not None:
-            image_states = self.restore_masked_patches(image_states, visible_patch_indices, pixel_values.shape[-2:])
-        fusion_outputs = self.fuse(text_outputs.last_hidden_state, attention_mask, image_states, **kwargs)
+        fusion_outputs = None
+        if fuse_pairs:
+            image_states = image_outputs.last_hidden_state
+            if visible_patch_indices is not None:
+                image_states = self.restore_masked_patches(
+                    image_states, visible_patch_indices, pixel_values.shape[-2:]
+                )
+            fusion_outputs = self.fuse(text_outputs.last_hidden_state, attention_mask, image_states, **kwargs)
 
         image_embeds, text_embeds = image_outputs.pooler_output, text_outputs.pooler_output
-        logits_per_image = scaled_similarity(image_embeds, text_embeds, self.itc_temperature)
+        temperature = self.itc_temperature
+        logits_per_image = scaled_similarity(image_embeds, text_embeds, temperature)
+        loss = None
+        if return_loss:
+            targets = contrastive_targets(torch.eye(len(image_embeds), dtype=torch.bool, device=image_embeds.device))
+            loss, _ = image_text_contrastive_loss(
+                image_embeds, text_embeds, image_embeds, text_embeds, temperature, targets, targets
+            )
+        fused_states = fusion_outputs.last_hidden_state if fusion_outputs is not None else None
         return MamoModelOutput(
-            last_hidden_state=fusion_outputs.last_hidden_state,
-            pooler_output=fusion_outputs.last_hidden_state[:, 0],
+            loss=loss,
+            last_hidden_state=fused_states,
+            pooler_output=fused_states[:, 0] if fused_states is not None else None,
             image_embeds=image_embeds,
             text_embeds=text_embeds,
             logits_per_image=logits_per_image,
@@ -945,29 +1029,56 @@ class MamoForPreTrainingOutput(ModelOutput):
 class _FusionBatch:
     """The image-text views of one step, fused in a single call of the fusion encoder.
 
-    Each view is `(text_states [b, L, Dt], text_mask [b, L], image_states [b, M, Dv])`. Texts are padded to the
-    longest one (padding is masked, so the states of real positions do not change), then all views are concatenated
-    along the batch: the fusion encoder runs once on larger matrices instead of once per view.
+    Each view is `(text_states [b, L, Dt], text_mask [b, L], image_states [b, M, Dv])` and the positions a loss will
+    read, `(text_read [b, L], image_read [b, M])` booleans (all of them by default). Texts are padded to the longest
+    one (padding is masked, so the states of real positions do not change), then all views are concatenated along
+    the batch: the fusion encoder runs once on larger matrices instead of once per view, and its last layer only at
+    the read positions (`MamoFusionModel`'s `output_positions`).
     """
 
+    last_layer_at_read_positions_only = True  # False: the last layer everywhere, then select (the reference)
+
     def __init__(self):
-        self.views: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.views: dict[str, tuple[torch.Tensor, ...]] = {}
 
-    def add(self, name: str, text_states: torch.Tensor, text_mask: torch.Tensor, image_states: torch.Tensor):
-        """Queue one (text, image) view under `name` for the single fusion call of `run`."""
-        self.views[name] = (text_states, text_mask, image_states)
+    def add(self, name, text_states, text_mask, image_states, text_read=None, image_read=None):
+        """Queue one (text, image) view under `name`; `text_read`/`image_read` default to every position."""
+        text_read = torch.ones_like(text_mask, dtype=torch.bool) if text_read is None else text_read
+        if image_read is None:
+            image_read = torch.ones(image_states.shape[:2], dtype=torch.bool, device=image_states.device)
+        self.views[name] = (text_states, text_mask, image_states, text_read, image_read)
 
-    def run(self, model: "MamoModel") -> tuple[dict[str, torch.Tensor], int]:
-        """Fused states of every view, `[b, L + M, Dt]` with text positions first, and the common text length L."""
+    def add_cls_only(self, name, text_states, text_mask, image_states):
+        """Queue a view whose multimodal [CLS] (position 0) is the only state read."""
+        text_read = torch.zeros_like(text_mask, dtype=torch.bool)
+        text_read[:, 0] = True
+        image_read = torch.zeros(image_states.shape[:2], dtype=torch.bool, device=image_states.device)
+        self.add(name, text_states, text_mask, image_states, text_read, image_read)
+
+    @classmethod
+    def fuse_at(cls, model: "MamoModel", text_states, text_mask, image_states, read: torch.Tensor) -> torch.Tensor:
+        """`model.fuse`'s states at the `read` positions (`[batch, L + M]` bool), `[n, D]` in row-major order."""
+        if cls.last_layer_at_read_positions_only:
+            return model.fuse(text_states, text_mask, image_states, output_positions=read).last_hidden_state
+        return model.fuse(text_states, text_mask, image_states).last_hidden_state[read]
+
+    def run(self, model: "MamoModel") -> dict[str, torch.Tensor]:
+        """The fused states of each view at its read positions, `[n_view, Dt]` in row-major order (text positions
+        first in each row): `[b, D]` for a [CLS]-only view, `[b · (L + M), D]` for a view read everywhere."""
         if not self.views:
-            return {}, 0
-        length = max(text_states.shape[1] for text_states, _, _ in self.views.values())
-        text_states = torch.cat([pad_to_length(view[0], length) for view in self.views.values()])
-        text_mask = torch.cat([pad_to_length(view[1], length) for view in self.views.values()])
-        image_states = torch.cat([view[2] for view in self.views.values()])
-        fused = model.fuse(text_states, text_mask, image_states).last_hidden_state
-        sizes = [view[0].shape[0] for view in self.views.values()]
-        return dict(zip(self.views, fused.split(sizes))), length
+            return {}
+        length = max(view[0].shape[1] for view in self.views.values())
+        columns = list(zip(*self.views.values()))
+        text_states, text_mask = (
+            torch.cat([pad_to_length(part, length) for part in column]) for column in columns[:2]
+        )
+        image_states = torch.cat(columns[2])
+        read = torch.cat(
+            [torch.cat([pad_to_length(text, length, value=False), image], dim=1) for text, image in zip(*columns[3:])]
+        )
+        fused = self.fuse_at(model, text_states, text_mask, image_states, read)
+        sizes = torch.stack([text.sum() + image.sum() for text, image in zip(*columns[3:])]).tolist()
+        return dict(zip(self.views, fused.split(sizes)))
 
 
 class _ImageTextAlignmentMixin:
@@ -1010,10 +1121,13 @@ class _ImageTextAlignmentMixin:
             contrastive_targets(positives, soft_t2i, alpha),
         )
 
-    def _add_matching_views(self, views, image, text, attention_mask, image_ids, generator) -> torch.Tensor:
+    def _add_matching_views(
+        self, views, image, text, attention_mask, image_ids, generator, read_positives_everywhere=False
+    ) -> torch.Tensor:
         """Add the ITM pairs to the fusion batch: the positives, each image with a hard negative text and each text
         with a hard negative image, drawn from the global batch (`sample_itm_negatives`). Returns the ITM labels
-        `[3B]`.
+        `[3B]`. ITM reads the [CLS] of each view; with `read_positives_everywhere` the positives' states are kept
+        at every position.
 
         With `config.itm_negative_gradient` (ALBEF's way, the default) the negatives' encoder states keep their
         gradient, gathered from every rank with `gather_with_grad`; otherwise they enter the fusion encoder as
@@ -1036,21 +1150,23 @@ class _ImageTextAlignmentMixin:
         local = slice(rank * batch_size, (rank + 1) * batch_size)
         negative_texts, negative_images = negatives.texts[local], negatives.images[local]
 
-        views.add("positive", text.last_hidden_state, attention_mask, image.last_hidden_state)
-        views.add(
+        add_positive = views.add if read_positives_everywhere else views.add_cls_only
+        add_positive("positive", text.last_hidden_state, attention_mask, image.last_hidden_state)
+        views.add_cls_only(
             "image_with_negative_text",
             all_text_states[negative_texts],
             all_text_masks[negative_texts],
             image.last_hidden_state,
         )
-        views.add(
+        views.add_cls_only(
             "text_with_negative_image", text.last_hidden_state, attention_mask, all_image_states[negative_images]
         )
         return itm_labels(batch_size, negatives.image_has_negative[local], negatives.text_has_negative[local])
 
-    def _matching_loss(self, fused: dict[str, torch.Tensor], labels: torch.Tensor):
-        """ITM logits `[3B, 2]` of the matching views of a fused batch, and their loss."""
-        logits = self.itm_head(torch.cat([fused[name][:, 0] for name in _MATCHING_VIEWS]))
+    def _matching_loss(self, cls_states: torch.Tensor, labels: torch.Tensor):
+        """ITM logits `[3B, 2]` of the matching views' [CLS] states `[3B, D]` (`_MATCHING_VIEWS` order), and their
+        loss."""
+        logits = self.itm_head(cls_states)
         return image_text_matching_loss(logits, labels), logits
 
 
@@ -1064,14 +1180,17 @@ class MamoTeacherTargets:
         image_states (`torch.FloatTensor` of shape `[batch, 1 + num_patches, vision_hidden]`): `v̄`, the image
             encoder's output ([CLS] first), the MIM target.
         image_embeds, text_embeds (`torch.FloatTensor` of shape `[batch, projection_dim]`): ITC features.
-        fusion_states (`torch.FloatTensor` of shape `[batch, length + 1 + num_patches, hidden]`, *optional*): `h`,
-            the MRM target (text positions first); only when MRM is on.
+        fusion_token_states (`torch.FloatTensor` of shape `[num_masked_tokens, hidden]`, *optional*) and
+        fusion_patch_states (`torch.FloatTensor` of shape `[batch, num_masked, hidden]`, *optional*): `h`, the MRM
+            target, at the masked tokens `M_t` and the masked patches `M_v` (the only positions computed in the
+            last layer); only when MRM is on.
     """
 
     image_states: torch.Tensor
     image_embeds: torch.Tensor
     text_embeds: torch.Tensor
-    fusion_states: torch.Tensor | None = None
+    fusion_token_states: torch.Tensor | None = None
+    fusion_patch_states: torch.Tensor | None = None
 
 
 @dataclass
@@ -1088,9 +1207,9 @@ class MamoPretrainingViews:
         image_mask (`torch.BoolTensor` of shape `[batch, num_patches]`): `M_v`, patches dropped in (Ĩ, T).
         masked_patches (`torch.LongTensor` of shape `[batch, num_masked]`): the indices of `M_v`, sorted.
         text_mask (`torch.BoolTensor` of shape `[batch, length]`): `M_t`, tokens masked in (I, T̃).
-        fused (`dict[str, torch.FloatTensor]`): fusion outputs `[b, fused_text_length + 1 + num_patches, hidden]` by
-            view: "masked_image" (Ĩ, T), "masked_text" (I, T̃) and the ITM views.
-        fused_text_length (`int`): the text length of the fused views (the longest text among them).
+        fused (`dict[str, torch.FloatTensor]`): fusion outputs by view, at the positions a loss reads (`_FusionBatch`):
+            "masked_image" (Ĩ, T) at the masked patches, "masked_text" (I, T̃) at the masked tokens, the ITM views
+            at [CLS].
         itm_labels (`torch.LongTensor` of shape `[3 · batch]`): labels of the ITM views.
         teacher ([`MamoTeacherTargets`]): the teacher's encodings of the clean pair.
     """
@@ -1104,17 +1223,20 @@ class MamoPretrainingViews:
     masked_patches: torch.Tensor | None = None
     text_mask: torch.Tensor | None = None
     fused: dict[str, torch.Tensor] = field(default_factory=dict)
-    fused_text_length: int = 0
     itm_labels: torch.Tensor | None = None
     teacher: MamoTeacherTargets | None = None
 
-    def fused_patch_states(self, view: str) -> torch.Tensor:
-        """Fusion outputs of `view` at the masked patches `M_v`: `[batch, num_masked, hidden]`."""
-        return gather_patches(self.fused[view][:, self.fused_text_length + 1 :], self.masked_patches)
+    def fused_patch_states(self) -> torch.Tensor:
+        """Fusion outputs of (Ĩ, T) at the masked patches `M_v`: `[batch, num_masked, hidden]`."""
+        return self.fused["masked_image"].view(*self.masked_patches.shape, -1)
 
-    def fused_token_states(self, view: str) -> torch.Tensor:
-        """Fusion outputs of `view` at the masked tokens `M_t`: `[num_masked_tokens, hidden]`."""
-        return self.fused[view][:, : self.text_mask.shape[1]][self.text_mask]
+    def fused_token_states(self) -> torch.Tensor:
+        """Fusion outputs of (I, T̃) at the masked tokens `M_t`: `[num_masked_tokens, hidden]`."""
+        return self.fused["masked_text"]
+
+    def matching_cls_states(self) -> torch.Tensor:
+        """The [CLS] fusion outputs of the ITM views, `[3 · batch, hidden]` (`_MATCHING_VIEWS` order)."""
+        return torch.cat([self.fused[name] for name in _MATCHING_VIEWS])
 
 
 class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
@@ -1317,7 +1439,8 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
             masked_input_ids = self.corrupt_text(input_ids, views.text_mask, generator)
         uses_teacher_features = self.config.queue_size > 0 or self.config.distill_alpha > 0
         if masks_image or ("itc" in objectives and uses_teacher_features):
-            views.teacher = self._teacher_targets(pixel_values, input_ids, attention_mask, "mrm" in objectives)
+            mrm_masks = (views.text_mask, views.image_mask) if "mrm" in objectives else None
+            views.teacher = self._teacher_targets(pixel_values, input_ids, attention_mask, mrm_masks)
 
         if objectives & {"itc", "itm", "mlm", "mrm"}:
             views.image = self.mamo.get_image_features(pixel_values)
@@ -1329,15 +1452,23 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
             restored = self.mamo.restore_masked_patches(
                 masked_image.last_hidden_state, visible_patches, pixel_values.shape[-2:]
             )
-            batch.add("masked_image", views.text.last_hidden_state, attention_mask, restored)
+            no_tokens = torch.zeros_like(attention_mask, dtype=torch.bool)
+            masked_patches = F.pad(views.image_mask, (1, 0), value=False)  # [CLS] first, never read
+            batch.add(
+                "masked_image", views.text.last_hidden_state, attention_mask, restored, no_tokens, masked_patches
+            )
         if masks_text:
             masked_text = self.mamo.get_text_features(masked_input_ids, attention_mask=attention_mask)
-            batch.add("masked_text", masked_text.last_hidden_state, attention_mask, views.image.last_hidden_state)
+            image_states = views.image.last_hidden_state
+            no_patches = torch.zeros(image_states.shape[:2], dtype=torch.bool, device=image_states.device)
+            batch.add(
+                "masked_text", masked_text.last_hidden_state, attention_mask, image_states, views.text_mask, no_patches
+            )
         if "itm" in objectives:
             views.itm_labels = self._add_matching_views(
                 batch, views.image, views.text, attention_mask, image_ids, generator
             )
-        views.fused, views.fused_text_length = batch.run(self.mamo)
+        views.fused = batch.run(self.mamo)
         return views
 
     def itc_loss(self, views: MamoPretrainingViews):
@@ -1346,16 +1477,16 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
 
     def itm_loss(self, views: MamoPretrainingViews):
         """ITM (`image_text_matching_loss`) on the positives and the hard negatives, and the ITM logits."""
-        return self._matching_loss(views.fused, views.itm_labels)
+        return self._matching_loss(views.matching_cls_states(), views.itm_labels)
 
     def mlm_loss(self, views: MamoPretrainingViews):
         """MLM (`masked_language_modeling_loss`) at the masked tokens of (I, T̃), and the accuracy there."""
-        logits = self.mlm_head(views.fused_token_states("masked_text"))
+        logits = self.mlm_head(views.fused_token_states())
         return masked_language_modeling_loss(logits, views.input_ids[views.text_mask])
 
     def mim_loss(self, views: MamoPretrainingViews) -> torch.Tensor:
         """MIM (`masked_image_modeling_loss`): the teacher's patch features `v̄` at the masked patches of (Ĩ, T)."""
-        predicted = self.mim_predictor(views.fused_patch_states("masked_image"))
+        predicted = self.mim_predictor(views.fused_patch_states())
         target = gather_patches(views.teacher.image_states[:, 1:], views.masked_patches)
         if self.config.normalize_targets:
             target = normalized_target(target)
@@ -1364,13 +1495,12 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
     def mrm_loss(self, views: MamoPretrainingViews) -> torch.Tensor:
         """MRM (`masked_representation_loss`): the teacher's fusion states `h` of the clean pair at the masked patches
         of (Ĩ, T) plus at the masked tokens of (I, T̃), both through the one predictor `g`."""
-        target, text_length = views.teacher.fusion_states, views.text_mask.shape[1]
-        image_target = gather_patches(target[:, text_length + 1 :], views.masked_patches)
+        teacher = views.teacher
         image_part = masked_representation_loss(
-            self.mrm_predictor(views.fused_patch_states("masked_image")).flatten(0, 1), image_target.flatten(0, 1)
+            self.mrm_predictor(views.fused_patch_states()).flatten(0, 1), teacher.fusion_patch_states.flatten(0, 1)
         )
         text_part = masked_representation_loss(
-            self.mrm_predictor(views.fused_token_states("masked_text")), target[:, :text_length][views.text_mask]
+            self.mrm_predictor(views.fused_token_states()), teacher.fusion_token_states
         )
         return image_part + text_part
 
@@ -1441,18 +1571,28 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         return sample_text_mask(input_ids, attention_mask, special, self.config.text_mask_ratio, generator)
 
     @torch.no_grad()
-    def _teacher_targets(self, pixel_values, input_ids, attention_mask, with_fusion: bool) -> MamoTeacherTargets:
-        """The teacher's encodings of the clean pair: `v̄` and the ITC features, and with MRM the fusion states `h`."""
+    def _teacher_targets(self, pixel_values, input_ids, attention_mask, mrm_masks=None) -> MamoTeacherTargets:
+        """The teacher's encodings of the clean pair: `v̄` and the ITC features, and with MRM's `(text_mask,
+        image_mask)` the fusion states `h` at those masked tokens and patches."""
         image = self.teacher.get_image_features(pixel_values)
         text = self.teacher.get_text_features(input_ids, attention_mask=attention_mask)
         targets = MamoTeacherTargets(image.last_hidden_state, image.pooler_output, text.pooler_output)
-        if with_fusion:
-            top_layers = self.config.mrm_target_layers
-            fusion = self.teacher.fuse(
-                text.last_hidden_state, attention_mask, image.last_hidden_state, output_hidden_states=top_layers > 1
+        if mrm_masks is not None:
+            text_mask, image_mask = mrm_masks
+            read = torch.cat([text_mask, F.pad(image_mask, (1, 0), value=False)], dim=1)
+            top_layers, inputs = (
+                self.config.mrm_target_layers,
+                (text.last_hidden_state, attention_mask, image.last_hidden_state),
             )
-            layers = fusion.hidden_states if top_layers > 1 else (fusion.last_hidden_state,)
-            targets.fusion_states = representation_targets(layers, top_layers, self.config.normalize_targets)
+            if top_layers == 1:  # the last layer only at the read positions
+                layers = (_FusionBatch.fuse_at(self.teacher, *inputs, read),)
+            else:
+                fusion = self.teacher.fuse(*inputs, output_hidden_states=True)
+                layers = tuple(state[read] for state in fusion.hidden_states[-top_layers:])
+            states = representation_targets(layers, top_layers, self.config.normalize_targets)
+            is_token = read.nonzero()[:, 1] < text_mask.shape[1]
+            targets.fusion_token_states = states[is_token]
+            targets.fusion_patch_states = states[~is_token].view(*image_mask.shape[:1], -1, states.shape[-1])
         return targets
 
     @torch.no_grad()
@@ -1503,13 +1643,14 @@ class MamoImageTextMatchingOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*): the training loss, when requested.
-        itm_logits (`torch.FloatTensor` of shape `[batch, 2]`): image-text matching logits (not matched, matched).
-        itm_scores (`torch.FloatTensor` of shape `[batch]`): probability that each image matches its text.
-        logits_per_image (`torch.FloatTensor` of shape `[batch, batch]`): ITC similarities divided by τ.
-        logits_per_text (`torch.FloatTensor` of shape `[batch, batch]`): their transpose.
-        image_embeds, text_embeds (`torch.FloatTensor` of shape `[batch, projection_dim]`): ITC features.
-        last_hidden_state (`torch.FloatTensor` of shape `[batch, text_length + 1 + num_patches, hidden]`): fusion
-            states of the pairs.
+        itm_logits (`torch.FloatTensor` of shape `[batch, 2]`, *optional*): image-text matching logits (not matched,
+            matched) of the pairs; `None` when images and texts do not come in pairs.
+        itm_scores (`torch.FloatTensor` of shape `[batch]`, *optional*): probability that each image matches its text.
+        logits_per_image (`torch.FloatTensor` of shape `[N, M]`): ITC similarities divided by τ.
+        logits_per_text (`torch.FloatTensor` of shape `[M, N]`): their transpose.
+        image_embeds, text_embeds (`torch.FloatTensor` of shape `[N or M, projection_dim]`): ITC features.
+        last_hidden_state (`torch.FloatTensor` of shape `[batch, text_length + 1 + num_patches, hidden]`, *optional*):
+            fusion states of the pairs.
     """
 
     loss: torch.FloatTensor | None = None
@@ -1561,6 +1702,8 @@ class MamoForImageTextRetrieval(_ImageTextAlignmentMixin, MamoPreTrainedModel):
     ) -> MamoImageTextMatchingOutput:
         r"""
         Score image-text pairs: the i-th image against the i-th text (ITM) and every image against every text (ITC).
+        `N` images and `M ≠ N` texts get the ITC scores only (`logits_per_image` `[N, M]`), as zero-shot
+        classification needs.
 
         Args:
             input_ids (`torch.LongTensor` of shape `[batch, length]`), pixel_values (`torch.FloatTensor` of shape
@@ -1568,43 +1711,61 @@ class MamoForImageTextRetrieval(_ImageTextAlignmentMixin, MamoPreTrainedModel):
                 the pairs, as produced by `MamoProcessor`.
             image_ids (`torch.LongTensor` of shape `[batch]`, *optional*): an id per image; pairs sharing one are
                 all ITC positives and never each other's hard negatives.
-            return_loss (`bool`, *optional*): compute the fine-tuning loss (ITC + ITM with hard negatives).
+            return_loss (`bool`, *optional*): compute the fine-tuning loss (ITC + ITM with hard negatives). Defaults
+                to the model's mode: on in training (so `Trainer` gets a loss with no extra input), off in eval.
             generator (`torch.Generator`, *optional*): source of the hard-negative draws.
 
         Returns:
             [`MamoImageTextMatchingOutput`]
         """
         check_pixel_values(pixel_values, self.config.vision_config.num_channels)
-        check_same_batch_size(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+        check_same_batch_size(input_ids=input_ids, attention_mask=attention_mask)
         check_text_inputs(input_ids, attention_mask, self.config.text_config.vocab_size)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        if return_loss is None:
+            return_loss = self.training
+        paired = pixel_values.shape[0] == input_ids.shape[0]
+        if return_loss and not paired:
+            raise ValueError(
+                f"The fine-tuning loss needs image-text pairs, got {pixel_values.shape[0]} images and "
+                f"{input_ids.shape[0]} texts (pass `return_loss=False` to score every image against every text)."
+            )
         if self.training:
             self.mamo.clamp_temperature_()
         image = self.mamo.get_image_features(pixel_values, **kwargs)
         text = self.mamo.get_text_features(input_ids, attention_mask=attention_mask, **kwargs)
+        logits_per_image = scaled_similarity(image.pooler_output, text.pooler_output, self.mamo.itc_temperature)
+        scores = {
+            "logits_per_image": logits_per_image,
+            "logits_per_text": logits_per_image.t(),
+            "image_embeds": image.pooler_output,
+            "text_embeds": text.pooler_output,
+        }
+        if not paired:
+            return MamoImageTextMatchingOutput(**scores)
         views = _FusionBatch()
         loss = itm_labels = None
         if return_loss:
-            itm_labels = self._add_matching_views(views, image, text, attention_mask, image_ids, generator)
+            itm_labels = self._add_matching_views(
+                views, image, text, attention_mask, image_ids, generator, read_positives_everywhere=True
+            )
         else:
             views.add("positive", text.last_hidden_state, attention_mask, image.last_hidden_state)
-        fused, _ = views.run(self.mamo)
+        fused = views.run(self.mamo)
+        fused_positives = fused["positive"].view(input_ids.shape[0], -1, fused["positive"].shape[-1])
         if return_loss:
             itc_loss, _ = self._contrastive_loss(image, text, image_ids)
-            itm_loss, all_itm_logits = self._matching_loss(fused, itm_labels)
+            negatives = [fused[name] for name in _MATCHING_VIEWS[1:]]
+            itm_loss, _ = self._matching_loss(torch.cat([fused_positives[:, 0], *negatives]), itm_labels)
             loss = self.config.itc_weight * itc_loss + self.config.itm_weight * itm_loss
-        itm_logits = self.itm_head(fused["positive"][:, 0])
-        logits_per_image = image.pooler_output @ text.pooler_output.t() / self.mamo.itc_temperature
+        itm_logits = self.itm_head(fused_positives[:, 0])
         return MamoImageTextMatchingOutput(
             loss=loss,
             itm_logits=itm_logits,
             itm_scores=itm_logits.softmax(dim=-1)[:, 1],
-            logits_per_image=logits_per_image,
-            logits_per_text=logits_per_image.t(),
-            image_embeds=image.pooler_output,
-            text_embeds=text.pooler_output,
-            last_hidden_state=fused["positive"],
+            last_hidden_state=fused_positives,
+            **scores,
         )
 
 

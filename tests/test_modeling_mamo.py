@@ -407,3 +407,31 @@ def test_image_not_divisible_by_patch_raises(model):
     batch = random_pairs(model.config, batch_size=1)
     with pytest.raises(ValueError, match="not divisible by the patch size"):
         model(**{**batch, "pixel_values": torch.randn(1, 3, 30, 30)})
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_fusion_at_output_positions_equals_the_full_output_there_with_the_same_gradients(model, attention):
+    model.set_attn_implementation(attention)
+    batch = random_pairs(model.config)
+    text = model.get_text_features(batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    image = model.get_image_features(batch["pixel_values"]).last_hidden_state
+    positions = torch.zeros(4, text.shape[1] + image.shape[1], dtype=torch.bool)
+    positions[0, 0] = True  # a [CLS] only
+    positions[1, [2, 5, text.shape[1] + 3]] = True  # tokens and a patch
+    positions[2] = True  # every position, padding included; row 3 reads nothing
+    assert batch["attention_mask"][2].eq(0).any()
+
+    def fused(output_positions):
+        text_states, image_states = text.detach().requires_grad_(), image.detach().requires_grad_()
+        states = model.fuse(text_states, batch["attention_mask"], image_states, output_positions=output_positions)
+        return states.last_hidden_state, text_states, image_states
+
+    full, full_text, full_image = fused(None)
+    selected, text_states, image_states = fused(positions)
+    assert selected.shape == (1 + 3 + positions.shape[1], model.config.fusion_encoder_config.hidden_size)
+    torch.testing.assert_close(selected, full[positions], atol=ATOL, rtol=0)
+    weights = torch.randn(selected.shape, generator=torch.Generator().manual_seed(0))
+    (full[positions] * weights).sum().backward()
+    (selected * weights).sum().backward()
+    torch.testing.assert_close(text_states.grad, full_text.grad, atol=ATOL, rtol=0)
+    torch.testing.assert_close(image_states.grad, full_image.grad, atol=ATOL, rtol=0)

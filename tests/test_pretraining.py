@@ -373,15 +373,15 @@ def test_normalized_targets_regress_the_layer_normalized_teacher_features():
     inputs = step_inputs(plain)
     keys = ("pixel_values", "input_ids", "attention_mask")
     views = normalized.encode_views(**{k: inputs[k] for k in keys}, generator=torch.Generator().manual_seed(0))
-    predicted = normalized.mim_predictor(views.fused_patch_states("masked_image"))
+    predicted = normalized.mim_predictor(views.fused_patch_states())
     target = torch.nn.functional.layer_norm(
         mamo_gather_patches(views.teacher.image_states[:, 1:], views.masked_patches), (predicted.shape[-1],)
     )
     expected = (predicted - target).abs().mean()
     torch.testing.assert_close(normalized.mim_loss(views), expected)
     # MRM's target is normalized too: zero mean and unit variance per position.
-    fusion = views.teacher.fusion_states
-    torch.testing.assert_close(fusion.mean(-1), torch.zeros(fusion.shape[:2]), atol=1e-5, rtol=0)
+    for fusion in (views.teacher.fusion_token_states, views.teacher.fusion_patch_states):
+        torch.testing.assert_close(fusion.mean(-1), torch.zeros(fusion.shape[:-1]), atol=1e-5, rtol=0)
     plain_views = plain.encode_views(**{k: inputs[k] for k in keys}, generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(plain.mim_loss(plain_views), normalized.mim_loss(views))
 
@@ -397,3 +397,58 @@ def test_masked_modeling_weights_ramp_up_over_the_warmup_and_the_counter_is_save
     model.save_pretrained(tmp_path)
     assert int(MamoForPreTraining.from_pretrained(tmp_path).teacher_updates) == 6
     assert "teacher_updates" not in build().state_dict()  # no counter without a warm-up
+
+
+@pytest.mark.parametrize("overrides", [{}, {"mrm_target_layers": 2, "queue_size": 8}])
+def test_the_last_fusion_layer_at_read_positions_only_gives_the_same_losses_and_gradients(monkeypatch, overrides):
+    """The fusion encoder's last layer runs only where a loss reads (ITM views at [CLS], masked views at their
+    masked positions, the teacher at MRM's targets): every loss and gradient equals the full last layer's."""
+    from mamo_hf.modeling_mamo import _FusionBatch
+
+    results = {}
+    for read_positions_only in (True, False):
+        monkeypatch.setattr(_FusionBatch, "last_layer_at_read_positions_only", read_positions_only)
+        model = build(**overrides).train()
+        outputs = model(**step_inputs(model, batch_size=6))
+        outputs.loss.backward()
+        losses = {name: getattr(outputs, f"loss_{name}") for name in OBJECTIVES}
+        gradients = {
+            name: parameter.grad for name, parameter in model.named_parameters() if parameter.grad is not None
+        }
+        results[read_positions_only] = losses, gradients
+    (losses, gradients), (reference_losses, reference_gradients) = results[True], results[False]
+    torch.testing.assert_close(losses, reference_losses, atol=1e-6, rtol=1e-5)
+    assert gradients.keys() == reference_gradients.keys()
+    torch.testing.assert_close(gradients, reference_gradients, atol=1e-6, rtol=1e-4)
+
+
+def test_each_view_is_fused_and_read_where_its_loss_reads():
+    """The states the losses get are the full fusion outputs of each view at its masked patches, masked tokens or
+    [CLS], recomputed here from scratch (the teacher, still equal to the student, gives MRM's targets)."""
+    from mamo_hf.losses_mamo import image_mask_to_indices
+
+    model = build()
+    assert teacher_matches_student(model)
+    inputs = random_pairs(model.config, batch_size=4)
+    views = model.encode_views(**inputs, generator=torch.Generator().manual_seed(0))
+    mamo, pixels, mask = model.mamo, inputs["pixel_values"], inputs["attention_mask"]
+    length = mask.shape[1]
+
+    def at_masked_patches(fused):
+        return mamo_gather_patches(fused[:, length + 1 :], views.masked_patches)
+
+    visible, _ = image_mask_to_indices(views.image_mask)
+    masked_image = mamo.get_image_features(pixels, visible_patch_indices=visible).last_hidden_state
+    restored = mamo.restore_masked_patches(masked_image, visible, pixels.shape[-2:])
+    fused = mamo.fuse(views.text.last_hidden_state, mask, restored).last_hidden_state
+    torch.testing.assert_close(views.fused_patch_states(), at_masked_patches(fused))
+
+    masked_ids = inputs["input_ids"].masked_fill(views.text_mask, model.config.text_config.mask_token_id)
+    masked_text = mamo.get_text_features(masked_ids, attention_mask=mask).last_hidden_state
+    fused = mamo.fuse(masked_text, mask, views.image.last_hidden_state).last_hidden_state
+    torch.testing.assert_close(views.fused_token_states(), fused[:, :length][views.text_mask])
+
+    clean = mamo.fuse(views.text.last_hidden_state, mask, views.image.last_hidden_state).last_hidden_state
+    torch.testing.assert_close(views.fused["positive"], clean[:, 0])
+    torch.testing.assert_close(views.teacher.fusion_token_states, clean[:, :length][views.text_mask])
+    torch.testing.assert_close(views.teacher.fusion_patch_states, at_masked_patches(clean))
