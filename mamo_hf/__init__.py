@@ -10,7 +10,9 @@ from transformers import (
     AutoImageProcessor,
     AutoModel,
     AutoModelForPreTraining,
+    AutoModelForSequenceClassification,
     AutoModelForVisualQuestionAnswering,
+    AutoModelForZeroShotImageClassification,
     AutoProcessor,
     AutoTokenizer,
     BertTokenizer,
@@ -49,6 +51,11 @@ for _config, _model in (
     AutoModel.register(_config, _model, exist_ok=True)
 AutoModelForPreTraining.register(MamoConfig, MamoForPreTraining, exist_ok=True)
 AutoModelForVisualQuestionAnswering.register(MamoConfig, MamoForQuestionAnswering, exist_ok=True)
+# [decision] The retrieval head is the zero-shot classifier: N images × M labels by ITC, as CLIP, with the ITM head
+# at hand to re-rank (`mamo_hf.zero_shot_classify`). NLVR2 has no Auto class of its own in transformers; a sentence
+# classified against two images is closest to sequence classification.
+AutoModelForZeroShotImageClassification.register(MamoConfig, MamoForImageTextRetrieval, exist_ok=True)
+AutoModelForSequenceClassification.register(MamoConfig, MamoForVisualReasoning, exist_ok=True)
 AutoImageProcessor.register(
     MamoConfig,
     image_processor_classes={"torchvision": MamoImageProcessor, "pil": MamoImageProcessorPil},
@@ -63,6 +70,8 @@ MamoConfig.register_for_auto_class()
 MamoModel.register_for_auto_class("AutoModel")
 MamoForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 MamoForQuestionAnswering.register_for_auto_class("AutoModelForVisualQuestionAnswering")
+MamoForImageTextRetrieval.register_for_auto_class("AutoModelForZeroShotImageClassification")
+MamoForVisualReasoning.register_for_auto_class("AutoModelForSequenceClassification")
 MamoImageProcessor.register_for_auto_class("AutoImageProcessor")
 MamoImageProcessorPil.register_for_auto_class("AutoImageProcessor")
 MamoProcessor.register_for_auto_class("AutoProcessor")

@@ -37,6 +37,12 @@ CITATION = """@inproceedings{zhao2023mamo,
   eprint    = {2210.04183},
   archivePrefix = {arXiv}
 }"""
+# The pipeline of transformers v5 that each class serves (the card's `pipeline_tag`); VQA and NLVR2 heads have none.
+PIPELINE_TAGS = {
+    "MamoModel": "zero-shot-image-classification",
+    "MamoForPreTraining": "zero-shot-image-classification",
+    "MamoForImageTextRetrieval": "zero-shot-image-classification",
+}
 # Files of a training folder that are not part of a model repository.
 NOT_UPLOADED = ("checkpoint-*", "logs", "runs", ".*", "training_args.bin", "*.tmp")
 
@@ -84,12 +90,17 @@ def create_model_card(
     base_model: str | None = None,
     training: dict | None = None,
     pipeline_tag: str | None = None,
+    model_class: str = "MamoModel",
 ) -> ModelCard:
     """A model card for a MAMO checkpoint: Hub metadata (library, tags, datasets, base model, `model-index` with the
     measured results) and a body with how to load it, the results, the training settings and the citation.
 
     `model_name` is also the name the usage snippet loads; `push_to_hub` replaces it with the repository id.
+    `model_class` is the checkpoint's class (its `config.architectures[0]`): the snippet loads it, so that a task
+    head is kept, and the `pipeline_tag` defaults to the pipeline of transformers that serves it (`PIPELINE_TAGS`).
     """
+    if pipeline_tag is None:
+        pipeline_tag = PIPELINE_TAGS.get(model_class)
     eval_results = [
         EvalResult(
             task_type=result.task,
@@ -118,7 +129,7 @@ def create_model_card(
         "modeling: an image encoder (ViT), a text encoder and a merged-attention fusion encoder (BERT), pre-trained "
         "with ITC, ITM, MLM, masked image modeling on momentum features (MIM) and masked representation modeling "
         "(MRM). This checkpoint was made with the `mamo_hf` package.",
-        _usage_section(model_name),
+        _usage_section(model_name, model_class),
     ]
     if results:
         rows = "\n".join(f"| {r.task} | {r.dataset} | {r.metric} | {r.value:g} |" for r in results)
@@ -132,32 +143,44 @@ def create_model_card(
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
 
 
-def _usage_section(model_id: str) -> str:
+def _usage_section(model_id: str, model_class: str) -> str:
+    from .modeling_mamo import MAMO_AUTO_MAP
+
+    auto = next(name for name, reference in MAMO_AUTO_MAP.items() if reference == f"modeling_mamo.{model_class}")
+    head = (
+        ""
+        if model_class == "MamoModel"
+        else f" Load it with its head, `{model_class}` (`AutoModel` keeps the encoders only)."
+    )
     return f"""## How to use
 
-With `mamo_hf` installed (`pip install mamo-hf`), the Auto classes know MAMO:
+This checkpoint is a `{model_class}`.{head} With `mamo_hf` installed (`pip install mamo-hf`):
 
 ```python
-import mamo_hf
-from transformers import AutoModel, AutoProcessor
+from mamo_hf import {model_class}, MamoProcessor
 
-model = AutoModel.from_pretrained("{model_id}")
-processor = AutoProcessor.from_pretrained("{model_id}")
+model = {model_class}.from_pretrained("{model_id}")
+processor = MamoProcessor.from_pretrained("{model_id}")
 ```
 
-Without it, the repository's own code is used:
+Without it, the repository's own code is used, through the Auto class that its `config.json` maps to `{model_class}`:
 
 ```python
-from transformers import AutoModel, AutoProcessor
+from transformers import {auto}, AutoProcessor
 
-model = AutoModel.from_pretrained("{model_id}", trust_remote_code=True)
+model = {auto}.from_pretrained("{model_id}", trust_remote_code=True)
 processor = AutoProcessor.from_pretrained("{model_id}", trust_remote_code=True)
 ```"""
 
 
 def write_model_card(folder: str | Path, **card_arguments) -> Path:
-    """Write `create_model_card(**card_arguments)` as `folder/README.md`; returns the path."""
+    """Write `create_model_card(**card_arguments)` as `folder/README.md`; returns the path. The card's
+    `model_class` defaults to the saved model's (`config.json`'s `architectures`)."""
     path = Path(folder) / "README.md"
+    config = Path(folder) / "config.json"
+    if "model_class" not in card_arguments and config.is_file():
+        architectures = json.loads(config.read_text()).get("architectures") or ["MamoModel"]
+        card_arguments["model_class"] = architectures[0]
     create_model_card(**card_arguments).save(path)
     return path
 

@@ -31,9 +31,10 @@ class MamoProcessor(ProcessorMixin):
     component that knows them (`padding`, `truncation`, `max_length` to the tokenizer; `size`, `do_normalize` to
     the image processor), or can be grouped as `text_kwargs={...}` / `images_kwargs={...}`.
 
-    There are no defaults of the processor's own beyond leaving out `token_type_ids`: `truncation=True` without
-    `max_length` truncates to the tokenizer's `model_max_length` (512 for the BERT checkpoints MAMO starts from),
-    and padding is off unless asked for, as for the tokenizer.
+    Its own defaults: no `token_type_ids`, and truncation on, whatever the padding: captions are cut to `max_length`
+    when given, else to the tokenizer's `model_max_length` (512 for the BERT checkpoints MAMO starts from; the
+    text encoder's `max_position_embeddings` for tokenizers saved by `mamo-hf pretrain`). Padding is off unless
+    asked for, as for the tokenizer.
 
     Args:
         image_processor (`MamoImageProcessor` or `MamoImageProcessorPil`):
@@ -42,7 +43,7 @@ class MamoProcessor(ProcessorMixin):
             The tokenizer (the fast, Rust-backed `BertTokenizer` of transformers v5).
     """
 
-    text_kwargs = {"return_token_type_ids": False}
+    text_kwargs = {"return_token_type_ids": False, "truncation": True}
 
     def __init__(self, image_processor, tokenizer):
         super().__init__(image_processor, tokenizer)
@@ -62,7 +63,8 @@ class MamoProcessor(ProcessorMixin):
                 Any PIL mode and any `(H, W)`, `(H, W, C)` or `(C, H, W)` array is converted to RGB; see
                 `MamoImageProcessor`.
             text (`str` or `list[str]`, *optional*):
-                One caption or a batch of captions. With images, there must be one caption per image (or per pair).
+                One caption or a batch of captions: one per image for pairs, or any number to score against the
+                images (zero-shot classification); one per pair of images for NLVR2.
             **kwargs:
                 Tokenizer arguments (`padding`, `truncation`, `max_length`, `return_token_type_ids`, ...), image
                 processor arguments (`size`, `do_normalize`, ...), `return_tensors`, or the grouped forms
@@ -73,24 +75,27 @@ class MamoProcessor(ProcessorMixin):
             given; `input_ids` and `attention_mask` when text is given.
 
         Raises:
-            ValueError: if neither images nor text are given, if an input is not an image, or if images and text
-                are both given with a different number of samples.
+            ValueError: if neither images nor text are given, if an input is not an image, or if pairs of images
+                and texts differ in number.
         """
         return super().__call__(images=images, text=text, **kwargs)
 
     def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs):
-        """transformers' checks, plus: with both images and text, one caption per image (or per pair of images)."""
+        """transformers' checks, plus: with pairs of images (NLVR2), one caption per pair. Single images and texts
+        may differ in number (N images scored against M texts)."""
         super().validate_inputs(images=images, text=text, videos=videos, audio=audio, **kwargs)
         if images is None or text is None:
             return
+        if isinstance(images, (list, tuple)):
+            empty = [index for index, item in enumerate(images) if isinstance(item, (list, tuple)) and not item]
+            if empty:
+                raise ValueError(f"Sample {empty[0]} has no image (an empty list): every sample needs its image.")
         flat_images, are_pairs = flatten_images(images)
-        num_images = len(flat_images) // 2 if are_pairs else len(flat_images)
         num_texts = 1 if isinstance(text, str) else len(text)
-        if num_images != num_texts:
-            unit = "pairs of images" if are_pairs else "images"
+        if are_pairs and len(flat_images) // 2 != num_texts:
             raise ValueError(
-                f"Got {num_texts} text(s) and {num_images} {unit}: MAMO pairs each caption with one image (or one "
-                "pair of images). Pass as many captions as images, or call the processor on each separately."
+                f"Got {num_texts} text(s) and {len(flat_images) // 2} pairs of images: NLVR2 pairs each caption with "
+                "one pair of images."
             )
 
     def to_dict(self) -> dict:

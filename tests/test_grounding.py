@@ -314,3 +314,10 @@ def test_unambiguous_batches_hold_no_expression_true_of_another_pairs_image():
                 assert not any(
                     all(getattr(o, k) == v for k, v in named.items()) for o in dataset.scenes[other].objects
                 )
+
+
+def test_gradcam_names_the_model_it_needs(model_and_processor):
+    model, processor = model_and_processor
+    image = generated_grounding_samples(1, seed=3, image_size=IMAGE_SIZE)[0].image
+    with pytest.raises(TypeError, match="MamoModel has no head for: pass a MamoForImageTextRetrieval"):
+        heatmaps_for(model.mamo, processor, [image], ["the circle"])

@@ -17,9 +17,11 @@ from accelerate.state import AcceleratorState, GradientState
 from huggingface_hub import CommitInfo, HfApi, ModelCard, ModelCardData, RepoUrl
 from safetensors.torch import save_file
 from transformers import AutoModel, AutoModelForPreTraining, AutoProcessor
+from transformers.pipelines import SUPPORTED_TASKS
 
 from mamo_hf import MamoModel
 from mamo_hf.cli import main
+from mamo_hf.hub import create_model_card
 from mamo_hf.data import DemoCaptionDataset
 from mamo_hf.training import PretrainingArguments, pretrain
 
@@ -232,5 +234,23 @@ def test_the_repository_model_card_parses_with_valid_metadata():
     card = ModelCard.load(Path(__file__).parent.parent / "MODEL_CARD.md")
     assert card.data.library_name == "transformers" and card.data.license == "apache-2.0"
     assert card.data.base_model == ["google/vit-base-patch16-224-in21k", "google-bert/bert-base-uncased"]
-    assert "mamo" in card.data.tags and card.data.pipeline_tag == "visual-question-answering"
+    assert "mamo" in card.data.tags and card.data.pipeline_tag == "zero-shot-image-classification"
+    assert card.data.pipeline_tag in SUPPORTED_TASKS  # a pipeline transformers v5 has
     assert "79.1/94.9/97.8" in card.text and "@inproceedings{zhao2023mamo" in card.text
+
+
+@pytest.mark.parametrize(
+    "model_class, auto_class, pipeline_tag",
+    [
+        ("MamoModel", "AutoModel", "zero-shot-image-classification"),
+        ("MamoForPreTraining", "AutoModelForPreTraining", "zero-shot-image-classification"),
+        ("MamoForImageTextRetrieval", "AutoModelForZeroShotImageClassification", "zero-shot-image-classification"),
+        ("MamoForQuestionAnswering", "AutoModelForVisualQuestionAnswering", None),
+        ("MamoForVisualReasoning", "AutoModelForSequenceClassification", None),
+    ],
+)
+def test_a_card_loads_the_class_that_keeps_its_head_and_names_a_v5_pipeline(model_class, auto_class, pipeline_tag):
+    card = ModelCard(str(create_model_card("someone/mamo", "A MAMO model.", model_class=model_class)))
+    assert card.data.pipeline_tag == pipeline_tag and (pipeline_tag is None or pipeline_tag in SUPPORTED_TASKS)
+    assert f'{model_class}.from_pretrained("someone/mamo")' in card.text
+    assert f'{auto_class}.from_pretrained("someone/mamo", trust_remote_code=True)' in card.text

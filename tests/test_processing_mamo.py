@@ -115,9 +115,10 @@ def test_truncation_honours_the_tokenizer_max_length():
     caption = "a dog on the grass a cat on the grass"
     truncated = processor(text=[caption], truncation=True, return_tensors="pt")
     assert truncated["input_ids"].tolist() == [[CLS, *word_ids("a", "dog", "on"), SEP]]
-    # An explicit `max_length` wins; without truncation nothing is cut.
+    # An explicit `max_length` wins; truncation is on by default, and off only when asked.
     assert processor(text=caption, truncation=True, max_length=3)["input_ids"] == [CLS, *word_ids("a"), SEP]
-    assert len(processor(text=caption)["input_ids"]) == 12
+    assert processor(text=caption)["input_ids"] == truncated["input_ids"].tolist()[0]
+    assert len(processor(text=caption, truncation=False)["input_ids"]) == 12
     # `padding="max_length"` pads to the tokenizer's maximum too.
     assert processor(text="a", padding="max_length")["input_ids"] == [CLS, *word_ids("a"), SEP, PAD, PAD]
 
@@ -156,14 +157,27 @@ def test_pairs_of_images_with_one_caption_each(image_processor_class):
     torch.testing.assert_close(inputs["pixel_values"].reshape(6, 3, 32, 32), singles)
 
 
-def test_images_and_texts_must_match_in_number():
+def test_pairs_of_images_need_one_text_each_while_single_images_and_texts_may_differ_in_number():
     processor = make_processor()
-    with pytest.raises(ValueError, match=r"Got 3 text\(s\) and 2 images"):
-        processor(images=[image(0), image(1)], text=["a", "dog", "cat"])
+    inputs = processor(images=[image(0), image(1)], text=["a", "dog", "cat"], padding=True, return_tensors="pt")
+    assert inputs["pixel_values"].shape[0] == 2 and inputs["input_ids"].shape[0] == 3  # N images × M texts
     with pytest.raises(ValueError, match=r"Got 1 text\(s\) and 2 pairs of images"):
         processor(images=[[image(0), image(1)], [image(2), image(3)]], text="a dog")
-    with pytest.raises(ValueError, match=r"Got 3 text\(s\) and 2 images"):
+    with pytest.raises(ValueError, match=r"Sample 0 has no image"):
         processor(images=[[], [image(0)], [image(1)]], text=["a", "dog", "cat"])
+
+
+@pytest.mark.filterwarnings("error")  # e.g. "`max_length` is ignored when `padding`=`True`..."
+def test_truncation_applies_whatever_the_padding_and_warns_nothing():
+    processor = make_processor()
+    processor.tokenizer.model_max_length = 12
+    long = " ".join(["dog"] * 50)
+    for padding in (False, True, "longest", "max_length"):
+        inputs = processor(images=[image(0)], text=[long], padding=padding, return_tensors="pt")
+        assert inputs["input_ids"].shape == (1, 12), padding
+        limited = processor(images=[image(0)], text=[long, "a dog"], padding=padding, max_length=7)
+        assert len(limited["input_ids"][0]) == 7, padding
+    assert len(processor(text=[long], truncation=False)["input_ids"][0]) == 52  # still the user's choice
 
 
 def test_bad_images_raise_before_tokenising():

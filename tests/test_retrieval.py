@@ -120,7 +120,9 @@ def test_retrieval_head_loss_with_and_without_labels_and_backward():
     torch.manual_seed(0)
     model = MamoForImageTextRetrieval(tiny_config()).train()
     batch = random_pairs(model.config)
-    assert model(**batch).loss is None
+    assert model(**batch, return_loss=False).loss is None
+    assert model.eval()(**batch).loss is None  # by default the loss is computed in training mode only
+    assert model.train()(**batch, generator=torch.Generator().manual_seed(0)).loss > 0
     outputs = model(
         **batch, return_loss=True, image_ids=torch.tensor([0, 0, 1, 2]), generator=torch.Generator().manual_seed(0)
     )
@@ -137,12 +139,7 @@ class PairDataset(torch.utils.data.Dataset):
         return 12
 
     def __getitem__(self, index):
-        return {**{name: value[index] for name, value in self.batch.items()}, "return_loss": True}
-
-
-def collate(items):
-    batch = {name: torch.stack([item[name] for item in items]) for name in items[0] if name != "return_loss"}
-    return {**batch, "return_loss": True}
+        return {name: value[index] for name, value in self.batch.items()}
 
 
 def test_retrieval_finetunes_with_trainer_from_a_pretraining_checkpoint(tmp_path):
@@ -162,7 +159,7 @@ def test_retrieval_finetunes_with_trainer_from_a_pretraining_checkpoint(tmp_path
         remove_unused_columns=False,
     )
     before = model.itm_head.weight.clone()
-    Trainer(model=model, args=args, train_dataset=PairDataset(model.config), data_collator=collate).train()
+    Trainer(model=model, args=args, train_dataset=PairDataset(model.config)).train()  # no collator
     assert not torch.equal(before, model.itm_head.weight)
     model.save_pretrained(tmp_path / "finetuned")
     reloaded = MamoForImageTextRetrieval.from_pretrained(tmp_path / "finetuned").eval()

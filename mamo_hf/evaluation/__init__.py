@@ -1,5 +1,5 @@
 """Evaluation protocols of the paper: image-text retrieval (ITC top-k, ITM re-ranking, R@K), VQA accuracy and
-weakly-supervised grounding (Grad-CAM of the ITM score, proposals ranked by heat)."""
+weakly-supervised grounding (Grad-CAM of the ITM score, proposals ranked by heat); zero-shot classification."""
 
 from .grounding import (
     box_iou,
@@ -26,6 +26,7 @@ from .vqa import (
     vqa_accuracy,
     vqa_accuracy_of_predictions,
 )
+from .zero_shot import zero_shot_classify
 
 __all__ = [
     "RetrievalCorpus",
@@ -47,4 +48,5 @@ __all__ = [
     "soft_scores",
     "vqa_accuracy",
     "vqa_accuracy_of_predictions",
+    "zero_shot_classify",
 ]

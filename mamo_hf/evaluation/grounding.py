@@ -118,6 +118,11 @@ def gradcam_heatmaps(
     Raises:
         ValueError: for a layer out of range, the last layer with `queries="words"`, or unknown `queries`.
     """
+    if not (hasattr(model, "mamo") and hasattr(model, "itm_head")):
+        raise TypeError(
+            f"Grad-CAM follows the ITM match score, which {type(model).__name__} has no head for: pass a "
+            "MamoForImageTextRetrieval (or MamoForPreTraining), e.g. MamoForImageTextRetrieval.from_pretrained(path)."
+        )
     base = model.mamo
     num_layers = len(base.fusion_encoder.layers)
     layer = default_gradcam_layer(num_layers) if layer is None else layer
