@@ -116,12 +116,31 @@ class PretrainingArguments:
     image_size: int | None = field(default=None, metadata={"help": "training resolution (default: the model's)"})
     # Data
     train_file: list[str] = field(
-        default_factory=list, metadata={"help": "caption JSON/JSONL/CSV files (empty: the built-in demo data)"}
+        default_factory=list,
+        metadata={
+            "help": "caption JSON/JSONL/CSV files, or WebDataset .tar / Parquet shards (streamed, need --max-steps); "
+            "globs and brace ranges such as 'shards/{00000..00099}.tar' are expanded (empty: the built-in demo data)"
+        },
     )
     image_root: str | None = field(default=None, metadata={"help": "folder that relative image paths start from"})
     hf_dataset: str | None = field(default=None, metadata={"help": "a local `datasets` folder (load_from_disk)"})
-    image_column: str = field(default="image", metadata={"help": "image column of --hf-dataset"})
-    text_column: str = field(default="caption", metadata={"help": "text column of --hf-dataset"})
+    image_column: str = field(
+        default="image",
+        metadata={
+            "help": "image column of --hf-dataset or Parquet shards (Parquet without it: jpg, jpeg, png or webp)"
+        },
+    )
+    text_column: str = field(
+        default="caption",
+        metadata={"help": "text column of --hf-dataset or Parquet shards (Parquet without it: text or txt)"},
+    )
+    shuffle_buffer: int = field(
+        default=1000,
+        metadata={
+            "help": "WebDataset/Parquet shards: shuffle the shard order every epoch and pairs in a buffer of this "
+            "many records (0: read in order)"
+        },
+    )
     streaming: bool = field(default=False, metadata={"help": "read --train-file line by line (needs --max-steps)"})
     demo_pairs: int = field(default=20000, metadata={"help": "size of the built-in demo training set"})
     demo_max_objects: int = field(default=3, metadata={"help": "objects per demo scene (1 to 3)"})
@@ -286,6 +305,7 @@ _INTEGER_MINIMUMS = {
     "num_workers": 0,
     "eval_pairs": 0,
     "max_image_pixels": 0,
+    "shuffle_buffer": 0,
 }
 
 
@@ -333,10 +353,10 @@ def validate_arguments(args: PretrainingArguments) -> None:
     require(1 <= args.demo_max_objects <= 3, "demo_max_objects", f"must be 1, 2 or 3, got {args.demo_max_objects}.")
     unknown = sorted(set(args.model_config) - set(MamoConfig().to_dict()))
     require(not unknown, "model_config", f"has unknown MamoConfig field(s) {unknown}.")
-    for name in ("train_file", "eval_file", "hf_dataset", "image_root"):
-        paths = getattr(args, name)
-        for path in paths if isinstance(paths, list) else [paths] if paths else []:
-            require(Path(path).exists(), name, f"{path}: no such file or folder.")
+    for name in ("eval_file", "hf_dataset", "image_root"):
+        path = getattr(args, name)
+        require(not path or Path(path).exists(), name, f"{path}: no such file or folder.")
+    _validate_train_files(args)
     output_dir = Path(args.output_dir)
     require(not output_dir.exists() or output_dir.is_dir(), "output_dir", f"{output_dir} is a file, not a folder.")
     try:
@@ -344,6 +364,27 @@ def validate_arguments(args: PretrainingArguments) -> None:
     except OSError as error:
         raise InvalidArgumentError(f"--output-dir {output_dir}: cannot create it ({error.strerror}).") from None
     require(os.access(output_dir, os.W_OK | os.X_OK), "output_dir", f"{output_dir} is not writable.")
+
+
+_SHARD_NAMES = {"webdataset": "WebDataset", "parquet": "Parquet"}
+
+
+def _validate_train_files(args: PretrainingArguments) -> None:
+    """Every `--train-file` path or pattern must match a file, and the files must be one kind of data: caption
+    files, or WebDataset/Parquet shards (streamed, so the run needs `--max-steps`)."""
+    from .data.datasets import expand_data_files, shard_format
+
+    if not args.train_file:
+        return
+    try:
+        shards = shard_format(expand_data_files(args.train_file))
+    except (FileNotFoundError, ValueError) as error:
+        raise InvalidArgumentError(f"--train-file {error}") from None
+    if shards and args.max_steps is None:
+        raise InvalidArgumentError(
+            f"--max-steps is needed: --train-file names {_SHARD_NAMES[shards]} shards, which are streamed, and a "
+            "streamed run counts steps, not epochs."
+        )
 
 
 def has_native_bf16(device: torch.device) -> bool | None:
@@ -497,6 +538,8 @@ def _build_model_and_processor(args: PretrainingArguments):
         set_seed(args.seed)
         model = MamoForPreTraining(config)
         size = config.vision_config.image_size
+        # The processor truncates captions to what the text encoder's position embeddings cover.
+        tokenizer.model_max_length = min(tokenizer.model_max_length, config.text_config.max_position_embeddings)
         processor = MamoProcessor(
             image_processor=MamoImageProcessorPil(size={"height": size, "width": size}), tokenizer=tokenizer
         )
@@ -506,8 +549,10 @@ def _build_model_and_processor(args: PretrainingArguments):
 
 
 def build_train_dataset(args: PretrainingArguments, image_size: int):
-    """The training pairs: caption files, a local `datasets` folder, a stream, or the built-in demo data."""
+    """The training pairs: caption files, WebDataset/Parquet shards, a local `datasets` folder, a stream, or the
+    built-in demo data."""
     from .data import CaptionDataset, DemoCaptionDataset, HFCaptionDataset, StreamingCaptionDataset, TrainTransform
+    from .data.datasets import expand_data_files, shard_format
 
     if args.demo_minimal_pairs and (args.train_file or args.hf_dataset or args.batch_size % 2):
         raise ValueError(
@@ -530,12 +575,17 @@ def build_train_dataset(args: PretrainingArguments, image_size: int):
         return HFCaptionDataset(
             datasets.load_from_disk(args.hf_dataset), args.image_column, args.text_column, **common
         )
-    if args.train_file and args.streaming:
+    train_files = expand_data_files(args.train_file) if args.train_file else []
+    if shard_format(train_files):
+        return StreamingCaptionDataset.from_shards(
+            train_files, args.image_column, args.text_column, shuffle_buffer=args.shuffle_buffer, **common
+        )
+    if train_files and args.streaming:
         if args.max_steps is None:
             raise InvalidArgumentError("--streaming: a streaming run is step-based, give --max-steps.")
-        return StreamingCaptionDataset(args.train_file, **files, **common)
-    if args.train_file:
-        return CaptionDataset(args.train_file, **files, **common)
+        return StreamingCaptionDataset(train_files, **files, **common)
+    if train_files:
+        return CaptionDataset(train_files, **files, **common)
     return DemoCaptionDataset(
         args.demo_pairs,
         seed=args.seed,
@@ -1070,6 +1120,16 @@ def _data_description(args: PretrainingArguments) -> tuple[str, list[str]]:
     if args.hf_dataset:
         return f"the `datasets` folder {Path(args.hf_dataset).name}", [Path(args.hf_dataset).name]
     if args.train_file:
+        from .data.datasets import shard_format
+
+        try:
+            shards = shard_format(args.train_file)  # the patterns' suffixes; checked on the files before the run
+        except ValueError:
+            shards = None
+        if shards:
+            # A shard pattern names no dataset; its folder does (`laion400m/{00000..41407}.tar`).
+            names = list(dict.fromkeys(Path(file).parent.name or Path(file).stem for file in args.train_file))
+            return f"the {_SHARD_NAMES[shards]} shards " + ", ".join(args.train_file), names
         names = [Path(file).stem for file in args.train_file]
         return "the caption files " + ", ".join(names), names
     return "the built-in generated shape scenes of mamo_hf", ["mamo_hf demo scenes"]

@@ -9,7 +9,8 @@ Every dataset here yields the same item, a dict with
 
 The sources: `CaptionDataset` (ALBEF-style caption JSON, JSONL or CSV files and an image folder),
 `HFCaptionDataset` (a local Hugging Face `datasets.Dataset`), `StreamingCaptionDataset` (JSONL/CSV files read line by
-line, or a streaming `datasets.IterableDataset`), and `DemoCaptionDataset` in `mamo_hf.data.demo`.
+line, a streaming `datasets.IterableDataset`, or WebDataset/Parquet shards), and `DemoCaptionDataset` in
+`mamo_hf.data.demo`. `expand_data_files` turns paths, globs and brace ranges (`shards/{00000..00099}.tar`) into files.
 
 Bad records (a missing or unreadable image, a caption that is empty once cleaned) never stop a run: they are
 skipped and reported exactly once per epoch in the `skipped` field of the item that takes their place, and
@@ -21,6 +22,7 @@ Augmentation is deterministic whatever the worker scheduling: the randomness of 
 """
 
 import csv
+import glob
 import hashlib
 import io
 import itertools
@@ -30,13 +32,16 @@ import math
 import os
 import random
 import re
+import tarfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 from datasets.distributed import split_dataset_by_node
 from PIL import Image, ImageOps
@@ -321,6 +326,108 @@ class MapCaptionDataset(_PairItems, torch.utils.data.Dataset):
             f"{offset + 1} records in a row from index {index % length} on are bad (the last: {last.source}: "
             f"{last.reason}); check the annotation files and the image folder."
         )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data file patterns
+# ---------------------------------------------------------------------------------------------------------------
+
+_NUMERIC_RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?")
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+def _matching_brace(text: str, start: int) -> int | None:
+    """The index of the `}` that closes the `{` at `start`, or None."""
+    depth = 0
+    for index in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[index], 0)
+        if depth == 0:
+            return index
+    return None
+
+
+def _top_level_split(text: str) -> list[str]:
+    """`text` split at the commas outside nested braces."""
+    parts, depth, start = [], 0, 0
+    for index, character in enumerate(text):
+        depth += {"{": 1, "}": -1}.get(character, 0)
+        if character == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    return parts + [text[start:]]
+
+
+def _numeric_range(first: str, last: str, step: str | None) -> list[str]:
+    """The numbers of `{first..last[..step]}`, zero-padded to the wider end when either end is (`00007`, `-01`)."""
+    start, stop = int(first), int(last)
+    increment = abs(int(step or 1)) or 1
+    padded = any(len(end.lstrip("-")) > 1 and end.lstrip("-").startswith("0") for end in (first, last))
+    width = max(len(first), len(last)) if padded else 0
+    numbers = range(start, stop + 1, increment) if start <= stop else range(start, stop - 1, -increment)
+    return [f"{number:0{width}d}" for number in numbers]
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Expand shell-style braces, as WebDataset users write shard lists: `{a,b}` lists (nested ones too) and
+    numeric ranges `{first..last}` or `{first..last..step}` (zero padding kept: `{008..010}` gives `008 009 010`).
+    Several groups multiply, left to right. A brace group that is neither (`{}`, `{abc}`) stays as it is.
+
+    Example: `expand_braces("s/{00..02}.{tar,parquet}")` is `["s/00.tar", "s/00.parquet", "s/01.tar", ...]`.
+    """
+    search_from = 0
+    while (start := pattern.find("{", search_from)) >= 0:
+        end = _matching_brace(pattern, start)
+        if end is None:
+            break
+        body = pattern[start + 1 : end]
+        parts = _top_level_split(body)
+        if len(parts) > 1:
+            alternatives = [expanded for part in parts for expanded in expand_braces(part)]
+        elif numeric := _NUMERIC_RANGE.fullmatch(body):
+            alternatives = _numeric_range(*numeric.groups())
+        else:
+            search_from = start + 1  # a literal brace
+            continue
+        tails = expand_braces(pattern[end + 1 :])
+        return [pattern[:start] + alternative + tail for alternative in alternatives for tail in tails]
+    return [pattern]
+
+
+def expand_data_files(patterns) -> list[str]:
+    """The files named by one or several paths or patterns, in order: braces are expanded (`expand_braces`), then
+    each name that is not an existing file is read as a glob (`*`, `?`, `[...]`, `**`), whose matches are sorted. A
+    pattern gives each file once; a file named by several patterns is read as often. Names of a brace pattern that
+    match nothing are left out with a warning (a shard list with gaps still trains on the shards it has).
+
+    Raises:
+        FileNotFoundError: naming the first pattern (or path) that matches no file.
+    """
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [patterns]
+    files = []
+    for pattern in map(str, patterns):
+        names = expand_braces(pattern)
+        matched, missing = [], []
+        for name in names:
+            if os.path.isfile(name):
+                found = [name]
+            elif _GLOB_CHARACTERS & set(name):
+                found = sorted(path for path in glob.glob(name, recursive=True) if os.path.isfile(path))
+            else:
+                found = []
+            matched += found
+            missing += [] if found else [name]
+        if not matched:
+            is_pattern = len(names) > 1 or _GLOB_CHARACTERS & set(pattern)
+            raise FileNotFoundError(
+                f"{pattern}: " + ("no file matches this pattern." if is_pattern else "no such file.")
+            )
+        if missing:
+            logger.warning(
+                "%s: %d of %d names match no file (the first: %s).", pattern, len(missing), len(names), missing[0]
+            )
+        files += dict.fromkeys(matched)
+    return files
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -648,16 +755,251 @@ class _HFStream:
         dataset.set_epoch(epoch)
         worker_id, _ = _worker_id_and_count()
         for index, record in enumerate(dataset):
-            path, image = _hf_image(record[self.image_column])
-            source = path or f"record {index} of rank {rank}, worker {worker_id}"
-            image_id = _stable_id(path or image or source)
-            pairs = [_Pair(source, image, caption, image_id) for caption in _caption_list(record[self.text_column])]
-            yield (rank, worker_id, index), pairs
+            yield (rank, worker_id, index), self._pairs(record, f"record {index} of rank {rank}, worker {worker_id}")
+
+    def _pairs(self, record: dict, place: str) -> list[_Pair]:
+        """The pairs of one record; `place` names it when its image has no path."""
+        path, image = _hf_image(record[self.image_column])
+        source = path or place
+        image_id = _stable_id(path or image or source)
+        return [_Pair(source, image, caption, image_id) for caption in _caption_list(record[self.text_column])]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# WebDataset and Parquet shards
+# ---------------------------------------------------------------------------------------------------------------
+
+# The files of a WebDataset sample that can hold its image, by preference; also the Parquet columns tried, in this
+# order, when the image column asked for is the default one ("image") and a file has none.
+IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
+# The Parquet columns tried, in this order, when the text column asked for is the default one ("caption").
+TEXT_COLUMNS = ("caption", "text", "txt")
+_TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+_IMAGE_FILES = ", ".join(f".{key}" for key in IMAGE_KEYS[:-1]) + f" or .{IMAGE_KEYS[-1]}"
+_PARQUET_BATCH_ROWS = 256
+# Every shard reader yields records of this form: the record's place, its encoded image, its captions and, for a
+# record that cannot be used, the reason (a `SkippedSample` reason).
+_SHARD_FEATURES = datasets.Features(
+    {
+        "source": datasets.Value("string"),
+        "image": datasets.Value("binary"),
+        "caption": datasets.List(datasets.Value("string")),
+        "error": datasets.Value("string"),
+    }
+)
+
+
+def _shard_kind(name: str) -> str | None:
+    if name.endswith(_TAR_SUFFIXES):
+        return "webdataset"
+    return "parquet" if name.endswith(".parquet") else None
+
+
+def shard_format(files: Sequence[str]) -> str | None:
+    """The kind of the data files: "webdataset" when all are tar archives (`.tar`, `.tar.gz`, `.tgz`), "parquet" when
+    all are `.parquet` files, None when none is a shard (caption JSON/JSONL/CSV files).
+
+    Raises:
+        ValueError: for shards mixed with each other or with other files.
+    """
+    kinds = {_shard_kind(str(file).lower()) for file in files}
+    if len(kinds) > 1:
+        raise ValueError(
+            "mixes WebDataset .tar shards, .parquet shards and caption files; give one kind of data per run."
+        )
+    return kinds.pop() if kinds else None
+
+
+def _shard_record(source: str, image: bytes | None = None, captions=(), error: str | None = None) -> dict:
+    return {"source": source, "image": image, "caption": list(captions), "error": error}
+
+
+def _tar_samples(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """`(key, {extension: bytes})` for the samples of a WebDataset tar archive, read in one sequential pass.
+
+    As in WebDataset, a sample is a run of consecutive files with the same key, the file's path up to the first dot
+    of its name (`a/000042.jpg` and `a/000042.txt` are the fields `jpg` and `txt` of the sample `a/000042`); files
+    without an extension and hidden files are ignored. Raises what `tarfile` raises for a corrupt archive.
+    """
+    key, fields = None, {}
+    with tarfile.open(path, mode="r|*") as archive:
+        for member in archive:
+            folder, _, name = member.name.rpartition("/")
+            stem, dot, extension = name.partition(".")
+            if not (member.isfile() and stem and dot):
+                continue
+            member_key = f"{folder}/{stem}" if folder else stem
+            if member_key != key:
+                if key is not None:
+                    yield key, fields
+                key, fields = member_key, {}
+            fields[extension.lower()] = archive.extractfile(member).read()
+    if key is not None:
+        yield key, fields
+
+
+def _webdataset_captions(fields: dict[str, bytes]) -> list:
+    """The captions of a sample: its `txt` file, else the `caption` (a string or a list of strings) of its `json`
+    file. Raises `ValueError` with the reason to skip it."""
+    if "txt" in fields:
+        try:
+            return [fields["txt"].decode("utf-8")]
+        except UnicodeDecodeError:
+            raise ValueError("bad annotation: the .txt file is not UTF-8 text") from None
+    if "json" in fields:
+        try:
+            metadata = json.loads(fields["json"])
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"bad annotation: the .json file is not valid JSON ({error})") from None
+        captions = _caption_list(metadata.get("caption") if isinstance(metadata, dict) else None)
+        if all(isinstance(caption, str) for caption in captions):
+            return captions
+        if captions != [None]:
+            raise ValueError("bad annotation: 'caption' in the .json file must be a string or a list of strings")
+    raise ValueError("missing caption: the sample has no .txt file and no 'caption' in a .json file")
+
+
+def _webdataset_records(shards: list[str]) -> Iterator[dict]:
+    """The records of WebDataset tar shards, in order. A sample without an image or a caption is a record carrying
+    the reason; so is an archive that cannot be read further (the rest of that shard is lost, the others are read)."""
+    for path in shards:
+        key = None
+        try:
+            for key, fields in _tar_samples(path):
+                source = f"{path}, sample {key}"
+                image_key = next((name for name in IMAGE_KEYS if name in fields), None)
+                try:
+                    captions = _webdataset_captions(fields)
+                    if image_key is None:
+                        raise ValueError(f"missing image: the sample has no {_IMAGE_FILES} file")
+                except ValueError as error:
+                    yield _shard_record(source, error=str(error))
+                    continue
+                yield _shard_record(source, fields[image_key], captions)
+        except (tarfile.TarError, OSError, EOFError) as error:
+            after = f"; the samples after {key} are skipped" if key is not None else ""
+            yield _shard_record(path, error=f"unreadable shard: {error}{after}")
+
+
+def _column_name(path: str, schema: pa.Schema, asked: str, default: str, fallbacks: Sequence[str], what: str) -> str:
+    """The column of `schema` to read: `asked`, or, when `asked` is `default` and absent, the first of `fallbacks`."""
+    names = schema.names
+    if asked in names:
+        return asked
+    found = next((name for name in fallbacks if name in names), None) if asked == default else None
+    if found is None:
+        raise ValueError(
+            f"{path}: no {what} column {asked!r}; its columns are {names}. Pass image_column=... and text_column=... "
+            "(--image-column, --text-column)."
+        )
+    return found
+
+
+def _check_parquet_types(path: str, schema: pa.Schema, image_column: str, text_column: str) -> None:
+    """Raise `ValueError` unless the image column holds encoded images (binary, or a `datasets.Image` struct with
+    `bytes`) and the text column strings or lists of strings."""
+    image_type, text_type = schema.field(image_column).type, schema.field(text_column).type
+    binary = (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view)
+    if pa.types.is_struct(image_type) and image_type.get_field_index("bytes") >= 0:
+        image_type = image_type.field("bytes").type
+    if not any(is_type(image_type) for is_type in binary):
+        raise ValueError(
+            f"{path}: the image column {image_column!r} has type {schema.field(image_column).type}; Parquet shards "
+            "need encoded images in it (binary, or a {'bytes', 'path'} struct as `datasets.Image` writes)."
+        )
+    if pa.types.is_list(text_type) or pa.types.is_large_list(text_type):
+        text_type = text_type.value_type
+    if not (
+        pa.types.is_string(text_type) or pa.types.is_large_string(text_type) or pa.types.is_string_view(text_type)
+    ):
+        raise ValueError(
+            f"{path}: the text column {text_column!r} has type {schema.field(text_column).type}; it needs strings or "
+            "lists of strings."
+        )
+
+
+def _parquet_pieces(files: list[str], image_column: str, text_column: str):
+    """`(pieces, image column, text column)`: the row groups of the Parquet files as `(file, row group, its first
+    row)`, and the columns to read (checked in every file's schema, from the footers only). Raises `ValueError`
+    naming a file that is not Parquet or lacks the columns."""
+    pieces, columns = [], None
+    for path in files:
+        try:
+            metadata = pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as error:
+            raise ValueError(f"{path}: not a readable Parquet file ({error}).") from None
+        schema = metadata.schema.to_arrow_schema()
+        if columns is None:
+            columns = (
+                _column_name(path, schema, image_column, "image", IMAGE_KEYS, "image"),
+                _column_name(path, schema, text_column, "caption", TEXT_COLUMNS, "text"),
+            )
+            if columns != (image_column, text_column):
+                logger.info("Parquet shards: reading images from %r and captions from %r.", *columns)
+        for column, what in zip(columns, ("image", "text")):
+            if column not in schema.names:
+                raise ValueError(
+                    f"{path}: no {what} column {column!r} (the first file has one); its columns are {schema.names}."
+                )
+        _check_parquet_types(path, schema, *columns)
+        first_row = 0
+        for group in range(metadata.num_row_groups):
+            pieces.append((path, group, first_row))
+            first_row += metadata.row_group(group).num_rows
+    return pieces, *columns
+
+
+def _parquet_records(pieces: list[tuple[str, int, int]], image_column: str, text_column: str) -> Iterator[dict]:
+    """The records of Parquet row groups, read in batches of `_PARQUET_BATCH_ROWS` rows. A row group that cannot
+    be read further is a record carrying the reason (the rest of it is lost, the others are read)."""
+    for path, group, first_row in pieces:
+        row = first_row
+        try:
+            batches = pq.ParquetFile(path).iter_batches(
+                batch_size=_PARQUET_BATCH_ROWS, row_groups=[group], columns=[image_column, text_column]
+            )
+            for batch in batches:
+                images = batch.column(image_column).to_pylist()
+                for image, caption in zip(images, batch.column(text_column).to_pylist()):
+                    image = image["bytes"] if isinstance(image, dict) else image
+                    yield _shard_record(
+                        f"{path}, row {row}", image, caption if isinstance(caption, list) else [caption]
+                    )
+                    row += 1
+        except (OSError, pa.ArrowException) as error:
+            yield _shard_record(
+                f"{path}, row group {group}", error=f"unreadable shard: {error}; rows from {row} on are skipped"
+            )
+
+
+# [decision] Shards are read by this module, not by the packaged "webdataset" and "parquet" builders of `datasets`
+# (which still splits them over ranks, workers and epochs). The webdataset builder infers a schema from the first five
+# samples: it raises when they differ in fields (one without an image), drops a later image whose extension they lack
+# (a .jpg among .png), and ends the stream at the first caption that is not UTF-8; the parquet builder tells no file or
+# row of a record. Here each bad sample is one skipped record naming its shard and key or row (DESIGN.md, 6).
+class _ShardStream(_HFStream):
+    """The records of WebDataset or Parquet shards. They are read by `_webdataset_records` / `_parquet_records`
+    inside a `datasets.IterableDataset` with one `datasets` shard per tar file or Parquet row group, so that ranks,
+    DataLoader workers and epochs are split as for any streaming Hugging Face dataset (`_HFStream.shard`).
+
+    `image_id` is a hash of the image bytes: pairs of the same image, wherever they are stored, share it.
+    """
+
+    def __init__(self, dataset: datasets.IterableDataset):
+        self.dataset = dataset
+
+    def _pairs(self, record: dict, place: str) -> list[_Pair]:
+        source = record["source"]
+        if record["error"] is not None:
+            return [_Pair(source, None, None, image_id=-1, error=record["error"])]
+        image_id = _stable_id(record["image"] or source)
+        return [_Pair(source, record["image"], caption, image_id) for caption in _caption_list(record["caption"])]
 
 
 class StreamingCaptionDataset(_PairItems, torch.utils.data.IterableDataset):
     """Image–caption pairs streamed from JSONL/CSV annotation files read line by line (for data that does not fit
-    in memory), or from a streaming Hugging Face dataset (`from_hf_dataset`).
+    in memory), from a streaming Hugging Face dataset (`from_hf_dataset`), or from WebDataset or Parquet shards
+    (`from_shards`).
 
     The stream is sharded over distributed ranks (`torch.distributed`'s rank and world size when a process group is
     initialised, else one process, or the `rank` and `world_size` given) and over DataLoader workers: with
@@ -732,6 +1074,70 @@ class StreamingCaptionDataset(_PairItems, torch.utils.data.IterableDataset):
         stream = cls.__new__(cls)
         records = _HFStream(dataset, image_column, text_column)
         stream._setup(records, transform, max_words, strict, seed, rank, world_size, max_image_pixels)
+        return stream
+
+    @classmethod
+    def from_shards(
+        cls,
+        data_files,
+        image_column: str = "image",
+        text_column: str = "caption",
+        transform=None,
+        max_words: int | None = 30,
+        strict: bool = False,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        shuffle_buffer: int = 0,
+    ) -> "StreamingCaptionDataset":
+        """Stream WebDataset tar shards or Parquet files of image–caption pairs (e.g. img2dataset's output).
+
+        Args:
+            data_files (path, pattern or list of them): `.tar` (`.tar.gz`, `.tgz`) archives or `.parquet` files, not
+                both; patterns as `expand_data_files` reads them (`shards/{00000..00099}.tar`, `data/*.parquet`).
+            image_column (`str`), text_column (`str`): the Parquet columns of the encoded images (binary, or a
+                `datasets.Image` struct with `bytes`) and of the captions (a string or a list of strings per row).
+                When the default column is missing, the first present of `IMAGE_KEYS` (jpg, jpeg, png, webp),
+                respectively `TEXT_COLUMNS` (caption, text, txt), is read. Unused for WebDataset shards, whose
+                image is the sample's `jpg`, `jpeg`, `png` or `webp` file (the first present, in this order) and
+                whose caption is its `txt` file, else the `caption` of its `json` file.
+            shuffle_buffer (`int`): when positive, the shard order is shuffled every epoch (from `seed` and the
+                epoch, the same on every rank) and pairs pass through a shuffle buffer of this many records. With 0,
+                the first epoch reads the files in order (`datasets` draws the shard order of later epochs from the
+                epoch).
+            transform, max_words, strict, seed, rank, world_size, max_image_pixels: as for the constructor.
+
+        Ranks and workers are split as in `from_hf_dataset`, with one `datasets` shard per tar file or Parquet row
+        group: with `world_size × num_workers` or more of them, each rank and worker reads whole shards of its own.
+        A sample without an image or caption, an undecodable image, a caption that is not UTF-8 and an archive that
+        cannot be read further are bad records, skipped and reported with their source (`file, sample KEY` or
+        `file, row N`).
+
+        Raises:
+            FileNotFoundError: for a path or pattern that matches no file.
+            ValueError: for files that are not all shards of one kind, a Parquet file that cannot be read or lacks
+                the columns, or columns of the wrong type.
+        """
+        files = expand_data_files(data_files)
+        kind = shard_format(files)
+        if kind == "webdataset":
+            dataset = datasets.IterableDataset.from_generator(
+                _webdataset_records, features=_SHARD_FEATURES, gen_kwargs={"shards": files}
+            )
+        elif kind == "parquet":
+            pieces, image_column, text_column = _parquet_pieces(files, image_column, text_column)
+            dataset = datasets.IterableDataset.from_generator(
+                _parquet_records,
+                features=_SHARD_FEATURES,
+                gen_kwargs={"pieces": pieces, "image_column": image_column, "text_column": text_column},
+            )
+        else:
+            raise ValueError(f"from_shards reads .tar or .parquet files, got {files[0]}; use the constructor.")
+        if shuffle_buffer > 0:
+            dataset = dataset.shuffle(seed=seed, buffer_size=shuffle_buffer)
+        stream = cls.__new__(cls)
+        stream._setup(_ShardStream(dataset), transform, max_words, strict, seed, rank, world_size, max_image_pixels)
         return stream
 
     def _setup(self, records, transform, max_words, strict, seed, rank, world_size, max_image_pixels) -> None:

@@ -1,0 +1,382 @@
+"""WebDataset and Parquet shards for pre-training: file patterns, reading, bad samples, ranks and workers, runs."""
+
+import io
+import itertools
+import json
+import logging
+import math
+import tarfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from helpers import TINY_RUN
+from PIL import Image
+
+from mamo_hf.cli import main
+from mamo_hf.data import SkippedSample, StreamingCaptionDataset, TrainTransform
+from mamo_hf.data.datasets import expand_braces, expand_data_files, shard_format
+from mamo_hf.training import InvalidArgumentError, PretrainingArguments, pretrain
+
+UNREADABLE = "unreadable image: not an image file of a format PIL knows"
+NO_CAPTION = "missing caption: the sample has no .txt file and no 'caption' in a .json file"
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Every run builds its own Accelerator; the process-wide Accelerate state must not leak between tests."""
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def image_bytes(index: int, image_format: str = "PNG") -> bytes:
+    """A small image of a colour of its own (so that pairs of different images have different ids)."""
+    buffer = io.BytesIO()
+    colour = (index * 37 % 256, index * 91 % 256, 255 - index * 53 % 256)
+    Image.new("RGB", (16, 12), colour).save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def write_tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> Path:
+    """A WebDataset shard: the files `KEY.EXTENSION` of each sample, sample after sample."""
+    with tarfile.open(path, "w") as archive:
+        for key, fields in samples:
+            for extension, data in fields.items():
+                member = tarfile.TarInfo(f"{key}.{extension}")
+                member.size = len(data)
+                archive.addfile(member, io.BytesIO(data))
+    return path
+
+
+def good_sample(index: int) -> tuple[str, dict[str, bytes]]:
+    """img2dataset's layout: `KEY.png`, `KEY.txt` with the caption `pair INDEX`, and `KEY.json` metadata."""
+    metadata = json.dumps({"key": f"{index:09d}", "status": "success", "caption": f"pair {index}"}).encode()
+    return f"{index:09d}", {"png": image_bytes(index), "txt": f"pair {index}".encode(), "json": metadata}
+
+
+def webdataset_shards(folder: Path) -> tuple[list[Path], set[str], dict[str, str]]:
+    """Three shards of good and bad samples: `(shards, good captions, {source: reason} of the bad samples)`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    first = [good_sample(index) for index in range(4)]
+    first.insert(1, ("000000100", {"txt": b"pair 100", "json": b"{}"}))  # no image
+    first.insert(3, ("000000101", {"png": image_bytes(101), "json": b'{"status": "success"}'}))  # no caption
+    second = [good_sample(index) for index in range(4, 8)]
+    second.insert(2, ("000000102", {"png": b"\x89PNG not really", "txt": b"pair 102"}))  # corrupt image
+    second.append(("000000103", {"png": image_bytes(103), "txt": b"pair \xff\xfe 103"}))  # not UTF-8
+    third = [good_sample(index) for index in range(8, 11)]
+    third.append(("000000011", {"jpg": image_bytes(11, "JPEG"), "json": b'{"caption": "pair 11"}'}))  # JSON caption
+    third.append(("sub/000000012", {"jpeg": image_bytes(12, "JPEG"), "json": b'{"caption": ["pair 12", "pair 13"]}'}))
+    shards = [
+        write_tar(folder / f"{number:05d}.tar", samples) for number, samples in enumerate((first, second, third))
+    ]
+    bad = {
+        f"{shards[0]}, sample 000000100": "missing image: the sample has no .jpg, .jpeg, .png or .webp file",
+        f"{shards[0]}, sample 000000101": NO_CAPTION,
+        f"{shards[1]}, sample 000000102": UNREADABLE,
+        f"{shards[1]}, sample 000000103": "bad annotation: the .txt file is not UTF-8 text",
+    }
+    return shards, {f"pair {index}" for index in range(14)}, bad
+
+
+def parquet_shards(folder: Path) -> tuple[list[Path], set[str], dict[str, str]]:
+    """Two Parquet files of `datasets.Image` structs and captions (strings in the first, lists of strings in the
+    second), with bad rows, in row groups of 3: `(files, good captions, {source: reason} of the bad rows)`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images = [{"bytes": image_bytes(index), "path": None} for index in range(12)]
+    images[2], images[7] = None, {"bytes": b"not an image", "path": "broken.png"}
+    captions = [f"pair {index}" for index in range(7)] + [[f"pair {index}"] for index in range(7, 12)]
+    captions[5], captions[9] = None, ["pair 9", "pair 12"]
+    files = []
+    for number, rows in enumerate((slice(0, 7), slice(7, 12))):
+        columns = {"url": ["http://x"] * len(images[rows]), "image": images[rows], "caption": captions[rows]}
+        dataset = datasets.Dataset.from_dict(columns)
+        files.append(folder / f"part-{number}.parquet")
+        pq.write_table(dataset.cast_column("image", datasets.Image()).data.table, files[-1], row_group_size=3)
+    good = {f"pair {index}" for index in (0, 1, 3, 4, 6, 8, 9, 10, 11, 12)}
+    bad = {
+        f"{files[0]}, row 2": "missing image",
+        f"{files[0]}, row 5": "empty caption",
+        f"{files[1]}, row 0": UNREADABLE,
+    }
+    return files, good, bad
+
+
+def one_pass(stream) -> tuple[list[str], list]:
+    """Captions and skips of the first pass of a one-process stream whose captions are unique: the items up to the
+    first repeat, whose `skipped` (the bad records at the end of the pass, or at the start of the next) is kept."""
+    captions, skipped = [], []
+    for item in stream:
+        skipped += item["skipped"]
+        if item["caption"] in captions:
+            return captions, skipped
+        captions.append(item["caption"])
+
+
+def split_records(monkeypatch, make_stream, epoch: int) -> list[tuple]:
+    """`(source, caption)` of every record that 2 ranks × 2 DataLoader workers (simulated) read in one epoch.
+
+    A pass is read from the stream's `records` (what its items are made of): which shards a worker reads changes
+    every epoch (`datasets` reorders them), so no item marks the end of a worker's pass."""
+    records = []
+    for rank, worker in itertools.product(range(2), range(2)):
+        with monkeypatch.context() as patch:
+            patch.setattr(torch.utils.data, "get_worker_info", lambda: SimpleNamespace(id=worker, num_workers=2))
+            shard = make_stream(rank=rank, world_size=2).records.shard(epoch, rank, 2)
+            records += [(pair.source, pair.caption) for _, pairs in shard for pair in pairs]
+    return records
+
+
+def assert_split_exactly_once(monkeypatch, make_stream, pairs: int) -> None:
+    """In epochs 0 and 1, 2 ranks × 2 workers read together every record of the one-process stream (`pairs` pairs,
+    bad ones included), each once."""
+    everything = [(pair.source, pair.caption) for _, pairs in make_stream().records.shard(0, 0, 1) for pair in pairs]
+    assert len(everything) == pairs
+    for epoch in (0, 1):
+        assert sorted(split_records(monkeypatch, make_stream, epoch)) == sorted(everything), f"epoch {epoch}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Patterns
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pattern, expected",
+    [
+        ("shards/{00000..00003}.tar", [f"shards/{n:05d}.tar" for n in range(4)]),
+        ("s{8..11}", ["s8", "s9", "s10", "s11"]),
+        ("{008..010}", ["008", "009", "010"]),
+        ("{10..4..3}", ["10", "7", "4"]),
+        (
+            "{a,b}/{0..1}.{tar,pq}",
+            ["a/0.tar", "a/0.pq", "a/1.tar", "a/1.pq", "b/0.tar", "b/0.pq", "b/1.tar", "b/1.pq"],
+        ),
+        ("{a,b{1,2}}x", ["ax", "b1x", "b2x"]),
+        ("{,x}y", ["y", "xy"]),
+        ("plain/file.tar", ["plain/file.tar"]),
+        ("{abc}{}{1..2", ["{abc}{}{1..2"]),
+        ("{abc}-{1,2}", ["{abc}-1", "{abc}-2"]),
+    ],
+)
+def test_expand_braces(pattern, expected):
+    assert expand_braces(pattern) == expected
+
+
+def test_expand_data_files_reads_ranges_globs_and_lists_in_order(tmp_path, caplog):
+    for name in ("00000.tar", "00001.tar", "00003.tar", "b.parquet", "a.parquet"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "folder.parquet").mkdir()
+    with caplog.at_level(logging.WARNING):
+        files = expand_data_files([str(tmp_path / "{00000..00003}.tar"), str(tmp_path / "0000[01].tar")])
+    assert files == [str(tmp_path / f"0000{number}.tar") for number in (0, 1, 3, 0, 1)]  # as the list names them
+    assert expand_data_files(str(tmp_path / "{00000,00000,00001}.tar")) == files[:2]  # once per pattern
+    assert "1 of 4 names match no file" in caplog.text and "00002.tar" in caplog.text
+    assert expand_data_files(tmp_path / "*.parquet") == [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")]
+    with pytest.raises(FileNotFoundError, match=r"shards/\{00000\.\.00099\}\.tar: no file matches this pattern"):
+        expand_data_files(["shards/{00000..00099}.tar"])
+    with pytest.raises(FileNotFoundError, match=r"\*\.jsonl: no file matches"):
+        expand_data_files([str(tmp_path / "00000.tar"), str(tmp_path / "*.jsonl")])
+    with pytest.raises(FileNotFoundError, match="gone.tar: no such file"):
+        expand_data_files("gone.tar")
+
+
+def test_shard_format():
+    assert shard_format(["a/0.tar", "b/1.TAR", "c.tar.gz"]) == "webdataset"
+    assert shard_format(["x.parquet"]) == "parquet"
+    assert shard_format(["c.json", "d.jsonl"]) is None
+    with pytest.raises(ValueError, match="one kind of data per run"):
+        shard_format(["a.tar", "b.parquet"])
+    with pytest.raises(ValueError, match="one kind of data per run"):
+        shard_format(["a.tar", "c.json"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reading shards
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_webdataset_shards_give_every_good_pair_once_and_skip_and_name_the_bad_samples(tmp_path, monkeypatch):
+    shards, good, bad = webdataset_shards(tmp_path)
+    pattern = str(tmp_path / "{00000..00002}.tar")
+    captions, skipped = one_pass(StreamingCaptionDataset.from_shards(pattern))
+    assert sorted(captions) == sorted(good)
+    assert {record.source: record.reason for record in skipped} == bad
+    # 3 shards over 2 ranks: split by sample, then by shard over the workers.
+    assert_split_exactly_once(
+        monkeypatch, lambda **ranks: StreamingCaptionDataset.from_shards(pattern, **ranks), len(good) + len(bad)
+    )
+    with pytest.raises(ValueError, match=r"Bad record .*00000\.tar, sample 000000100: missing image"):
+        list(itertools.islice(StreamingCaptionDataset.from_shards(pattern, strict=True), 3))
+
+    # The last shard in order: .txt captions, then a .jpg with a JSON caption, then a .jpeg in a sub-folder with two
+    # JSON captions, which are pairs of one image.
+    items = list(itertools.islice(StreamingCaptionDataset.from_shards(shards[2:], transform=TrainTransform(8)), 6))
+    assert [item["caption"] for item in items] == [f"pair {index}" for index in range(8, 14)]
+    assert all(item["image"].size == (8, 8) and item["image"].mode == "RGB" for item in items)
+    ids = [item["image_id"] for item in items]
+    assert len(set(ids[:5])) == 5 and ids[5] == ids[4]
+
+
+def test_parquet_shards_give_every_good_pair_once_and_skip_and_name_the_bad_rows(tmp_path, monkeypatch):
+    files, good, bad = parquet_shards(tmp_path)
+    pattern = str(tmp_path / "*.parquet")
+    captions, skipped = one_pass(StreamingCaptionDataset.from_shards(pattern))
+    assert sorted(captions) == sorted(good)
+    assert {record.source: record.reason for record in skipped} == bad
+    # 5 row groups over 2 ranks: split by record, then by row group over the workers.
+    assert_split_exactly_once(
+        monkeypatch, lambda **ranks: StreamingCaptionDataset.from_shards(pattern, **ranks), len(good) + len(bad)
+    )
+    # Both captions of a row are pairs of one image.
+    items = {item["caption"]: item for item in itertools.islice(StreamingCaptionDataset.from_shards(files[1:]), 5)}
+    assert items["pair 9"]["image_id"] == items["pair 12"]["image_id"] != items["pair 8"]["image_id"]
+
+
+def raw_parquet(path: Path, count: int, row_group_size: int = 2, **columns) -> Path:
+    """img2dataset's Parquet layout: encoded images in a binary `jpg` column, captions in `text` (or `columns`)."""
+    table = {
+        "jpg": [image_bytes(index, "JPEG") for index in range(count)],
+        "text": [f"pair {i}" for i in range(count)],
+    }
+    pq.write_table(pa.table(table | columns), path, row_group_size=row_group_size)
+    return path
+
+
+def test_parquet_binary_columns_found_by_their_usual_names_and_split_by_row_group(tmp_path, monkeypatch):
+    raw_parquet(tmp_path / "one.parquet", 12, row_group_size=3)  # 4 row groups: one per rank and worker
+    captions, skipped = one_pass(StreamingCaptionDataset.from_shards(tmp_path / "one.parquet"))
+    assert sorted(captions) == sorted(f"pair {index}" for index in range(12)) and skipped == []
+    assert_split_exactly_once(
+        monkeypatch, lambda **ranks: StreamingCaptionDataset.from_shards(tmp_path / "one.parquet", **ranks), 12
+    )
+
+
+def test_parquet_columns_that_are_missing_or_of_the_wrong_type_are_named(tmp_path):
+    raw_parquet(tmp_path / "a.parquet", 2)
+    with pytest.raises(ValueError, match=r"a\.parquet: no image column 'picture'; its columns are \['jpg', 'text'\]"):
+        StreamingCaptionDataset.from_shards(tmp_path / "a.parquet", image_column="picture")
+    raw_parquet(tmp_path / "b.parquet", 2, jpg=["not", "bytes"])
+    with pytest.raises(ValueError, match=r"b\.parquet: the image column 'jpg' has type string; .* encoded images"):
+        StreamingCaptionDataset.from_shards(tmp_path / "b.parquet")
+    raw_parquet(tmp_path / "c.parquet", 2, text=[1, 2])
+    with pytest.raises(ValueError, match=r"c\.parquet: the text column 'text' has type int64"):
+        StreamingCaptionDataset.from_shards(tmp_path / "c.parquet")
+    pq.write_table(pa.table({"jpg": [image_bytes(0)], "caption": ["x"]}), tmp_path / "d.parquet")
+    with pytest.raises(ValueError, match=r"d\.parquet: no text column 'text' \(the first file has one\)"):
+        StreamingCaptionDataset.from_shards([tmp_path / "a.parquet", tmp_path / "d.parquet"])
+    (tmp_path / "e.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match=r"e\.parquet: not a readable Parquet file"):
+        StreamingCaptionDataset.from_shards(tmp_path / "e.parquet")
+
+
+def test_a_truncated_archive_keeps_its_first_samples_and_skips_the_rest_naming_the_shard(tmp_path):
+    whole = write_tar(tmp_path / "whole.tar", [good_sample(index) for index in range(6)])
+    with tarfile.open(whole) as archive:
+        cut_member = archive.getmember("000000002.png")
+    (tmp_path / "cut.tar").write_bytes(whole.read_bytes()[: cut_member.offset_data + cut_member.size // 2])
+    write_tar(tmp_path / "next.tar", [good_sample(index) for index in range(6, 8)])
+    captions, skipped = one_pass(StreamingCaptionDataset.from_shards([tmp_path / "cut.tar", tmp_path / "next.tar"]))
+    assert captions == ["pair 0", "pair 1", "pair 6", "pair 7"]
+    assert skipped == [
+        SkippedSample(
+            str(tmp_path / "cut.tar"),
+            "unreadable shard: unexpected end of data; the samples after 000000001 are skipped",
+        )
+    ]
+
+
+def test_shuffled_shards_change_order_every_epoch_split_every_pair_once_and_replay_identically(tmp_path, monkeypatch):
+    for number in range(8):
+        write_tar(tmp_path / f"{number}.tar", [good_sample(index) for index in range(number * 3, number * 3 + 3)])
+    pattern = str(tmp_path / "{0..7}.tar")
+    epochs = {0: [], 1: []}
+    for rank, worker in itertools.product(range(2), range(2)):
+        monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: SimpleNamespace(id=worker, num_workers=2))
+
+        def first_items(**options):
+            stream = StreamingCaptionDataset.from_shards(pattern, rank=rank, world_size=2, **options)
+            return [(item["caption"], item["sample_key"]) for item in itertools.islice(stream, 12)]
+
+        items = first_items(shuffle_buffer=4, seed=5)
+        assert first_items(shuffle_buffer=4, seed=5) == items  # what a resumed run replays
+        assert first_items(shuffle_buffer=0, seed=5)[:6] != items[:6]
+        epochs[0] += [caption for caption, _ in items[:6]]  # 8 shards: 2 shards of 3 pairs per rank and worker
+        epochs[1] += [caption for caption, _ in items[6:]]
+    for captions in epochs.values():
+        assert sorted(captions) == sorted(f"pair {index}" for index in range(24))
+    assert epochs[0] != epochs[1]
+
+
+def test_real_dataloader_workers_read_a_shard_each(tmp_path):
+    for number in range(2):
+        write_tar(tmp_path / f"{number}.tar", [good_sample(index) for index in range(number * 3, number * 3 + 3)])
+    stream = StreamingCaptionDataset.from_shards(str(tmp_path / "*.tar"), rank=0, world_size=1)
+    loader = torch.utils.data.DataLoader(stream, batch_size=1, num_workers=2, collate_fn=list)
+    captions = [batch[0]["caption"] for batch in itertools.islice(loader, 6)]
+    assert sorted(captions) == sorted(f"pair {index}" for index in range(6))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pre-training on shards
+# ---------------------------------------------------------------------------------------------------------------
+
+
+# Two optimizer steps of 8 pairs on the tiny model: more than a whole pass over the test shards, so that every bad
+# record is met whatever the shuffled order.
+SHORT_RUN = {"max_steps": 2, "batch_size": 8}
+
+
+def tiny_run(tmp_path, **overrides) -> PretrainingArguments:
+    return PretrainingArguments(**(TINY_RUN | SHORT_RUN | {"output_dir": str(tmp_path / "run")} | overrides))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"train_file": ["nowhere/{00000..00099}.tar"]},
+            r"--train-file nowhere/\{00000\.\.00099\}\.tar: no file matches",
+        ),
+        ({"train_file": ["nowhere/*.parquet"]}, r"--train-file nowhere/\*\.parquet: no file matches this pattern"),
+        ({"max_steps": None}, "--max-steps is needed: --train-file names WebDataset shards"),
+        ({"train_file": ["SHARDS/00000.tar", "SHARDS/a.parquet"]}, "--train-file mixes WebDataset"),
+        ({"shuffle_buffer": -1}, "--shuffle-buffer must be an integer >= 0"),
+    ],
+)
+def test_bad_shard_arguments_are_refused_before_any_work(tmp_path, monkeypatch, overrides, message):
+    from mamo_hf import training
+
+    write_tar(tmp_path / "00000.tar", [good_sample(0)])
+    raw_parquet(tmp_path / "a.parquet", 2)
+    overrides["train_file"] = [
+        file.replace("SHARDS", str(tmp_path)) for file in overrides.get("train_file", [str(tmp_path / "*.tar")])
+    ]
+    monkeypatch.setattr(training, "build_model_and_processor", lambda args: pytest.fail("work started"))
+    with pytest.raises(InvalidArgumentError, match=message):
+        pretrain(tiny_run(tmp_path, **overrides))
+
+
+def test_pretraining_on_webdataset_shards_from_the_command_line(tmp_path, capsys):
+    _, _, bad = webdataset_shards(tmp_path / "shards")
+    arguments = TINY_RUN | SHORT_RUN | {"output_dir": str(tmp_path / "run")}
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in arguments.items() if name != "report_to"]
+    pattern = str(tmp_path / "shards" / "{00000..00002}.tar")
+    assert main(["pretrain", "--train-file", pattern, "--report-to", "csv", *flags]) == 0
+    summary = json.loads((tmp_path / "run" / "pretraining_summary.json").read_text())
+    assert summary["steps"] == 2 and all(map(math.isfinite, summary["final_losses"].values()))
+    assert summary["skipped_records"] == bad
+    assert "Skipped 4 bad record(s)" in capsys.readouterr().out
+    assert "WebDataset shards" in (tmp_path / "run" / "README.md").read_text()
+
+
+def test_pretraining_on_parquet_shards(tmp_path):
+    _, _, bad = parquet_shards(tmp_path / "parquet")
+    summary = pretrain(tiny_run(tmp_path, train_file=[str(tmp_path / "parquet" / "part-*.parquet")])).summary
+    assert summary["steps"] == 2
+    assert summary["skipped_records"] == bad
