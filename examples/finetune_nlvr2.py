@@ -4,7 +4,7 @@ On CPU, by default: the generated count-comparison task of `mamo_hf.data.nlvr2` 
 objects than the right image"; chance 50 %), starting from the `mamo-hf demo` model or from a tiny MAMO from scratch:
 
     mamo-hf demo                                                   # pre-trains ./mamo-demo (about 4 minutes)
-    python examples/finetune_nlvr2.py --init mamo-demo --output-dir nlvr2-demo
+    python examples/finetune_nlvr2.py --init mamo-demo --output_dir nlvr2-demo
 
 On this project's 2-core CPU (4 epochs of 12,000 pairs, 1,500 steps, lr 1e-4): 99.8 % test accuracy from the demo
 model in 95 s, but 49.8 % (chance) from scratch in 105 s: counting colours in two images and comparing them is
@@ -15,48 +15,65 @@ Full size (the paper's protocol; GPUs): start from a pre-trained MAMO-base, NLVR
 `MamoForVisualReasoning` on (image 1, text) and (image 2, text); ALBEF fine-tunes 10 epochs at lr 2e-5:
 
     accelerate launch --config_file examples/configs/accelerate_ddp.yaml examples/finetune_nlvr2.py \
-        --init mamo-4m --train-file nlvr_train.json --test-file nlvr_dev.json --image-root /data/nlvr2 \
-        --image-size 384 --epochs 10 --learning-rate 2e-5 --batch-size 16 --output-dir mamo-nlvr2
+        --init mamo-4m --train_file nlvr_train.json --test_file nlvr_dev.json --image_root /data/nlvr2 \
+        --image_size 384 --num_train_epochs 10 --learning_rate 2e-5 --per_device_train_batch_size 16 \
+        --output_dir mamo-nlvr2
 
-Metrics (accuracy on the test file, wall time, configuration) are written to `<output-dir>/metrics.json`.
+Every `TrainingArguments` flag works (`--help` lists them with this example's defaults): by default the run logs to
+TensorBoard (`<output_dir>/runs`) and keeps a checkpoint at each epoch's end; `--resume_from_checkpoint
+<output_dir>/checkpoint-N` continues one, `--eval_strategy epoch` logs the test accuracy during training,
+`--push_to_hub --hub_model_id you/mamo-nlvr2` uploads the model, the processor and the card.
+
+Metrics (accuracy on the test file, wall time, configuration) are written to `<output_dir>/metrics.json`.
 """
 
-import argparse
 import json
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainingArguments
+from trainer_cli import parse_arguments, write_card_and_push
+from transformers import Trainer
 
 from mamo_hf import MamoConfig, MamoForVisualReasoning, MamoImageProcessorPil, MamoProcessor
 from mamo_hf.configuration_mamo import special_token_ids
 from mamo_hf.data.demo import demo_tokenizer
 from mamo_hf.data.nlvr2 import CountComparisonDataset, NLVR2Collator, NLVR2Dataset
-from mamo_hf.hub import MeasuredResult, finish_run
+from mamo_hf.hub import MeasuredResult
 
 
-def parse_arguments():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--init", help="MAMO checkpoint to start from (default: a tiny MAMO from scratch)")
-    parser.add_argument("--train-file", help="NLVR2 JSON (default: the generated task)")
-    parser.add_argument("--test-file", help="NLVR2 JSON for evaluation")
-    parser.add_argument("--image-root", help="folder of the images of the JSON files")
-    parser.add_argument("--train-samples", type=int, default=12000, help="generated training pairs")
-    parser.add_argument("--test-samples", type=int, default=1000, help="generated test pairs")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--epochs", type=float, default=4)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--push-to-hub", action="store_true", help="upload the model, processor and card")
-    parser.add_argument("--hub-model-id", help="repository for --push-to-hub, e.g. you/mamo-retrieval")
-    parser.add_argument("--output-dir", default="nlvr2-demo")
-    return parser.parse_args()
+@dataclass
+class NLVR2Arguments:
+    """The example's own flags; every `TrainingArguments` flag works too."""
+
+    init: str | None = field(
+        default=None, metadata={"help": "MAMO checkpoint to start from (default: a tiny MAMO from scratch)"}
+    )
+    train_file: str | None = field(default=None, metadata={"help": "NLVR2 JSON (default: the generated task)"})
+    test_file: str | None = field(default=None, metadata={"help": "NLVR2 JSON for evaluation"})
+    image_root: str | None = field(default=None, metadata={"help": "folder of the images of the JSON files"})
+    train_samples: int = field(default=12000, metadata={"help": "generated training pairs"})
+    test_samples: int = field(default=1000, metadata={"help": "generated test pairs"})
+    image_size: int = field(default=64, metadata={"help": "image side in pixels (of a model from scratch)"})
 
 
-def build_model_and_processor(args):
+# The example's choices for `TrainingArguments` (the generated-task run documented above).
+TRAINING_DEFAULTS = {
+    "output_dir": "nlvr2-demo",
+    "num_train_epochs": 4,
+    "per_device_train_batch_size": 32,
+    "per_device_eval_batch_size": 64,
+    "learning_rate": 1e-4,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.05,  # a fraction of the total steps
+    "weight_decay": 0.02,
+    "logging_steps": 25,
+}
+
+
+def build_model_and_processor(args: NLVR2Arguments, seed: int):
     if args.init:
         return MamoForVisualReasoning.from_pretrained(args.init), MamoProcessor.from_pretrained(args.init)
     tokenizer = demo_tokenizer()
@@ -66,7 +83,7 @@ def build_model_and_processor(args):
         image_size=args.image_size,
         patch_size=args.image_size // 4,
     )
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     size = {"height": args.image_size, "width": args.image_size}
     return MamoForVisualReasoning(config), MamoProcessor(MamoImageProcessorPil(size=size), tokenizer)
 
@@ -76,30 +93,15 @@ def accuracy(prediction) -> dict:
 
 
 def main():
-    args = parse_arguments()
-    model, processor = build_model_and_processor(args)
+    args, training_args = parse_arguments(NLVR2Arguments, __doc__, TRAINING_DEFAULTS)
+    model, processor = build_model_and_processor(args, training_args.seed)
     if args.train_file:
         train = NLVR2Dataset(args.train_file, args.image_root)
         test = NLVR2Dataset(args.test_file, args.image_root)
     else:
-        train = CountComparisonDataset(args.train_samples, seed=args.seed, image_size=args.image_size)
-        test = CountComparisonDataset(args.test_samples, seed=args.seed + 1, image_size=args.image_size)
-    training_args = TrainingArguments(
-        output_dir=args.output_dir,
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=64,
-        learning_rate=args.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.05,  # a fraction of the total steps
-        weight_decay=0.02,
-        logging_steps=50,
-        save_strategy="no",
-        remove_unused_columns=False,  # the collator turns images and sentences into model inputs
-        report_to=[],
-        seed=args.seed,
-        dataloader_num_workers=0,
-    )
+        seed = training_args.seed
+        train = CountComparisonDataset(args.train_samples, seed=seed, image_size=args.image_size)
+        test = CountComparisonDataset(args.test_samples, seed=seed + 1, image_size=args.image_size)
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -110,7 +112,7 @@ def main():
         compute_metrics=accuracy,
     )
     started = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     metrics = trainer.evaluate()
     metrics.update(
         train_seconds=round(time.perf_counter() - started, 1),
@@ -118,31 +120,34 @@ def main():
         train_pairs=len(train),
         test_pairs=len(test),
         chance_accuracy=50.0,
-        arguments=vars(args),
+        arguments=asdict(args),
+        training_arguments=training_args.to_dict(),
     )
-    trainer.save_model(args.output_dir)
-    Path(args.output_dir, "metrics.json").write_text(json.dumps(metrics, indent=2))
+    trainer.save_model()
+    trainer.save_state()
+    output_dir = Path(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     data = Path(args.test_file).stem if args.test_file else "generated count comparisons"
-    finish_run(
-        args.output_dir,
-        hub_model_id=args.hub_model_id if args.push_to_hub else None,
-        model_name=Path(args.output_dir).name,
+    write_card_and_push(
+        trainer,
+        model_name=output_dir.name,
         summary="MAMO fine-tuned for NLVR2-style visual reasoning over image pairs with `examples/finetune_nlvr2.py`.",
         results=[MeasuredResult("visual-reasoning", data, "accuracy", round(metrics["eval_accuracy"], 2))],
         datasets=[Path(args.train_file).stem if args.train_file else "mamo_hf generated count comparisons"],
         base_model=args.init,
         training={
             "steps": metrics["steps"],
-            "epochs": args.epochs,
-            "learning_rate": args.learning_rate,
-            "batch_size": args.batch_size,
+            "epochs": training_args.num_train_epochs,
+            "learning_rate": training_args.learning_rate,
+            "batch_size_per_device": training_args.per_device_train_batch_size,
             "image_size": args.image_size,
             "seconds": metrics["train_seconds"],
         },
     )
     print(
         f"NLVR2 test accuracy {metrics['eval_accuracy']:.1f} % (chance 50 %) after {metrics['steps']} steps, "
-        f"{metrics['train_seconds']:.0f} s; metrics in {args.output_dir}/metrics.json"
+        f"{metrics['train_seconds']:.0f} s; metrics in {output_dir}/metrics.json"
     )
 
 

@@ -5,7 +5,7 @@ On CPU, by default: generated scenes with two captions per image (`mamo_hf.data.
 starting from a tiny MAMO from scratch or, better, from the `mamo-hf demo` model:
 
     mamo-hf demo                                                   # pre-trains ./mamo-demo (about 4 minutes)
-    python examples/finetune_retrieval.py --init mamo-demo --output-dir retrieval-demo
+    python examples/finetune_retrieval.py --init mamo-demo --output_dir retrieval-demo
 
 On this project's 2-core CPU that run (2 epochs, 500 steps, 38 s) moved R@1 on the 200 held-out images and their
 400 captions from 46.5 / 47.0 to 69.0 / 70.5 (text / image retrieval) by ITC, and from 48.0 / 48.5 to 78.0 / 75.5
@@ -15,50 +15,66 @@ Full size (GPUs; ALBEF's fine-tuning recipe, which MAMO follows): COCO Karpathy 
 k = 256) or Flickr30K (1k test images, k = 128), in ALBEF's JSON files, from a pre-trained MAMO-base at 384 px:
 
     accelerate launch --config_file examples/configs/accelerate_ddp.yaml examples/finetune_retrieval.py \
-        --init mamo-4m --train-file coco_train.json --test-file coco_test.json --image-root /data/coco \
-        --image-size 384 --epochs 10 --learning-rate 1e-5 --batch-size 32 --k 256 --output-dir mamo-coco
+        --init mamo-4m --train_file coco_train.json --test_file coco_test.json --image_root /data/coco \
+        --image_size 384 --num_train_epochs 10 --learning_rate 1e-5 --per_device_train_batch_size 32 --k 256 \
+        --output_dir mamo-coco
 
-Metrics (ITC and ITM re-ranked recall, wall time, configuration) are written to `<output-dir>/metrics.json`.
+Every `TrainingArguments` flag works (`--help` lists them with this example's defaults): by default the run logs to
+TensorBoard (`<output_dir>/runs`) and keeps a checkpoint at each epoch's end; `--resume_from_checkpoint
+<output_dir>/checkpoint-N` continues one, `--eval_strategy epoch` logs the recalls during training, `--push_to_hub
+--hub_model_id you/mamo-retrieval` uploads the model, the processor and the card.
+
+Metrics (ITC and ITM re-ranked recall, wall time, configuration) are written to `<output_dir>/metrics.json`.
 """
 
-import argparse
 import json
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import Trainer, TrainingArguments
+from trainer_cli import parse_arguments, write_card_and_push
+from transformers import Trainer
 
 from mamo_hf import MamoConfig, MamoForImageTextRetrieval, MamoImageProcessorPil, MamoProcessor
 from mamo_hf.configuration_mamo import special_token_ids
 from mamo_hf.data import CaptionDataset, PretrainingCollator
 from mamo_hf.data.demo import demo_tokenizer
-from mamo_hf.data.retrieval import RetrievalPairs, demo_retrieval_split, load_retrieval_split
+from mamo_hf.data.retrieval import RetrievalPairs, RetrievalSplit, demo_retrieval_split, load_retrieval_split
 from mamo_hf.evaluation.retrieval import evaluate_retrieval
-from mamo_hf.hub import finish_run, retrieval_results
+from mamo_hf.hub import retrieval_results
 
 
-def parse_arguments():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--init", help="MAMO checkpoint to start from (default: a tiny MAMO from scratch)")
-    parser.add_argument("--train-file", help="ALBEF training JSON (default: generated scenes)")
-    parser.add_argument("--test-file", help="ALBEF evaluation JSON (image + list of captions)")
-    parser.add_argument("--image-root", help="folder of the images of the JSON files")
-    parser.add_argument("--train-images", type=int, default=4000, help="generated training images")
-    parser.add_argument("--test-images", type=int, default=200, help="generated test images")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--epochs", type=float, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=3e-4)
-    parser.add_argument("--k", type=int, default=16, help="candidates re-ranked by ITM (paper: 256 COCO, 128 Flickr)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--push-to-hub", action="store_true", help="upload the model, processor and card")
-    parser.add_argument("--hub-model-id", help="repository for --push-to-hub, e.g. you/mamo-retrieval")
-    parser.add_argument("--output-dir", default="retrieval-demo")
-    return parser.parse_args()
+@dataclass
+class RetrievalArguments:
+    """The example's own flags; every `TrainingArguments` flag works too."""
+
+    init: str | None = field(
+        default=None, metadata={"help": "MAMO checkpoint to start from (default: a tiny MAMO from scratch)"}
+    )
+    train_file: str | None = field(default=None, metadata={"help": "ALBEF training JSON (default: generated scenes)"})
+    test_file: str | None = field(default=None, metadata={"help": "ALBEF evaluation JSON (image + list of captions)"})
+    image_root: str | None = field(default=None, metadata={"help": "folder of the images of the JSON files"})
+    train_images: int = field(default=4000, metadata={"help": "generated training images"})
+    test_images: int = field(default=200, metadata={"help": "generated test images"})
+    image_size: int = field(default=64, metadata={"help": "image side in pixels"})
+    k: int = field(default=16, metadata={"help": "candidates re-ranked by ITM (paper: 256 COCO, 128 Flickr)"})
 
 
-def build_model_and_processor(args):
+# The example's choices for `TrainingArguments` (ALBEF's optimiser; the demo's epochs, batch and learning rate).
+TRAINING_DEFAULTS = {
+    "output_dir": "retrieval-demo",
+    "num_train_epochs": 2,
+    "per_device_train_batch_size": 32,
+    "learning_rate": 3e-4,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.05,  # a fraction of the total steps
+    "weight_decay": 0.02,
+    "logging_steps": 10,
+}
+
+
+def build_model_and_processor(args: RetrievalArguments, seed: int):
     if args.init:
         processor = MamoProcessor.from_pretrained(args.init)
         processor.image_processor.size = {"height": args.image_size, "width": args.image_size}
@@ -70,65 +86,84 @@ def build_model_and_processor(args):
         image_size=args.image_size,
         patch_size=args.image_size // 4,
     )
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     size = {"height": args.image_size, "width": args.image_size}
     return MamoForImageTextRetrieval(config), MamoProcessor(MamoImageProcessorPil(size=size), tokenizer)
 
 
-class RetrievalCollator(PretrainingCollator):
-    """Pre-training batches (pairs with their `image_ids`) plus `return_loss=True` for `Trainer`."""
+class PairCollator(PretrainingCollator):
+    """`PretrainingCollator` batches (pairs with their `image_ids`) without the bookkeeping that only the
+    pre-training loop reads (`skipped`, `sample_keys`). No `return_loss`: the model computes its fine-tuning loss
+    whenever it is in training mode."""
 
     def __call__(self, items):
         batch = super().__call__(items)
-        batch.pop("skipped")
-        batch.pop("sample_keys")
-        return {**batch, "return_loss": True}
+        return {name: batch[name] for name in ("pixel_values", "input_ids", "attention_mask", "image_ids")}
+
+
+class RetrievalTrainer(Trainer):
+    """`Trainer` whose evaluation is the retrieval protocol on its `eval_dataset` (a `RetrievalSplit`): rank by ITC,
+    re-rank the top `k` by ITM. So `--eval_strategy` logs TR/IR recalls, not a loss (the model computes none in
+    evaluation mode)."""
+
+    def __init__(self, *args, k: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.k = k
+
+    def recalls(self, split: RetrievalSplit | None = None) -> dict:
+        """`{"itc": {...}, "itm": {...}}` of `mamo_hf.evaluation.retrieval.evaluate_retrieval` (every process scores
+        its share)."""
+        split = split or self.eval_dataset
+        self.model.eval()
+        return evaluate_retrieval(
+            self.model,
+            self.processing_class,
+            split.images,
+            split.texts,
+            split.image_to_texts,
+            split.text_to_image,
+            k=self.k,
+        )
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
+        recalls = self.recalls(eval_dataset)
+        metrics = {
+            f"{metric_key_prefix}_{ranking}_{name}": value
+            for ranking, values in recalls.items()
+            for name, value in values.items()
+        }
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
 
 
 def main():
-    args = parse_arguments()
-    model, processor = build_model_and_processor(args)
+    args, training_args = parse_arguments(RetrievalArguments, __doc__, TRAINING_DEFAULTS)
+    model, processor = build_model_and_processor(args, training_args.seed)
     if args.train_file:
         train = CaptionDataset([args.train_file], args.image_root)
         test = load_retrieval_split(args.test_file, args.image_root)
     else:
-        train = RetrievalPairs(demo_retrieval_split(args.train_images, seed=args.seed, image_size=args.image_size))
-        test = demo_retrieval_split(args.test_images, seed=args.seed + 1, image_size=args.image_size)
-
-    def evaluate():
-        model.eval()
-        return evaluate_retrieval(
-            model, processor, test.images, test.texts, test.image_to_texts, test.text_to_image, k=args.k
-        )
-
-    before = evaluate()
-    training_args = TrainingArguments(
-        output_dir=args.output_dir,
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.05,  # a fraction of the total steps
-        weight_decay=0.02,
-        logging_steps=50,
-        save_strategy="no",
-        remove_unused_columns=False,  # the collator turns images and captions into model inputs
-        report_to=[],
-        seed=args.seed,
-        dataloader_num_workers=0,
-    )
-    trainer = Trainer(
+        seed = training_args.seed
+        train = RetrievalPairs(demo_retrieval_split(args.train_images, seed=seed, image_size=args.image_size))
+        test = demo_retrieval_split(args.test_images, seed=seed + 1, image_size=args.image_size)
+    trainer = RetrievalTrainer(
         model=model,
         args=training_args,
         train_dataset=train,
-        data_collator=RetrievalCollator(processor),
+        eval_dataset=test,
+        data_collator=PairCollator(processor),
         processing_class=processor,
+        k=args.k,
     )
+    before = trainer.recalls()
     started = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     seconds = time.perf_counter() - started
-    after = evaluate()
-    trainer.save_model(args.output_dir)
+    after = trainer.recalls()
+    trainer.save_model()
+    trainer.save_state()
+    output_dir = Path(training_args.output_dir)
     metrics = {
         "before": before,
         "after": after,
@@ -136,14 +171,15 @@ def main():
         "steps": trainer.state.global_step,
         "test_images": len(test.images),
         "test_texts": len(test.texts),
-        "arguments": vars(args),
+        "arguments": asdict(args),
+        "training_arguments": training_args.to_dict(),
     }
-    Path(args.output_dir, "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if trainer.is_world_process_zero():
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     test_name = Path(args.test_file).stem if args.test_file else "held-out generated scenes"
-    finish_run(
-        args.output_dir,
-        hub_model_id=args.hub_model_id if args.push_to_hub else None,
-        model_name=Path(args.output_dir).name,
+    write_card_and_push(
+        trainer,
+        model_name=output_dir.name,
         summary="MAMO fine-tuned for image-text retrieval (ITC + ITM with hard negatives) with "
         "`examples/finetune_retrieval.py`; recalls from ITC ranking and ITM re-ranking of the top "
         f"{args.k}.",
@@ -152,9 +188,9 @@ def main():
         base_model=args.init,
         training={
             "steps": trainer.state.global_step,
-            "epochs": args.epochs,
-            "learning_rate": args.learning_rate,
-            "batch_size": args.batch_size,
+            "epochs": training_args.num_train_epochs,
+            "learning_rate": training_args.learning_rate,
+            "batch_size_per_device": training_args.per_device_train_batch_size,
             "image_size": args.image_size,
             "seconds": round(seconds, 1),
         },
@@ -165,7 +201,7 @@ def main():
             f"IR R@1 {before[kind]['img_r1']:.1f} → {after[kind]['img_r1']:.1f}, "
             f"mean recall {before[kind]['r_mean']:.1f} → {after[kind]['r_mean']:.1f}"
         )
-    print(f"{trainer.state.global_step} steps in {seconds:.0f} s; metrics in {args.output_dir}/metrics.json")
+    print(f"{trainer.state.global_step} steps in {seconds:.0f} s; metrics in {output_dir}/metrics.json")
 
 
 if __name__ == "__main__":

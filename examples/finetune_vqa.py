@@ -5,7 +5,7 @@ On CPU, by default: easy-VQA (`pip install easy-vqa`: 4,000 training and 1,000 t
 38,575 and 9,673 questions, 13 answers), a tiny MAMO from scratch (64 px images in 8 px patches, the questions'
 own 27-word vocabulary), answers classified over the vocabulary of the training answers:
 
-    python examples/finetune_vqa.py --output-dir vqa-demo
+    python examples/finetune_vqa.py --output_dir vqa-demo
 
 On this project's 2-core CPU that run (12 epochs, 7,236 steps of 64 questions, lr 1e-3, 18 minutes of training)
 reached 99.52 % VQA accuracy on the 9,673 easy-VQA test questions (yes/no 99.55 %, other 99.45 %); the simple
@@ -17,53 +17,77 @@ QA) in ALBEF's JSON files, an answer vocabulary of the 3,129 most frequent answe
 2e-5. The predictions of the test-dev questions (no answers) go to `predictions.json` for the evaluation server:
 
     accelerate launch --config_file examples/configs/accelerate_ddp.yaml examples/finetune_vqa.py \
-        --init mamo-4m --train-file vqa_train.json vqa_val.json vg_qa.json --test-file vqa_test.json \
-        --image-root /data/coco --image-size 384 --no-augment --epochs 8 --learning-rate 2e-5 --batch-size 32 \
-        --num-answers 3129 --output-dir mamo-vqa
+        --init mamo-4m --train_file vqa_train.json vqa_val.json vg_qa.json --test_file vqa_test.json \
+        --image_root /data/coco --image_size 384 --no_augment --num_train_epochs 8 --learning_rate 2e-5 \
+        --per_device_train_batch_size 32 --num_answers 3129 --output_dir mamo-vqa
+
+Every `TrainingArguments` flag works (`--help` lists them with this example's defaults): by default the run logs to
+TensorBoard (`<output_dir>/runs`) and keeps a checkpoint at each epoch's end; `--resume_from_checkpoint
+<output_dir>/checkpoint-N` continues one, `--eval_strategy epoch` logs the loss and the VQA accuracy of the test
+questions during training (exact for answers in the vocabulary, as the final scoring), `--push_to_hub --hub_model_id
+you/mamo-vqa` uploads the model, the processor and the card.
 
 Writes `metrics.json` (VQA accuracy, per answer type, wall time, configuration), `predictions.json`
-(`[{"question_id", "answer"}]`), the model, the processor and a model card to `--output-dir`.
+(`[{"question_id", "answer"}]`), the model, the processor and a model card to `--output_dir`.
 """
 
-import argparse
 import json
 import random
 import time
 from collections import defaultdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from transformers import Trainer, TrainingArguments
+from trainer_cli import parse_arguments, write_card_and_push
+from transformers import EvalPrediction, Trainer
 
 from mamo_hf import MamoConfig, MamoForQuestionAnswering, MamoImageProcessorPil, MamoProcessor
 from mamo_hf.configuration_mamo import special_token_ids
 from mamo_hf.data.vqa import VQACollator, VQADataset, easy_vqa_dataset, tokenizer_from_texts
 from mamo_hf.evaluation.vqa import build_answer_vocabulary, normalize_answer, vqa_accuracy
-from mamo_hf.hub import MeasuredResult, finish_run
+from mamo_hf.hub import MeasuredResult
 
 
-def parse_arguments():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--init", help="MAMO checkpoint to start from (default: a tiny MAMO from scratch)")
-    parser.add_argument("--train-file", nargs="+", help="ALBEF VQA JSON file(s) (default: easy-VQA train)")
-    parser.add_argument("--test-file", help="ALBEF VQA JSON for evaluation (default: easy-VQA test)")
-    parser.add_argument("--image-root", help="folder the image paths of the JSON files start from")
-    parser.add_argument("--max-train-questions", type=int, help="use only the first N training questions")
-    parser.add_argument("--max-test-questions", type=int, help="score only the first N test questions")
-    parser.add_argument("--num-answers", type=int, default=3129, help="size of the answer vocabulary (at most)")
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--patch-size", type=int, default=8, help="patch size of a model from scratch")
-    parser.add_argument("--no-augment", action="store_true", help="no random shift and horizontal flip")
-    parser.add_argument("--epochs", type=float, default=12)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--push-to-hub", action="store_true", help="upload the model, processor and card")
-    parser.add_argument("--hub-model-id", help="repository for --push-to-hub, e.g. you/mamo-vqa")
-    parser.add_argument("--output-dir", default="vqa-demo")
-    return parser.parse_args()
+@dataclass
+class VQAArguments:
+    """The example's own flags; every `TrainingArguments` flag works too."""
+
+    init: str | None = field(
+        default=None, metadata={"help": "MAMO checkpoint to start from (default: a tiny MAMO from scratch)"}
+    )
+    train_file: list[str] | None = field(
+        default=None, metadata={"help": "ALBEF VQA JSON file(s) (default: easy-VQA train)"}
+    )
+    test_file: str | None = field(
+        default=None, metadata={"help": "ALBEF VQA JSON for evaluation (default: easy-VQA test)"}
+    )
+    image_root: str | None = field(
+        default=None, metadata={"help": "folder the image paths of the JSON files start from"}
+    )
+    max_train_questions: int | None = field(default=None, metadata={"help": "use only the first N training questions"})
+    max_test_questions: int | None = field(default=None, metadata={"help": "score only the first N test questions"})
+    num_answers: int = field(default=3129, metadata={"help": "size of the answer vocabulary (at most)"})
+    image_size: int = field(default=64, metadata={"help": "image side in pixels"})
+    patch_size: int = field(default=8, metadata={"help": "patch size of a model from scratch"})
+    no_augment: bool = field(default=False, metadata={"help": "no random shift and horizontal flip"})
+
+
+# The example's choices for `TrainingArguments` (the easy-VQA run documented above).
+TRAINING_DEFAULTS = {
+    "output_dir": "vqa-demo",
+    "num_train_epochs": 12,
+    "per_device_train_batch_size": 64,
+    "per_device_eval_batch_size": 256,
+    "learning_rate": 1e-3,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.05,  # a fraction of the total steps
+    "weight_decay": 0.05,
+    "max_grad_norm": 1.0,
+    "logging_steps": 50,
+}
 
 
 class ShiftAndFlip:
@@ -84,8 +108,8 @@ class ShiftAndFlip:
         return Image.fromarray(padded[top : top + image.height, left : left + image.width])
 
 
-def load_data(args) -> tuple[VQADataset, VQADataset]:
-    transform = None if args.no_augment else ShiftAndFlip(seed=args.seed)
+def load_data(args: VQAArguments, seed: int) -> tuple[VQADataset, VQADataset]:
+    transform = None if args.no_augment else ShiftAndFlip(seed=seed)
     if args.train_file:
         train = VQADataset.from_json(args.train_file[0], args.image_root, transform)
         for extra in args.train_file[1:]:
@@ -98,7 +122,7 @@ def load_data(args) -> tuple[VQADataset, VQADataset]:
     return train, test
 
 
-def build_model_and_processor(args, train: VQADataset):
+def build_model_and_processor(args: VQAArguments, train: VQADataset, seed: int):
     """From `--init` with a new classifier over the training answers, or a tiny MAMO from scratch with a tokenizer
     over the training questions."""
     id2label, label2id = build_answer_vocabulary([record["answers"] for record in train.records], args.num_answers)
@@ -116,7 +140,7 @@ def build_model_and_processor(args, train: VQADataset):
         id2label=id2label,
         label2id=label2id,
     )
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     size = {"height": args.image_size, "width": args.image_size}
     return MamoForQuestionAnswering(config), MamoProcessor(MamoImageProcessorPil(size=size), tokenizer)
 
@@ -147,33 +171,29 @@ def score(predicted: list[str], test: VQADataset) -> dict:
     }
 
 
+def soft_accuracy(prediction: EvalPrediction) -> dict:
+    """VQA accuracy in % of the predicted answers, read from the soft targets (`labels`) at the argmax: the official
+    score for answers in the vocabulary (the only ones predicted), 0 for the others, as `vqa_accuracy` gives them.
+    Questions without answers (test-dev) count as 0: the final scoring leaves them out."""
+    logits, targets = prediction.predictions, prediction.label_ids
+    return {"vqa_accuracy": 100.0 * float(targets[np.arange(len(targets)), logits.argmax(-1)].mean())}
+
+
 def main():
-    args = parse_arguments()
-    train, test = load_data(args)
-    model, processor = build_model_and_processor(args, train)
-    collator = VQACollator(processor, model.config.label2id)
-    training_args = TrainingArguments(
-        output_dir=args.output_dir,
-        num_train_epochs=args.epochs,
-        per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=256,
-        learning_rate=args.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.05,  # a fraction of the total steps
-        weight_decay=0.05,
-        max_grad_norm=1.0,
-        logging_steps=100,
-        save_strategy="no",
-        remove_unused_columns=False,  # the collator turns images and questions into model inputs
-        report_to=[],
-        seed=args.seed,
-        dataloader_num_workers=0,
-    )
+    args, training_args = parse_arguments(VQAArguments, __doc__, TRAINING_DEFAULTS)
+    train, test = load_data(args, training_args.seed)
+    model, processor = build_model_and_processor(args, train, training_args.seed)
     trainer = Trainer(
-        model=model, args=training_args, train_dataset=train, data_collator=collator, processing_class=processor
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=test,
+        data_collator=VQACollator(processor, model.config.label2id),
+        processing_class=processor,
+        compute_metrics=soft_accuracy,
     )
     started = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     seconds = time.perf_counter() - started
     logits = torch.from_numpy(trainer.predict(test).predictions)
     predicted = [model.config.id2label[index] for index in logits.argmax(-1).tolist()]
@@ -184,19 +204,21 @@ def main():
         "train_questions": len(train),
         "test_questions": len(test),
         "num_answers": len(model.config.id2label),
-        "arguments": vars(args),
+        "arguments": asdict(args),
+        "training_arguments": training_args.to_dict(),
     }
-    trainer.save_model(args.output_dir)
-    output_dir = Path(args.output_dir)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    answers = [
-        {"question_id": record["question_id"], "answer": answer} for record, answer in zip(test.records, predicted)
-    ]
-    (output_dir / "predictions.json").write_text(json.dumps(answers))
+    trainer.save_model()
+    trainer.save_state()
+    output_dir = Path(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        answers = [
+            {"question_id": record["question_id"], "answer": answer} for record, answer in zip(test.records, predicted)
+        ]
+        (output_dir / "predictions.json").write_text(json.dumps(answers))
     test_name = Path(args.test_file).stem if args.test_file else "easy-VQA test"
-    finish_run(
-        args.output_dir,
-        hub_model_id=args.hub_model_id if args.push_to_hub else None,
+    write_card_and_push(
+        trainer,
         model_name=output_dir.name,
         summary="MAMO fine-tuned for visual question answering (a classifier over the training answers, soft VQA "
         "scores, binary cross-entropy) with `examples/finetune_vqa.py`.",
@@ -207,9 +229,9 @@ def main():
         base_model=args.init,
         training={
             "steps": metrics["steps"],
-            "epochs": args.epochs,
-            "learning_rate": args.learning_rate,
-            "batch_size": args.batch_size,
+            "epochs": training_args.num_train_epochs,
+            "learning_rate": training_args.learning_rate,
+            "batch_size_per_device": training_args.per_device_train_batch_size,
             "image_size": args.image_size,
             "seconds": metrics["train_seconds"],
         },

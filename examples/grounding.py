@@ -14,7 +14,7 @@ Two read-outs are reported on the test scenes: the default one (word-piece queri
 `metrics.json` holds both, the validation sweep and the losses; `overlay_*.png` show the heat map of the second
 read-out with the predicted box (blue) and the ground truth (green).
 
-    python examples/grounding.py --output-dir outputs/grounding
+    python examples/grounding.py --output_dir outputs/grounding
 
 On 1 CPU thread (3,000 `Trainer` steps, 3.5 minutes in all), seeds 0 and 1: the validation-selected read-out, layer 1
 (the last) with text queries ([CLS], word pieces and [SEP]), grounds 92.5% and 90.6% of the test expressions, against
@@ -30,22 +30,30 @@ image, e.g. with `examples/finetune_retrieval.py` on the records rewritten as `{
 5 epochs, lr 1e-5), then evaluate val, testA and testB with MAttNet's proposals and REFER's ground truth (ALBEF's
 data files; see `mamo_hf.data.grounding`):
 
-    python examples/grounding.py --checkpoint path/to/mamo-refcoco+ --output-dir outputs/refcoco+ \
-        --refcoco-files data/refcoco+_val.json data/refcoco+_test.json --detections data/refcoco+/dets.json \
-        --refs "data/refcoco+/refs(unc).p" --instances data/refcoco+/instances.json --image-root path/to/coco \
+    python examples/grounding.py --checkpoint path/to/mamo-refcoco+ --output_dir outputs/refcoco+ \
+        --refcoco_files data/refcoco+_val.json data/refcoco+_test.json --detections data/refcoco+/dets.json \
+        --refs "data/refcoco+/refs(unc).p" --instances data/refcoco+/instances.json --image_root path/to/coco \
         --layer 2 --queries text
 
 which writes the accuracy per split to `metrics.json` (ALBEF's "val_d", "testA_d", "testB_d").
+
+Training takes every `TrainingArguments` flag (`--help` lists them with this example's defaults): by default it logs
+to TensorBoard (`<output_dir>/runs`) and keeps a checkpoint every 500 steps; `--resume_from_checkpoint
+<output_dir>/checkpoint-N` continues one, `--eval_strategy steps --eval_steps 500` logs the default read-out's
+accuracy on the validation scenes during training, `--push_to_hub --hub_model_id you/mamo-grounding` uploads the
+model, the processor and the card.
 """
 
-import argparse
 import json
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader
-from transformers import Trainer, TrainingArguments
+from trainer_cli import parse_arguments, write_card_and_push
+from transformers import Trainer
 
 from mamo_hf import MamoConfig, MamoForImageTextRetrieval, MamoImageProcessorPil, MamoProcessor
 from mamo_hf.configuration_mamo import special_token_ids
@@ -58,33 +66,50 @@ from mamo_hf.data.grounding import (
     read_refer_targets,
 )
 from mamo_hf.evaluation.grounding import default_gradcam_layer, gradcam_heatmaps, grounding_accuracy, save_overlay
-from mamo_hf.hub import MeasuredResult, finish_run
+from mamo_hf.hub import MeasuredResult
 
 
-def parse_arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", default="outputs/grounding")
-    parser.add_argument("--image-size", type=int, default=48)
-    parser.add_argument("--patch-size", type=int, default=8)
-    parser.add_argument("--train-scenes", type=int, default=4000)
-    parser.add_argument("--eval-scenes", type=int, default=300)
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--warmup-steps", type=int, default=100)
-    parser.add_argument("--layer", type=int, help="fusion layer of the heat maps (default: the middle one)")
-    parser.add_argument("--queries", default="words", choices=["words", "text", "cls"])
-    parser.add_argument("--overlays", type=int, default=8)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--push-to-hub", action="store_true", help="upload the model, processor and card")
-    parser.add_argument("--hub-model-id", help="repository for --push-to-hub, e.g. you/mamo-grounding")
-    parser.add_argument("--checkpoint", help="evaluate this fine-tuned MamoForImageTextRetrieval instead of training")
-    parser.add_argument("--refcoco-files", nargs="+", help="ALBEF's refcoco+_{val,test}.json (with --checkpoint)")
-    parser.add_argument("--detections", help="ALBEF's refcoco+/dets.json")
-    parser.add_argument("--refs", help="REFER's refcoco+/refs(unc).p")
-    parser.add_argument("--instances", help="REFER's refcoco+/instances.json")
-    parser.add_argument("--image-root", help="folder the RefCOCO+ image paths are relative to")
-    return parser.parse_args()
+@dataclass
+class GroundingArguments:
+    """The example's own flags; training takes every `TrainingArguments` flag too."""
+
+    image_size: int = field(default=48, metadata={"help": "image side in pixels"})
+    patch_size: int = field(default=8, metadata={"help": "patch side in pixels"})
+    train_scenes: int = field(default=4000, metadata={"help": "generated training scenes"})
+    eval_scenes: int = field(default=300, metadata={"help": "generated validation scenes, and as many test scenes"})
+    layer: int | None = field(
+        default=None, metadata={"help": "fusion layer of the heat maps (default: the middle one)"}
+    )
+    queries: Literal["words", "text", "cls"] = field(
+        default="words", metadata={"help": "text positions whose attention the heat maps average"}
+    )
+    overlays: int = field(default=8, metadata={"help": "heat-map overlays written as PNG"})
+    checkpoint: str | None = field(
+        default=None, metadata={"help": "evaluate this fine-tuned MamoForImageTextRetrieval instead of training"}
+    )
+    refcoco_files: list[str] | None = field(
+        default=None, metadata={"help": "ALBEF's refcoco+_{val,test}.json (with --checkpoint)"}
+    )
+    detections: str | None = field(default=None, metadata={"help": "ALBEF's refcoco+/dets.json"})
+    refs: str | None = field(default=None, metadata={"help": "REFER's refcoco+/refs(unc).p"})
+    instances: str | None = field(default=None, metadata={"help": "REFER's refcoco+/instances.json"})
+    image_root: str | None = field(default=None, metadata={"help": "folder the RefCOCO+ image paths are relative to"})
+
+
+# The example's choices for `TrainingArguments` (the run documented above). Batches are drawn, not epochs of a
+# dataset: training is `max_steps` long and saves every `save_steps`.
+TRAINING_DEFAULTS = {
+    "output_dir": "outputs/grounding",
+    "max_steps": 3000,
+    "per_device_train_batch_size": 32,
+    "learning_rate": 1e-3,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 100,
+    "weight_decay": 0.02,
+    "logging_steps": 50,
+    "save_strategy": "steps",
+    "save_steps": 500,
+}
 
 
 def tiny_model_and_processor(image_size: int, patch_size: int) -> tuple[MamoForImageTextRetrieval, MamoProcessor]:
@@ -121,51 +146,51 @@ class EncodedPairs(torch.utils.data.Dataset):
         return {name: values[index] for name, values in self.inputs.items()}
 
 
-def fine_tuning_batch(items: list[dict]) -> dict:
-    """Stack encoded pairs and ask for the fine-tuning loss (ITC + ITM with hard negatives)."""
-    return {**torch.utils.data.default_collate(items), "return_loss": True}
+class GroundingTrainer(Trainer):
+    """`Trainer` whose training batches come from a batch sampler (`UnambiguousBatchSampler`: no false negatives in
+    a batch) instead of random batches of a fixed size, and whose evaluation is the grounding accuracy of one
+    Grad-CAM read-out (`readout`: layer and queries) on its `eval_dataset` of `GroundingSample`s, so that
+    `--eval_strategy` logs it."""
 
-
-class UnambiguousBatchTrainer(Trainer):
-    """`Trainer` whose training batches come from a batch sampler (`UnambiguousBatchSampler`: no false negatives
-    in a batch) instead of random batches of a fixed size."""
-
-    def __init__(self, *args, batch_sampler: UnambiguousBatchSampler, **kwargs):
+    def __init__(self, *args, batch_sampler: UnambiguousBatchSampler, readout: tuple[int, str], **kwargs):
         super().__init__(*args, **kwargs)
-        self.batch_sampler = batch_sampler
+        self.batch_sampler, self.readout = batch_sampler, readout
 
     def get_train_dataloader(self) -> DataLoader:
         loader = DataLoader(self.train_dataset, batch_sampler=self.batch_sampler, collate_fn=self.data_collator)
         return self.accelerator.prepare(loader)
 
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
+        layer, queries = self.readout
+        samples = eval_dataset or self.eval_dataset
+        result = grounding_accuracy(self.model, self.processing_class, samples, layer=layer, queries=queries)
+        metrics = {f"{metric_key_prefix}_{name}": result[name] for name in ("accuracy", "random_baseline")}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
 
-def fine_tune(model: MamoForImageTextRetrieval, dataset: GroundingCaptionDataset, processor, args) -> list:
-    """ITC + ITM with hard negatives on the expressions with `Trainer`, in batches without false negatives; AdamW,
-    linear warm-up, cosine decay. Returns `(step, loss)` every 100 steps."""
+
+def fine_tune(model, processor, args: GroundingArguments, training_args, validation: list) -> GroundingTrainer:
+    """ITC + ITM with hard negatives on the expressions with `Trainer` (the model computes its loss in training
+    mode), in batches without false negatives; AdamW, linear warm-up, cosine decay."""
+    if training_args.max_steps <= 0:
+        raise SystemExit("grounding.py trains for --max_steps steps (its batches are drawn, not epochs of a dataset).")
+    dataset = GroundingCaptionDataset(args.train_scenes, training_args.seed, args.image_size)
     print(f"{len(dataset)} training pairs from {args.train_scenes} scenes", flush=True)
-    training_args = TrainingArguments(
-        output_dir=args.output_dir,
-        max_steps=args.steps,
-        learning_rate=args.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=args.warmup_steps,
-        weight_decay=0.02,
-        logging_steps=100,
-        save_strategy="no",
-        remove_unused_columns=False,
-        report_to=[],
-        seed=args.seed,
-        dataloader_num_workers=0,
-    )
-    trainer = UnambiguousBatchTrainer(
+    batches = training_args.max_steps * training_args.gradient_accumulation_steps
+    sampler = UnambiguousBatchSampler(dataset, training_args.per_device_train_batch_size, batches, training_args.seed)
+    num_layers = len(model.mamo.fusion_encoder.layers)
+    trainer = GroundingTrainer(
         model=model,
         args=training_args,
         train_dataset=EncodedPairs(processor, dataset),
-        data_collator=fine_tuning_batch,
-        batch_sampler=UnambiguousBatchSampler(dataset, args.batch_size, args.steps, seed=args.seed),
+        eval_dataset=validation,
+        processing_class=processor,
+        batch_sampler=sampler,
+        readout=(default_gradcam_layer(num_layers) if args.layer is None else args.layer, args.queries),
     )
-    trainer.train()
-    return [(entry["step"], entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    return trainer
 
 
 def readout_variants(num_fusion_layers: int) -> list[tuple[int, str]]:
@@ -185,12 +210,11 @@ def accuracy_line(metrics: dict) -> str:
     )
 
 
-def evaluate_generated(model, processor, args) -> dict:
+def evaluate_generated(model, processor, args: GroundingArguments, validation: list, seed: int) -> dict:
     """The default read-out (word pieces, middle layer) on held-out test scenes; every (layer, queries) read-out on
-    validation scenes, and the best of them on the test scenes."""
+    the `validation` scenes, and the best of them on the test scenes."""
     num_layers = len(model.mamo.fusion_encoder.layers)
-    validation = generated_grounding_samples(args.eval_scenes, seed=args.seed + 1, image_size=args.image_size)
-    test = generated_grounding_samples(args.eval_scenes, seed=args.seed + 2, image_size=args.image_size)
+    test = generated_grounding_samples(args.eval_scenes, seed=seed + 2, image_size=args.image_size)
     default = (default_gradcam_layer(num_layers) if args.layer is None else args.layer, args.queries)
     sweep = {
         variant: grounding_accuracy(model, processor, validation, layer=variant[0], queries=variant[1])["accuracy"]
@@ -250,29 +274,28 @@ def write_overlays(model, processor, samples, readout: dict, output_dir: Path, c
     return paths
 
 
-def save_and_describe(model, processor, summary: dict, args) -> None:
+def save_and_describe(trainer: GroundingTrainer, summary: dict, args: GroundingArguments) -> None:
     """Save the fine-tuned model and processor with a model card of the measured accuracies (and push them with
-    `--push-to-hub`)."""
-    model.save_pretrained(args.output_dir)
-    processor.save_pretrained(args.output_dir)
+    `--push_to_hub`)."""
+    trainer.save_model()
+    trainer.save_state()
     results = [
         MeasuredResult(
             "visual-grounding", "held-out generated scenes", f"accuracy ({name} read-out)", readout["accuracy"]
         )
         for name, readout in summary["test"].items()
     ]
-    finish_run(
-        args.output_dir,
-        hub_model_id=args.hub_model_id if args.push_to_hub else None,
-        model_name=Path(args.output_dir).name,
+    write_card_and_push(
+        trainer,
+        model_name=Path(trainer.args.output_dir).name,
         summary="MAMO fine-tuned with ITC + ITM on referring expressions (no boxes) for weakly-supervised grounding "
         "by Grad-CAM, with `examples/grounding.py`.",
         results=results,
         datasets=["mamo_hf generated grounding scenes"],
         training={
-            "steps": args.steps,
-            "learning_rate": args.learning_rate,
-            "batch_size": args.batch_size,
+            "steps": trainer.state.global_step,
+            "learning_rate": trainer.args.learning_rate,
+            "batch_size_per_device": trainer.args.per_device_train_batch_size,
             "image_size": args.image_size,
             "seconds": summary["seconds"],
         },
@@ -280,30 +303,34 @@ def save_and_describe(model, processor, summary: dict, args) -> None:
 
 
 def main() -> None:
-    args = parse_arguments()
+    args, training_args = parse_arguments(GroundingArguments, __doc__, TRAINING_DEFAULTS)
     torch.set_num_threads(1)  # leave the other core to whoever shares the machine
-    torch.manual_seed(args.seed)
-    output_dir = Path(args.output_dir)
+    seed = training_args.seed
+    torch.manual_seed(seed)
+    output_dir = Path(training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    trainer = None
     if args.checkpoint:
         model = MamoForImageTextRetrieval.from_pretrained(args.checkpoint)
         processor = MamoProcessor.from_pretrained(args.checkpoint)
         losses, results = [], evaluate_refcoco(model, processor, args)
     else:
         model, processor = tiny_model_and_processor(args.image_size, args.patch_size)
-        dataset = GroundingCaptionDataset(args.train_scenes, args.seed, args.image_size)
-        losses = fine_tune(model, dataset, processor, args)
-        results = evaluate_generated(model, processor, args)
+        validation = generated_grounding_samples(args.eval_scenes, seed=seed + 1, image_size=args.image_size)
+        trainer = fine_tune(model, processor, args, training_args, validation)
+        losses = [(entry["step"], entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]
+        results = evaluate_generated(model, processor, args, validation, seed)
     shown = results["test"].get("best_on_validation", results["test"]["default"])
     overlays = write_overlays(model, processor, results.pop("samples"), shown, output_dir, args.overlays)
     for readout in results["test"].values():
         readout.pop("predictions")
     summary = {**results, "losses": losses, "seconds": round(time.time() - start), "overlays": overlays}
-    summary["arguments"] = vars(args)
-    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
-    if not args.checkpoint:
-        save_and_describe(model, processor, summary, args)
+    summary.update(arguments=asdict(args), training_arguments=training_args.to_dict())
+    if trainer is None or trainer.is_world_process_zero():
+        (output_dir / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
+    if trainer is not None:
+        save_and_describe(trainer, summary, args)
     print(f"{summary['seconds']} s; wrote {output_dir / 'metrics.json'} and {len(overlays)} overlays")
 
 

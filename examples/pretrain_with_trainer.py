@@ -3,14 +3,21 @@
 `MamoForPreTraining` needs no labels (its losses are computed from the pairs), and `MamoTeacherUpdateCallback`
 moves the EMA teacher once per optimizer step. Runs on the built-in demo data by default:
 
-    python examples/pretrain_with_trainer.py --output-dir mamo-trainer-demo --max-steps 200
+    python examples/pretrain_with_trainer.py --output_dir mamo-trainer-demo --max_steps 200
 
-Any `TrainingArguments` launcher works for several GPUs, e.g. `torchrun --nproc_per_node 8 examples/...`.
+Every `TrainingArguments` flag works (`--help` lists them with this example's defaults): by default the run logs to
+TensorBoard (`<output_dir>/runs`) and keeps a checkpoint every 100 steps; `--resume_from_checkpoint
+<output_dir>/checkpoint-N` continues one, `--push_to_hub --hub_model_id you/mamo-pretrained` uploads the model, the
+processor and the card. Any `Trainer` launcher works for several GPUs, e.g. `torchrun --nproc_per_node 8
+examples/pretrain_with_trainer.py`. (No evaluation set: `Trainer` computes no evaluation loss for a model without
+labels whose `forward` takes no `return_loss`.)
 """
 
-import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from transformers import Trainer, TrainingArguments
+from trainer_cli import parse_arguments, write_card_and_push
+from transformers import Trainer
 
 from mamo_hf import MamoConfig, MamoForPreTraining, MamoImageProcessorPil, MamoProcessor
 from mamo_hf.configuration_mamo import special_token_ids
@@ -18,16 +25,31 @@ from mamo_hf.data import DemoCaptionDataset, PretrainingCollator, TrainTransform
 from mamo_hf.training import MamoTeacherUpdateCallback
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output-dir", default="mamo-trainer-demo")
-    parser.add_argument("--max-steps", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--gradient-accumulation-steps", type=int, default=1)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--image-size", type=int, default=64)
-    args = parser.parse_args()
+@dataclass
+class PretrainingExampleArguments:
+    """The example's own flags; every `TrainingArguments` flag works too."""
 
+    image_size: int = field(default=64, metadata={"help": "image side in pixels"})
+    train_pairs: int = field(default=20000, metadata={"help": "generated training pairs"})
+
+
+# The example's choices for `TrainingArguments`.
+TRAINING_DEFAULTS = {
+    "output_dir": "mamo-trainer-demo",
+    "max_steps": 200,
+    "per_device_train_batch_size": 32,
+    "learning_rate": 1e-3,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.1,  # a fraction of the total steps
+    "weight_decay": 0.02,
+    "logging_steps": 10,
+    "save_strategy": "steps",
+    "save_steps": 100,
+}
+
+
+def main():
+    args, training_args = parse_arguments(PretrainingExampleArguments, __doc__, TRAINING_DEFAULTS)
     tokenizer = demo_tokenizer()
     size = args.image_size
     processor = MamoProcessor(
@@ -36,7 +58,8 @@ def main():
     config = MamoConfig.tiny(
         vocab_size=len(tokenizer), special_token_ids=special_token_ids(tokenizer), image_size=size, patch_size=16
     )
-    dataset = DemoCaptionDataset(20000, seed=0, image_size=size, transform=TrainTransform(size))
+    seed = training_args.seed
+    train = DemoCaptionDataset(args.train_pairs, seed=seed, image_size=size, transform=TrainTransform(size))
     collator = PretrainingCollator(processor)
 
     def collate(items):
@@ -44,30 +67,30 @@ def main():
         batch.pop("skipped")  # the bad-record report is for logging, not a model input
         return batch
 
-    training_args = TrainingArguments(
-        output_dir=args.output_dir,
-        per_device_train_batch_size=args.batch_size,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-        max_steps=args.max_steps,
-        learning_rate=args.learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=min(100, args.max_steps // 10),
-        weight_decay=0.02,
-        logging_steps=20,
-        save_steps=100,
-        remove_unused_columns=False,  # the collator turns images and captions into model inputs
-        report_to=[],
-    )
     trainer = Trainer(
         model=MamoForPreTraining(config),
         args=training_args,
-        train_dataset=dataset,
+        train_dataset=train,
         data_collator=collate,
         processing_class=processor,
         callbacks=[MamoTeacherUpdateCallback()],
     )
-    trainer.train()
-    trainer.save_model(args.output_dir)
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()
+    trainer.save_state()
+    write_card_and_push(
+        trainer,
+        model_name=Path(training_args.output_dir).name,
+        summary="MAMO pre-trained (ITC, ITM, MLM, MIM, MRM) on generated demo pairs with `transformers.Trainer`, by "
+        "`examples/pretrain_with_trainer.py`.",
+        datasets=["mamo_hf generated scenes"],
+        training={
+            "steps": trainer.state.global_step,
+            "learning_rate": training_args.learning_rate,
+            "batch_size_per_device": training_args.per_device_train_batch_size,
+            "image_size": size,
+        },
+    )
 
 
 if __name__ == "__main__":

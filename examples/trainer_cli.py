@@ -1,0 +1,74 @@
+"""What the `Trainer` examples share: a command line with every `TrainingArguments` flag next to the example's own,
+the examples' defaults for those flags, and the end of a run (the model card, whose snippet loads the task head, and
+the upload of `--push_to_hub`).
+
+Not an example itself: the examples import it from their own folder, which `python examples/<name>.py`, `accelerate
+launch examples/<name>.py` and `torchrun examples/<name>.py` all put on `sys.path`.
+"""
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from transformers import HfArgumentParser, Trainer, TrainingArguments
+
+from mamo_hf.hub import create_model_card, push_to_hub
+
+# What every example does unless a flag says otherwise: log to TensorBoard (`<output_dir>/runs`), keep a checkpoint
+# at each epoch's end (the last two) for `--resume_from_checkpoint`, and hand the collator the dataset items as they
+# are (images and texts, which `remove_unused_columns` would drop since the model takes tensors).
+TRAINER_DEFAULTS = {
+    "report_to": "tensorboard",
+    "save_strategy": "epoch",
+    "save_total_limit": 2,
+    "remove_unused_columns": False,
+    "seed": 0,
+}
+
+# The examples' own spellings from before they took `TrainingArguments`, still accepted (and hidden from `--help`).
+OLD_FLAGS = {
+    "--epochs": ("num_train_epochs", float),
+    "--batch-size": ("per_device_train_batch_size", int),
+    "--steps": ("max_steps", int),
+}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` shows the module docstring as written and every flag's default (the example's, where it sets one)."""
+
+
+def parse_arguments(
+    example_arguments: type, description: str, defaults: dict, args: list[str] | None = None
+) -> tuple[object, TrainingArguments]:
+    """Parse the command line (or `args`) into the example's own arguments (the dataclass `example_arguments`) and
+    `TrainingArguments`; every flag has both spellings (`--output_dir`, `--output-dir`).
+
+    `TRAINER_DEFAULTS` and the example's `defaults` (its epochs, learning rate, output folder...) become the parser's
+    defaults rather than values set after parsing, so that a flag given on the command line always wins.
+    """
+    known = {field.name for dtype in (example_arguments, TrainingArguments) for field in dataclasses.fields(dtype)}
+    defaults = {**TRAINER_DEFAULTS, **defaults}
+    if unknown := sorted(set(defaults) - known):
+        raise ValueError(f"defaults for arguments that do not exist: {unknown}")
+    parser = HfArgumentParser(
+        (example_arguments, TrainingArguments), description=description, formatter_class=HelpFormatter
+    )
+    for flag, (name, type_) in OLD_FLAGS.items():
+        parser.add_argument(flag, dest=name, type=type_, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.set_defaults(**defaults)
+    return parser.parse_args_into_dataclasses(args=args)
+
+
+def write_card_and_push(trainer: Trainer, **card_arguments) -> None:
+    """The end of every example, on the main process, after `trainer.save_model()`: write the model card
+    (`mamo_hf.hub.create_model_card(**card_arguments)`, with a usage snippet that loads the trained head) to the
+    output folder and, with `--push_to_hub`, upload the folder (model, processor, code, card) to the repository
+    that `Trainer` created (`--hub_model_id`, or the output folder's name)."""
+    if not trainer.is_world_process_zero():
+        return
+    args = trainer.args
+    card = create_model_card(**card_arguments, model_class=type(trainer.model).__name__)
+    card.save(Path(args.output_dir) / "README.md")
+    if args.push_to_hub:
+        push_to_hub(args.output_dir, trainer.hub_model_id, private=args.hub_private_repo, token=args.hub_token)
+        print(f"Pushed {args.output_dir} to the Hub repository {trainer.hub_model_id}.")
