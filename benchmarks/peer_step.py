@@ -542,6 +542,14 @@ def parse_args():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--flava-codebook", action="store_true", help="build FLAVA's image codebook (random weights)")
     parser.add_argument("--memory", action="store_true", help="also measure each pre-training model's peak memory")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=PRETRAINING,
+        default=list(PRETRAINING),
+        help="pre-training models to compare (fewer fit larger sizes in memory)",
+    )
+    parser.add_argument("--skip-encoders", action="store_true", help="do not compare the encoders with ViT/BERT")
     parser.add_argument("--only", choices=BUILDERS, help="internal: run one model and print its peak memory")
     parser.add_argument("--output", type=Path, help="JSON path (default: benchmarks/results/peer_step_<device>.json)")
     return parser.parse_args()
@@ -558,8 +566,10 @@ def main():
         return
 
     matmul = matmul_probe(setup)
-    pretraining = [build(setup) for build in PRETRAINING.values()]
-    encoders = {kind: [build(setup) for build in pair] for kind, pair in ENCODER_PAIRS.items()}
+    pretraining = [PRETRAINING[name](setup) for name in args.models]
+    encoders = (
+        {} if args.skip_encoders else {kind: [build(setup) for build in pair] for kind, pair in ENCODER_PAIRS.items()}
+    )
     workloads = [matmul, *pretraining, *(workload for pair in encoders.values() for workload in pair)]
     flops, losses = {}, {}
     for workload in workloads:

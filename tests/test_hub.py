@@ -21,8 +21,8 @@ from transformers.pipelines import SUPPORTED_TASKS
 
 from mamo_hf import MamoModel
 from mamo_hf.cli import main
-from mamo_hf.hub import create_model_card
 from mamo_hf.data import DemoCaptionDataset
+from mamo_hf.hub import create_model_card
 from mamo_hf.training import PretrainingArguments, pretrain
 
 ENDPOINT = "https://huggingface.co"  # only used to build URL objects; nothing is sent

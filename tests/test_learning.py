@@ -6,13 +6,15 @@ shape word 1/4 even for a model that knows which kind of word is missing, and th
 """
 
 import math
+import random
 
 import pytest
 import torch
 
 from mamo_hf import MamoConfig, MamoForPreTraining, MamoImageProcessorPil, MamoProcessor
 from mamo_hf.configuration_mamo import special_token_ids
-from mamo_hf.data.demo import COLOURS, SHAPES, demo_pairs, demo_tokenizer
+from mamo_hf.data.demo import COLOURS, SHAPES, demo_pairs, demo_tokenizer, draw_scene, random_scene
+from mamo_hf.evaluation import zero_shot_classify
 
 STEPS, BATCH_SIZE, LEARNING_RATE, WARMUP = 500, 32, 1e-3, 50
 ITC_ONLY = {"itm_weight": 0.0, "mlm_weight": 0.0, "mim_weight": 0.0, "mrm_weight": 0.0}
@@ -93,12 +95,19 @@ def evaluate(model, held_out, held_out_words):
     return {"itc_r1": recall_at_1, "word_accuracy": outputs.mlm_accuracy.item(), "losses": losses}
 
 
-def test_full_mamo_learns_alignment_and_grounded_words_while_itc_alone_learns_only_alignment(data):
+@pytest.fixture(scope="module")
+def full_mamo(data):
+    """Full MAMO, evaluated before training, then trained; shared by the tests that read the trained model."""
     tokenizer, train_inputs, held_out, held_out_words = data
+    model = build(tokenizer)
+    before = evaluate(model, held_out, held_out_words)
+    return before, train(model, train_inputs)
 
-    full = build(tokenizer)
-    before = evaluate(full, held_out, held_out_words)
-    after = evaluate(train(full, train_inputs), held_out, held_out_words)
+
+def test_full_mamo_learns_alignment_and_grounded_words_while_itc_alone_learns_only_alignment(data, full_mamo):
+    tokenizer, train_inputs, held_out, held_out_words = data
+    before, full = full_mamo
+    after = evaluate(full, held_out, held_out_words)
     print(f"\nfull MAMO   before {before}\n            after  {after}")
     assert before["itc_r1"] < 0.05 and before["word_accuracy"] < 0.1
     assert after["itc_r1"] > 0.4  # chance 0.01
@@ -112,3 +121,20 @@ def test_full_mamo_learns_alignment_and_grounded_words_while_itc_alone_learns_on
     assert itc_after["itc_r1"] > 0.4
     assert itc_after["word_accuracy"] < 0.1  # the MLM head never trained
     assert itc_after["losses"]["mlm"] > 0.8 * itc_before["losses"]["mlm"]
+
+
+def test_zero_shot_colour_classification_of_new_scenes_is_far_above_chance(data, full_mamo):
+    """The trained model names the colour of 120 unseen single-object scenes from the prompts "a red", "a blue", ...
+    (chance 1/6) by ITC, with no training on such prompts."""
+    tokenizer = data[0]
+    _, model = full_mamo
+    processor = MamoProcessor(
+        image_processor=MamoImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer
+    )
+    rng = random.Random(7)
+    scenes = [random_scene(rng, max_objects=1)[0] for _ in range(120)]
+    images = [draw_scene([scene], image_size=32) for scene in scenes]
+    ranked = zero_shot_classify(model, processor, images, list(COLOURS), hypothesis_template="a {}")
+    accuracy = sum(labels[0]["label"] == scene.colour for labels, scene in zip(ranked, scenes)) / len(scenes)
+    print(f"\nzero-shot colour accuracy {accuracy:.3f} (chance {1 / len(COLOURS):.3f})")
+    assert accuracy > 0.5

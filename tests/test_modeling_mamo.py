@@ -394,7 +394,12 @@ def test_bad_pixel_values_raise(model, pixel_values, message):
 def test_mismatched_batch_sizes_raise(model):
     batch = random_pairs(model.config)
     with pytest.raises(ValueError, match="same batch size"):
-        model(**{**batch, "pixel_values": batch["pixel_values"][:3]})
+        model(**{**batch, "attention_mask": batch["attention_mask"][:3]})
+    with pytest.raises(ValueError, match="`fuse_pairs=True` needs images and texts in pairs, got 3 images and 4"):
+        model(**{**batch, "pixel_values": batch["pixel_values"][:3]}, fuse_pairs=True)
+    pretraining = MamoForPreTraining(model.config)  # the heads that fuse pairs still need them
+    with pytest.raises(ValueError, match="same batch size"):
+        pretraining(**{**batch, "pixel_values": batch["pixel_values"][:3]})
 
 
 def test_text_longer_than_positions_raises(model):

@@ -65,7 +65,7 @@ class MamoProcessorTest(ProcessorTesterMixin, unittest.TestCase):
     @unittest.skip(
         reason="MAMO pairs every caption with an image: a batch in which some samples have no image cannot be "
         "encoded (pixel_values must be [batch, ...] alongside input_ids), so MamoProcessor rejects it with a "
-        "ValueError (see test_images_and_texts_must_match_in_number)."
+        "ValueError (see test_pairs_of_images_need_one_text_each_while_single_images_and_texts_may_differ_in_number)."
     )
     def test_processor_text_has_no_visual(self):
         pass
