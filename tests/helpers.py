@@ -2,7 +2,9 @@
 exit of the torchrun workers."""
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -80,3 +82,20 @@ TINY_RUN = {
     "report_to": ["csv"],
     "seed": 3,
 }
+
+
+def run_in_fresh_process(code: str, folder: Path) -> subprocess.CompletedProcess:
+    """Run `code` (`sys.argv[1]` is `folder`) in a new interpreter working in `folder`: offline, with a module cache of
+    its own for `trust_remote_code` and no `PYTHONPATH`, so that only installed packages and the code a saved folder
+    carries are importable (the code itself may block `mamo_hf`)."""
+    environment = {**os.environ, "HF_MODULES_CACHE": str(Path(folder) / "modules"), "HF_HUB_OFFLINE": "1"}
+    environment.pop("PYTHONPATH", None)
+    return subprocess.run(
+        [sys.executable, "-c", code, str(folder)],
+        cwd=folder,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

@@ -1,14 +1,11 @@
 """A saved folder loads with `trust_remote_code=True` in a fresh process where `mamo_hf` cannot be imported."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 import textwrap
 
 import torch
-from helpers import tiny_config, tiny_tokenizer
+from helpers import run_in_fresh_process, tiny_config, tiny_tokenizer
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -74,17 +71,7 @@ def test_saved_folder_loads_with_trust_remote_code_without_the_package(tmp_path)
         tmp_path / "expected.safetensors",
     )
 
-    environment = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    environment.pop("PYTHONPATH", None)
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_LOAD, str(tmp_path)],
-        cwd=tmp_path,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_in_fresh_process(REMOTE_LOAD, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     loaded = re.search(r"LOADED (\S+) (\S+)", result.stdout)  # after transformers' trust prompt, declined
     assert loaded, result.stdout[-3000:]

@@ -3,14 +3,11 @@
 and `zero_shot_classify` re-ranks the best labels by ITM."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
-from helpers import random_pairs, tiny_config, tiny_tokenizer
+from helpers import random_pairs, run_in_fresh_process, tiny_config, tiny_tokenizer
 from PIL import Image
 from transformers import AutoModelForZeroShotImageClassification, pipeline
 
@@ -146,17 +143,7 @@ REMOTE_HEADS = textwrap.dedent(
 
 def test_every_head_and_the_pipeline_load_with_trust_remote_code_without_the_package(saved):
     (saved / "labels.json").write_text(json.dumps(LABELS))
-    environment = {**os.environ, "HF_MODULES_CACHE": str(saved / "modules"), "HF_HUB_OFFLINE": "1"}
-    environment.pop("PYTHONPATH", None)
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_HEADS, str(saved)],
-        cwd=saved,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_in_fresh_process(REMOTE_HEADS, saved)
     assert result.returncode == 0, result.stderr[-3000:]
     remote = json.loads(result.stdout.split("RESULT ", 1)[1])
     assert remote["loaded"] == {
