@@ -144,8 +144,6 @@ def step_time_ratio(variants: list[str], steps: int, rounds: int) -> dict:
             collate = PretrainingCollator(processor, 40)
             items = [dataset[index] for index in range(len(dataset))]
             batches = [collate(items[i : i + BASE_RUN["batch_size"]]) for i in range(0, len(items), 32)]
-            for batch in batches:
-                batch.pop("skipped"), batch.pop("sample_keys")
     seconds = {variant: [] for variant in variants}
     for _ in range(rounds):
         for variant, (model, optimizer) in models.items():

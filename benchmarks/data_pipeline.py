@@ -29,7 +29,7 @@ Reported per size:
    `--batches` batches are timed; pairs/s = pairs / total time. The median batch time is the median interval between
    consecutive batches; with workers, batches arrive in bursts (the workers run in step), so pairs/s is the number
    to read there.
-2. The split of one item's time, measured in the main process on `--sample-items` items: decode (`_read_image`:
+2. The split of one item's time, measured in the main process on `--sample-items` items: decode (`read_image`:
    open, read, decode, RGB), augment (`TrainTransform`), collate (`PretrainingCollator` per batch, divided by its
    pairs), and within collate the tokenisation alone (the processor on the captions).
 3. The ratio to the pairs/s a training step consumes: `--step-pairs-per-second X` (one size at a time), else
@@ -64,8 +64,8 @@ from torch.utils.data import DataLoader
 
 from mamo_hf import MamoImageProcessorPil, MamoProcessor
 from mamo_hf.data import PretrainingCollator, clean_caption
-from mamo_hf.data.datasets import _read_image
 from mamo_hf.data.demo import caption, demo_scene, demo_tokenizer, draw_scene, write_demo_dataset
+from mamo_hf.data.records import read_image
 from mamo_hf.training import EpochShuffleSampler, PretrainingArguments, build_train_dataset
 
 SIZES = {"demo": 64, "small": 128, "base": 256}  # training resolution, pixels
@@ -169,7 +169,7 @@ def decode_and_augment_seconds(dataset, indices: range) -> tuple[float, float]:
         pair = dataset._pair(index)
         text = clean_caption(pair.caption, dataset.max_words)
         started = time.perf_counter()
-        image = _read_image(pair, dataset.max_image_pixels)
+        image = read_image(pair, dataset.max_image_pixels)
         decoded = time.perf_counter()
         dataset.transform(image, text, random.Random(index))
         augment += time.perf_counter() - decoded

@@ -18,30 +18,29 @@ import argparse
 import json
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from mamo_hf import MamoConfig, MamoForPreTraining
-from mamo_hf.modeling_mamo import _FusionBatch
+from mamo_hf.modeling_mamo import FusionBatch
 
 
-class _FusionPerView(_FusionBatch):
+class _FusionPerView(FusionBatch):
     """An alternative to measure: the fusion encoder once per view (no padding to the longest text)."""
 
     def run(self, model):
         fused = {}
         for name, view in self.views.items():
-            single = _FusionBatch()
+            single = FusionBatch(self.read_positions_only)
             single.views = {name: view}
-            fused.update(_FusionBatch.run(single, model))
+            fused.update(single.run(model))
         return fused
 
 
-class _LastLayerEverywhere(_FusionBatch):
-    """An alternative to measure: the last fusion layer at every position, then the read positions selected."""
-
-    last_layer_at_read_positions_only = False
+# An alternative to measure: the last fusion layer at every position, then the read positions selected.
+_LastLayerEverywhere = partial(FusionBatch, read_positions_only=False)
 
 
 def build(args) -> tuple[MamoForPreTraining, dict]:
@@ -91,7 +90,7 @@ def step_seconds(model, batch, device: str, seed: int) -> tuple[float, float | N
 
 def configure(model, modeling, fusion_batch, attention: str, checkpointing: bool) -> None:
     """Put the model (and the module's fusion layout) into one variant's configuration."""
-    modeling._FusionBatch = fusion_batch
+    modeling.FusionBatch = fusion_batch
     model.set_attn_implementation(attention)
     if checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -114,7 +113,7 @@ def main():
     model, batch = build(args)
     results = {"settings": vars(args), "seconds": {}, "peak_memory_gib": {}}
 
-    one_call = modeling._FusionBatch
+    one_call = modeling.FusionBatch
     variants = {
         "one fusion call (sdpa)": (one_call, "sdpa", False),
         "fusion per view (sdpa)": (_FusionPerView, "sdpa", False),

@@ -25,11 +25,10 @@ from pathlib import Path
 
 import torch
 
-from mamo_hf import MamoConfig, MamoForImageTextRetrieval, MamoImageProcessorPil, MamoProcessor
-from mamo_hf.configuration_mamo import special_token_ids
-from mamo_hf.data.demo import demo_tokenizer
+from mamo_hf import MamoForImageTextRetrieval
+from mamo_hf.data import tiny_config_and_processor
 from mamo_hf.data.retrieval import demo_retrieval_split
-from mamo_hf.evaluation.retrieval import _ground_truth_ranks, encode_corpus
+from mamo_hf.evaluation.retrieval import encode_corpus, ground_truth_ranks
 
 RESULTS = Path(__file__).parent / "results" / "retrieval_coco_shape.json"
 GIB = 1024**3
@@ -61,7 +60,7 @@ def seconds_per_thousand(model, corpus, split, queries: int, k: int, images_are_
         query_embeds, candidate_embeds = corpus.text_embeds[:queries], corpus.image_embeds
         positives = [[image] for image in split.text_to_image[:queries]]
     started = time.perf_counter()
-    _ground_truth_ranks(model, corpus, query_embeds, candidate_embeds, positives, images_are_queries, k, 256, 128)
+    ground_truth_ranks(model, corpus, query_embeds, candidate_embeds, positives, images_are_queries, k, 256, 128)
     return (time.perf_counter() - started) * 1000 / queries
 
 
@@ -77,11 +76,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     split = demo_retrieval_split(args.images, seed=0, captions_per_image=args.captions_per_image)
-    tokenizer = demo_tokenizer()
-    config = MamoConfig.tiny(vocab_size=len(tokenizer), special_token_ids=special_token_ids(tokenizer))
+    config, processor = tiny_config_and_processor()
+    processor.image_processor.size = {"height": 64, "width": 64}  # 64 px images for a 32 px model (interpolated)
     torch.manual_seed(0)
     model = MamoForImageTextRetrieval(config).eval()
-    processor = MamoProcessor(MamoImageProcessorPil(size={"height": 64, "width": 64}), tokenizer)
     baseline = resident_gib("VmRSS")
 
     reset_peak()

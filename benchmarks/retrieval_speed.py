@@ -15,9 +15,8 @@ from pathlib import Path
 
 import torch
 
-from mamo_hf import MamoConfig, MamoForImageTextRetrieval, MamoImageProcessorPil, MamoProcessor
-from mamo_hf.configuration_mamo import special_token_ids
-from mamo_hf.data.demo import demo_tokenizer
+from mamo_hf import MamoForImageTextRetrieval
+from mamo_hf.data import tiny_config_and_processor
 from mamo_hf.data.retrieval import demo_retrieval_split
 from mamo_hf.evaluation.retrieval import encode_corpus, itm_scores, recall_metrics, retrieval_metrics
 
@@ -46,13 +45,9 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    tokenizer = demo_tokenizer()
-    config = MamoConfig.tiny(
-        vocab_size=len(tokenizer), special_token_ids=special_token_ids(tokenizer), image_size=64, patch_size=16
-    )
+    config, processor = tiny_config_and_processor(64, patch_size=16)
     torch.manual_seed(0)
     model = MamoForImageTextRetrieval(config).eval()
-    processor = MamoProcessor(MamoImageProcessorPil(size={"height": 64, "width": 64}), tokenizer)
     split = demo_retrieval_split(args.images, seed=0, captions_per_image=args.captions_per_image)
 
     started = time.perf_counter()

@@ -85,7 +85,7 @@ def worker(arguments: dict) -> None:
 
     def call(self, items):
         batch = real_call(self, items)
-        if int(batch["sample_keys"][0]) % NAN_RESIDUE == 0:
+        if int(items[0]["sample_key"]) % NAN_RESIDUE == 0:
             batch["pixel_values"] = torch.full_like(batch["pixel_values"], float("nan"))
         return batch
 

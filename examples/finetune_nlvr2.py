@@ -37,9 +37,8 @@ import torch
 from trainer_cli import parse_arguments, write_card_and_push
 from transformers import Trainer
 
-from mamo_hf import MamoConfig, MamoForVisualReasoning, MamoImageProcessorPil, MamoProcessor
-from mamo_hf.configuration_mamo import special_token_ids
-from mamo_hf.data.demo import demo_tokenizer
+from mamo_hf import MamoForVisualReasoning, MamoProcessor
+from mamo_hf.data import tiny_config_and_processor
 from mamo_hf.data.nlvr2 import CountComparisonDataset, NLVR2Collator, NLVR2Dataset
 from mamo_hf.hub import MeasuredResult
 
@@ -76,16 +75,9 @@ TRAINING_DEFAULTS = {
 def build_model_and_processor(args: NLVR2Arguments, seed: int):
     if args.init:
         return MamoForVisualReasoning.from_pretrained(args.init), MamoProcessor.from_pretrained(args.init)
-    tokenizer = demo_tokenizer()
-    config = MamoConfig.tiny(
-        vocab_size=len(tokenizer),
-        special_token_ids=special_token_ids(tokenizer),
-        image_size=args.image_size,
-        patch_size=args.image_size // 4,
-    )
+    config, processor = tiny_config_and_processor(args.image_size, patch_size=args.image_size // 4)
     torch.manual_seed(seed)
-    size = {"height": args.image_size, "width": args.image_size}
-    return MamoForVisualReasoning(config), MamoProcessor(MamoImageProcessorPil(size=size), tokenizer)
+    return MamoForVisualReasoning(config), processor
 
 
 def accuracy(prediction) -> dict:

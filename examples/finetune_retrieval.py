@@ -36,10 +36,8 @@ import torch
 from trainer_cli import parse_arguments, write_card_and_push
 from transformers import Trainer
 
-from mamo_hf import MamoConfig, MamoForImageTextRetrieval, MamoImageProcessorPil, MamoProcessor
-from mamo_hf.configuration_mamo import special_token_ids
-from mamo_hf.data import CaptionDataset, PretrainingCollator
-from mamo_hf.data.demo import demo_tokenizer
+from mamo_hf import MamoForImageTextRetrieval, MamoProcessor
+from mamo_hf.data import CaptionDataset, PretrainingCollator, tiny_config_and_processor
 from mamo_hf.data.retrieval import RetrievalPairs, RetrievalSplit, demo_retrieval_split, load_retrieval_split
 from mamo_hf.evaluation.retrieval import evaluate_retrieval
 from mamo_hf.hub import retrieval_results
@@ -79,26 +77,9 @@ def build_model_and_processor(args: RetrievalArguments, seed: int):
         processor = MamoProcessor.from_pretrained(args.init)
         processor.image_processor.size = {"height": args.image_size, "width": args.image_size}
         return MamoForImageTextRetrieval.from_pretrained(args.init), processor
-    tokenizer = demo_tokenizer()
-    config = MamoConfig.tiny(
-        vocab_size=len(tokenizer),
-        special_token_ids=special_token_ids(tokenizer),
-        image_size=args.image_size,
-        patch_size=args.image_size // 4,
-    )
+    config, processor = tiny_config_and_processor(args.image_size, patch_size=args.image_size // 4)
     torch.manual_seed(seed)
-    size = {"height": args.image_size, "width": args.image_size}
-    return MamoForImageTextRetrieval(config), MamoProcessor(MamoImageProcessorPil(size=size), tokenizer)
-
-
-class PairCollator(PretrainingCollator):
-    """`PretrainingCollator` batches (pairs with their `image_ids`) without the bookkeeping that only the
-    pre-training loop reads (`skipped`, `sample_keys`). No `return_loss`: the model computes its fine-tuning loss
-    whenever it is in training mode."""
-
-    def __call__(self, items):
-        batch = super().__call__(items)
-        return {name: batch[name] for name in ("pixel_values", "input_ids", "attention_mask", "image_ids")}
+    return MamoForImageTextRetrieval(config), processor
 
 
 class RetrievalTrainer(Trainer):
@@ -152,7 +133,7 @@ def main():
         args=training_args,
         train_dataset=train,
         eval_dataset=test,
-        data_collator=PairCollator(processor),
+        data_collator=PretrainingCollator(processor),  # pairs and image ids; no masks
         processing_class=processor,
         k=args.k,
     )

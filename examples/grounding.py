@@ -1,12 +1,12 @@
 """Weakly-supervised visual grounding end to end on CPU: fine-tune on expressions, ground them with Grad-CAM.
 
-The protocol of ALBEF and MAMO (SPEC.md §5) on the generated grounding set of `mamo_hf.data.grounding`: scenes of
-two or three coloured shapes, each object referred to by an expression that names its shape and, where needed, its
+The protocol of ALBEF and MAMO (docs/method.md §5) on the generated grounding set of `mamo_hf.data.grounding`: scenes
+of two or three coloured shapes, each object referred to by an expression that names its shape and, where needed, its
 colour and/or size ("the red circle", "the large blue square"), never its place. A tiny `MamoForImageTextRetrieval`
 (`MamoConfig.tiny`: 2 fusion layers, 48 px images in 6 × 6 patches of 8 px, two patches a side per cell of the 3 × 3
 scene grid) is trained from scratch with ITC + ITM on (scene, expression) pairs only, no boxes, in batches without
-false negatives (`UnambiguousBatchSampler`: in this small world an expression of one scene is often true of
-another, and ITM does not learn on random batches). Then, on held-out scenes, the Grad-CAM heat map of the ITM score
+false negatives (`UnambiguousBatchSampler`: in this small world an expression of one scene is often true of another,
+and ITM does not learn on random batches). Then, on held-out scenes, the Grad-CAM heat map of the ITM score
 (`mamo_hf.evaluation.grounding`) ranks the objects' boxes; the accuracy is compared with choosing a box at random.
 
 Two read-outs are reported on the test scenes: the default one (word-piece queries, middle fusion layer, as
@@ -55,9 +55,8 @@ from torch.utils.data import DataLoader
 from trainer_cli import parse_arguments, write_card_and_push
 from transformers import Trainer
 
-from mamo_hf import MamoConfig, MamoForImageTextRetrieval, MamoImageProcessorPil, MamoProcessor
-from mamo_hf.configuration_mamo import special_token_ids
-from mamo_hf.data.demo import demo_tokenizer
+from mamo_hf import MamoForImageTextRetrieval, MamoProcessor
+from mamo_hf.data import tiny_config_and_processor
 from mamo_hf.data.grounding import (
     GroundingCaptionDataset,
     UnambiguousBatchSampler,
@@ -114,15 +113,8 @@ TRAINING_DEFAULTS = {
 
 def tiny_model_and_processor(image_size: int, patch_size: int) -> tuple[MamoForImageTextRetrieval, MamoProcessor]:
     """A tiny MAMO for image-text matching over the demo vocabulary, from scratch."""
-    tokenizer = demo_tokenizer()
-    config = MamoConfig.tiny(
-        vocab_size=len(tokenizer),
-        special_token_ids=special_token_ids(tokenizer),
-        image_size=image_size,
-        patch_size=patch_size,
-    )
-    image_processor = MamoImageProcessorPil(size={"height": image_size, "width": image_size})
-    return MamoForImageTextRetrieval(config), MamoProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    config, processor = tiny_config_and_processor(image_size, patch_size)
+    return MamoForImageTextRetrieval(config), processor
 
 
 class EncodedPairs(torch.utils.data.Dataset):

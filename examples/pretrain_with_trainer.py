@@ -19,9 +19,8 @@ from pathlib import Path
 from trainer_cli import parse_arguments, write_card_and_push
 from transformers import Trainer
 
-from mamo_hf import MamoConfig, MamoForPreTraining, MamoImageProcessorPil, MamoProcessor
-from mamo_hf.configuration_mamo import special_token_ids
-from mamo_hf.data import DemoCaptionDataset, PretrainingCollator, TrainTransform, demo_tokenizer
+from mamo_hf import JointMasking, MamoForPreTraining
+from mamo_hf.data import DemoCaptionDataset, PretrainingCollator, TrainTransform, tiny_config_and_processor
 from mamo_hf.training import MamoTeacherUpdateCallback
 
 
@@ -50,28 +49,19 @@ TRAINING_DEFAULTS = {
 
 def main():
     args, training_args = parse_arguments(PretrainingExampleArguments, __doc__, TRAINING_DEFAULTS)
-    tokenizer = demo_tokenizer()
     size = args.image_size
-    processor = MamoProcessor(
-        image_processor=MamoImageProcessorPil(size={"height": size, "width": size}), tokenizer=tokenizer
-    )
-    config = MamoConfig.tiny(
-        vocab_size=len(tokenizer), special_token_ids=special_token_ids(tokenizer), image_size=size, patch_size=16
-    )
+    config, processor = tiny_config_and_processor(size, patch_size=16)
     seed = training_args.seed
     train = DemoCaptionDataset(args.train_pairs, seed=seed, image_size=size, transform=TrainTransform(size))
-    collator = PretrainingCollator(processor)
-
-    def collate(items):
-        batch = collator(items)
-        batch.pop("skipped")  # the bad-record report is for logging, not a model input
-        return batch
+    model = MamoForPreTraining(config)
+    # The collator draws each pair's masks from its key, as `mamo-hf pretrain` does.
+    collator = PretrainingCollator(processor, masking=JointMasking.from_config(config))
 
     trainer = Trainer(
-        model=MamoForPreTraining(config),
+        model=model,
         args=training_args,
         train_dataset=train,
-        data_collator=collate,
+        data_collator=collator,
         processing_class=processor,
         callbacks=[MamoTeacherUpdateCallback()],
     )

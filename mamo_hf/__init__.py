@@ -20,6 +20,7 @@ from transformers import (
 
 from .configuration_mamo import MamoConfig, MamoFusionConfig, MamoTextConfig, MamoVisionConfig
 from .image_processing_mamo import MamoImageProcessor, MamoImageProcessorPil
+from .losses_mamo import JointMasking
 from .modeling_mamo import (
     MamoForImageTextRetrieval,
     MamoForPreTraining,
@@ -35,6 +36,7 @@ from .modeling_mamo import (
     MamoTextModel,
     MamoVisionModel,
     MamoVisualReasoningOutput,
+    PretrainingObjective,
 )
 from .processing_mamo import MamoProcessor
 
@@ -77,6 +79,7 @@ MamoImageProcessorPil.register_for_auto_class("AutoImageProcessor")
 MamoProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
+    "JointMasking",
     "MamoConfig",
     "MamoForImageTextRetrieval",
     "MamoForPreTraining",
@@ -98,4 +101,5 @@ __all__ = [
     "MamoVisionConfig",
     "MamoVisionModel",
     "MamoVisualReasoningOutput",
+    "PretrainingObjective",
 ]

@@ -11,16 +11,16 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Weight conversion from transformers checkpoints to MAMO (SPEC.md §1): a `ViTModel` becomes the image encoder,
+"""Weight conversion from transformers checkpoints to MAMO (docs/method.md §1): a `ViTModel` becomes the image encoder,
 the first layers of a BERT the text encoder and the remaining ones the fusion encoder, BERT's MLM head the MLM head.
 Used by `MamoPreTrainedModel.from_vision_text_pretrained` and `mamo-hf init-base`."""
 
 import re
 
 import torch
+import torch.nn.functional as F
 
 from .configuration_mamo import MamoConfig, MamoFusionConfig, MamoTextConfig, MamoVisionConfig
-from .modeling_mamo import interpolate_position_embeddings
 
 _BERT_LAYER_RENAMES = (
     ("attention.self.query.", "attention.q_proj."),
@@ -32,6 +32,23 @@ _BERT_LAYER_RENAMES = (
     ("output.dense.", "mlp.fc2."),
     ("output.LayerNorm.", "output_layernorm."),
 )
+
+
+def interpolate_position_embeddings(position_embeddings: torch.Tensor, grid_height: int, grid_width: int):
+    """Resize learned ViT position embeddings `[1, 1 + g·g, D]` to a `grid_height × grid_width` patch grid.
+
+    The [CLS] entry is kept; the patch entries are resampled bicubically (as DeiT and transformers' ViT do), so a
+    model pre-trained at 256 px runs at 384 px. Returns `[1, 1 + grid_height·grid_width, D]`.
+    """
+    cls_position, patch_positions = position_embeddings[:, :1], position_embeddings[:, 1:]
+    dim = position_embeddings.shape[-1]
+    side = int(round(patch_positions.shape[1] ** 0.5))
+    patch_positions = patch_positions.reshape(1, side, side, dim).permute(0, 3, 1, 2)
+    patch_positions = F.interpolate(
+        patch_positions.float(), size=(grid_height, grid_width), mode="bicubic", align_corners=False
+    ).to(position_embeddings.dtype)
+    patch_positions = patch_positions.permute(0, 2, 3, 1).reshape(1, grid_height * grid_width, dim)
+    return torch.cat([cls_position, patch_positions], dim=1)
 
 
 def vit_to_mamo_state_dict(
@@ -68,7 +85,7 @@ def bert_to_mamo_state_dict(
     """Rename a transformers BERT state dict to MAMO's text and fusion encoders and MLM head.
 
     BERT layers `0..num_text_layers-1` become the text encoder's layers, the following ones the fusion encoder's
-    (SPEC.md §1); encoder keys get `prefix` (the base-model prefix of a head model). BERT's MLM head, when the
+    (docs/method.md §1); encoder keys get `prefix` (the base-model prefix of a head model). BERT's MLM head, when the
     checkpoint has one, becomes `mlm_head.*` (its decoder weight is tied to the word embeddings). The pooler and NSP
     head have no MAMO counterpart and are left out.
     """
@@ -97,7 +114,7 @@ def bert_to_mamo_state_dict(
 def mamo_config_from_vit_bert(
     vit_config, bert_config, num_text_layers: int, image_size: int, special_tokens: dict[str, int], **overrides
 ) -> MamoConfig:
-    """The `MamoConfig` of a model whose encoders come from a ViT and a BERT checkpoint (SPEC.md §1)."""
+    """The `MamoConfig` of a model whose encoders come from a ViT and a BERT checkpoint (docs/method.md §1)."""
     if not 0 < num_text_layers < bert_config.num_hidden_layers:
         raise ValueError(
             f"`num_text_layers` must be between 1 and {bert_config.num_hidden_layers - 1} so that both the text "

@@ -11,12 +11,14 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""MAMO's objectives (SPEC.md §3) as small pure functions, plus joint masking and the cross-rank gathers.
+"""MAMO's objectives (docs/method.md §3) as small pure functions, plus joint masking and the cross-rank gathers.
 
 Every function works in one process without a process group; under `torch.distributed` the gathers make the
 results equal to one process on the concatenated global batch (DDP averages the gradients of the ranks).
 """
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -122,7 +124,7 @@ def distributed_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Joint masking (SPEC.md §2)
+# Joint masking (docs/method.md §2)
 # --------------------------------------------------------------------------------------------------------------------
 
 
@@ -196,6 +198,77 @@ def corrupt_text(
     keep = text_mask & (draw >= random_ratio) & (draw < random_ratio + keep_ratio)
     corrupted = torch.where(use_random, random_tokens, corrupted)
     return torch.where(keep, input_ids, corrupted)
+
+
+@dataclass(frozen=True)
+class JointMasking:
+    """MAMO's masking policy (docs/method.md §2): which patches the masked image Ĩ drops and which word pieces the
+    masked text T̃ hides. One policy in one place, used by the data collator (`PretrainingCollator`, which draws
+    each pair's masks from the pair's own key) and by `MamoForPreTraining` when it is called without masks.
+
+    Args:
+        image_mask_ratio (`float`): each image masks exactly `round(image_mask_ratio · num_patches)` patches.
+        text_mask_ratio (`float`): each caption masks `max(1, round(text_mask_ratio · n))` of its `n` word pieces.
+        patch_size (`int`): side of an image patch in pixels.
+        special_token_ids (`tuple[int, ...]`): tokens never masked ([PAD], [CLS], [SEP], [MASK]).
+    """
+
+    image_mask_ratio: float
+    text_mask_ratio: float
+    patch_size: int
+    special_token_ids: tuple[int, ...]
+
+    @classmethod
+    def from_config(cls, config) -> "JointMasking":
+        """The policy of a `MamoConfig`: its mask ratios, patch size and special tokens."""
+        text = config.text_config
+        special = (text.pad_token_id, text.cls_token_id, text.sep_token_id, text.mask_token_id)
+        return cls(
+            image_mask_ratio=config.image_mask_ratio,
+            text_mask_ratio=config.text_mask_ratio,
+            patch_size=config.vision_config.patch_size,
+            special_token_ids=tuple(token for token in special if token is not None),
+        )
+
+    def num_patches(self, height: int, width: int) -> int:
+        """The number of patches of a `height × width` image."""
+        return (height // self.patch_size) * (width // self.patch_size)
+
+    def image_mask(
+        self, batch_size: int, num_patches: int, generator: torch.Generator | None = None, device=None
+    ) -> torch.Tensor:
+        """A batch's patch mask `[batch, num_patches]` (`True` = masked), from one generator."""
+        return sample_image_mask(batch_size, num_patches, self.image_mask_ratio, generator, device)
+
+    def text_mask(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """A batch's token mask `[batch, length]` (`True` = masked), from one generator; never special tokens."""
+        return sample_text_mask(
+            input_ids, attention_mask, list(self.special_token_ids), self.text_mask_ratio, generator
+        )
+
+    def masks_per_pair(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_patches: int, keys: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The image and text masks of a batch, each pair's drawn from its own generator seeded by `keys[b]`.
+
+        A pair's masks then depend on its key only, not on what else is in its batch, on the number of processes or
+        on gradient accumulation (the datasets key each pair by seed, epoch and index, so a resumed run draws the
+        same masks). The text mask is drawn over the caption's own tokens, whatever the batch's padding.
+
+        Returns:
+            `(image_mask, text_mask)`: booleans `[batch, num_patches]` and `[batch, length]`, on the CPU.
+        """
+        image_mask = torch.zeros(len(keys), num_patches, dtype=torch.bool)
+        text_mask = torch.zeros(input_ids.shape, dtype=torch.bool)
+        input_ids, attention_mask = input_ids.cpu(), attention_mask.cpu()
+        for row, key in enumerate(keys):
+            generator = torch.Generator().manual_seed(int(key))
+            image_mask[row] = self.image_mask(1, num_patches, generator)[0]
+            tokens = input_ids[row, attention_mask[row].bool()][None]
+            text_mask[row, attention_mask[row].bool()] = self.text_mask(tokens, torch.ones_like(tokens), generator)[0]
+        return image_mask, text_mask
 
 
 def _device_of(generator: torch.Generator | None, fallback):
@@ -403,6 +476,7 @@ def representation_targets(
 
 
 __all__ = [
+    "JointMasking",
     "contrastive_targets",
     "corrupt_text",
     "distributed_mean",

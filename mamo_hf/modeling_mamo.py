@@ -11,12 +11,12 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""PyTorch MAMO: a ViT image encoder, a BERT text encoder and a merged-attention fusion encoder (SPEC.md §1)."""
+"""PyTorch MAMO: a ViT image encoder, a BERT text encoder and a merged-attention fusion encoder (docs/method.md §1)."""
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,14 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_mamo import MamoConfig, MamoFusionConfig, MamoTextConfig, MamoVisionConfig, special_token_ids
+from .conversion_mamo import (
+    bert_to_mamo_state_dict,
+    interpolate_position_embeddings,
+    mamo_config_from_vit_bert,
+    vit_to_mamo_state_dict,
+)
 from .losses_mamo import (
+    JointMasking,
     contrastive_targets,
     corrupt_text,
     gather_with_grad,
@@ -48,9 +55,7 @@ from .losses_mamo import (
     normalized_target,
     pad_to_length,
     representation_targets,
-    sample_image_mask,
     sample_itm_negatives,
-    sample_text_mask,
     scaled_similarity,
     world_size_and_rank,
 )
@@ -66,10 +71,6 @@ MAMO_AUTO_MAP = {
     "AutoModelForZeroShotImageClassification": "modeling_mamo.MamoForImageTextRetrieval",
     "AutoModelForSequenceClassification": "modeling_mamo.MamoForVisualReasoning",
 }
-
-# The pre-training objectives of SPEC.md §3, in the order they are computed; `config.<name>_weight` weighs each.
-OBJECTIVES = ("itc", "itm", "mlm", "mim", "mrm")
-
 
 # --------------------------------------------------------------------------------------------------------------------
 # Input checks: fail early with a message that names the argument and the fix.
@@ -124,6 +125,25 @@ def check_same_batch_size(**tensors: torch.Tensor | None) -> None:
     if len(set(sizes.values())) > 1:
         described = ", ".join(f"`{name}` has {size}" for name, size in sizes.items())
         raise ValueError(f"Images and texts must come in pairs with the same batch size: {described}.")
+
+
+def check_image_text_inputs(
+    config: MamoConfig,
+    input_ids: torch.Tensor | None,
+    pixel_values: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    pairs: bool,
+) -> torch.Tensor:
+    """The input checks every MAMO forward starts with: `input_ids` given, `pixel_values` a float image batch with
+    `config`'s channels, token ids of the vocabulary with a mask of their shape and, with `pairs`, as many images
+    as texts. Raises a `ValueError` naming the problem; returns the attention mask (all ones when not given)."""
+    if input_ids is None:
+        raise ValueError("`input_ids` is required: pass the texts tokenized by `MamoProcessor`.")
+    check_pixel_values(pixel_values, config.vision_config.num_channels)
+    images = {"pixel_values": pixel_values} if pairs else {}
+    check_same_batch_size(**images, input_ids=input_ids, attention_mask=attention_mask)
+    check_text_inputs(input_ids, attention_mask, config.text_config.vocab_size)
+    return torch.ones_like(input_ids) if attention_mask is None else attention_mask
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -302,23 +322,6 @@ class MamoTextLayer(GradientCheckpointingLayer):
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def interpolate_position_embeddings(position_embeddings: torch.Tensor, grid_height: int, grid_width: int):
-    """Resize learned ViT position embeddings `[1, 1 + g·g, D]` to a `grid_height × grid_width` patch grid.
-
-    The [CLS] entry is kept; the patch entries are resampled bicubically (as DeiT and transformers' ViT do), so a
-    model pre-trained at 256 px runs at 384 px. Returns `[1, 1 + grid_height·grid_width, D]`.
-    """
-    cls_position, patch_positions = position_embeddings[:, :1], position_embeddings[:, 1:]
-    dim = position_embeddings.shape[-1]
-    side = int(round(patch_positions.shape[1] ** 0.5))
-    patch_positions = patch_positions.reshape(1, side, side, dim).permute(0, 3, 1, 2)
-    patch_positions = F.interpolate(
-        patch_positions.float(), size=(grid_height, grid_width), mode="bicubic", align_corners=False
-    ).to(position_embeddings.dtype)
-    patch_positions = patch_positions.permute(0, 2, 3, 1).reshape(1, grid_height * grid_width, dim)
-    return torch.cat([cls_position, patch_positions], dim=1)
-
-
 def gather_patches(patches: torch.Tensor, patch_indices: torch.Tensor) -> torch.Tensor:
     """Select `patches[b, patch_indices[b]]`: `[B, N, D]` and `[B, K]` → `[B, K, D]`."""
     return patches.gather(1, patch_indices.unsqueeze(-1).expand(-1, -1, patches.shape[-1]))
@@ -483,7 +486,7 @@ class MamoPreTrainedModel(PreTrainedModel):
     ):
         r"""
         Build a MAMO model initialised as in the paper: the image encoder from a transformers ViT checkpoint, the text
-        encoder from the first BERT layers and the fusion encoder from the remaining ones (SPEC.md §1).
+        encoder from the first BERT layers and the fusion encoder from the remaining ones (docs/method.md §1).
 
         Args:
             vision_model_name_or_path (`str`): a `ViTModel` checkpoint (e.g. `google/vit-base-patch16-224-in21k`).
@@ -510,8 +513,6 @@ class MamoPreTrainedModel(PreTrainedModel):
         ```
         """
         from transformers import AutoTokenizer, BertForMaskedLM, ViTModel
-
-        from .conversion_mamo import bert_to_mamo_state_dict, mamo_config_from_vit_bert, vit_to_mamo_state_dict
 
         vision = ViTModel.from_pretrained(vision_model_name_or_path, add_pooling_layer=False, dtype=torch.float32)
         text = BertForMaskedLM.from_pretrained(text_model_name_or_path, dtype=torch.float32)
@@ -758,7 +759,7 @@ class MamoModelOutput(ModelOutput):
 
 
 class MamoModel(MamoPreTrainedModel):
-    """MAMO: image encoder, text encoder, merged-attention fusion encoder and ITC projections (SPEC.md §1).
+    """MAMO: image encoder, text encoder, merged-attention fusion encoder and ITC projections (docs/method.md §1).
 
     Besides `forward`, the building blocks are public so that training losses, retrieval and task heads call each
     encoder once per input: `get_image_features`, `get_text_features`, `restore_masked_patches` and `fuse`.
@@ -910,11 +911,7 @@ class MamoModel(MamoPreTrainedModel):
         Returns:
             [`MamoModelOutput`]
         """
-        if input_ids is None:
-            raise ValueError("`input_ids` is required: pass the texts tokenized by `MamoProcessor`.")
-        check_pixel_values(pixel_values, self.config.vision_config.num_channels)
-        check_same_batch_size(input_ids=input_ids, attention_mask=attention_mask)
-        check_text_inputs(input_ids, attention_mask, self.config.text_config.vocab_size)
+        attention_mask = check_image_text_inputs(self.config, input_ids, pixel_values, attention_mask, pairs=False)
         paired = pixel_values.shape[0] == input_ids.shape[0]
         fuse_pairs = paired if fuse_pairs is None else fuse_pairs
         if (fuse_pairs or return_loss) and not paired:
@@ -965,8 +962,20 @@ class MamoModel(MamoPreTrainedModel):
         )
 
 
+class MamoModelWithHeads(MamoPreTrainedModel):
+    """Base of the models that put heads on a `MamoModel` (`self.mamo`): pre-training and the task models. Its word
+    embeddings are their input embeddings. Subclasses add their heads, then call `post_init()`."""
+
+    def __init__(self, config: MamoConfig):
+        super().__init__(config)
+        self.mamo = MamoModel(config)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.mamo.get_input_embeddings()
+
+
 # --------------------------------------------------------------------------------------------------------------------
-# Pre-training: joint masking, EMA teacher and the five objectives (SPEC.md §2-§3)
+# Pre-training: joint masking, EMA teacher and the five objectives (docs/method.md §2–§3)
 # --------------------------------------------------------------------------------------------------------------------
 
 
@@ -1026,23 +1035,29 @@ class MamoForPreTrainingOutput(ModelOutput):
     mlm_accuracy: torch.FloatTensor | None = None
 
 
-class _FusionBatch:
-    """The image-text views of one step, fused in a single call of the fusion encoder.
+class FusionBatch:
+    """The fusion views of one step, fused in a single call of the fusion encoder.
 
-    Each view is `(text_states [b, L, Dt], text_mask [b, L], image_states [b, M, Dv])` and the positions a loss will
-    read, `(text_read [b, L], image_read [b, M])` booleans (all of them by default). Texts are padded to the longest
-    one (padding is masked, so the states of real positions do not change), then all views are concatenated along
-    the batch: the fusion encoder runs once on larger matrices instead of once per view, and its last layer only at
-    the read positions (`MamoFusionModel`'s `output_positions`).
+    A *view* is one image–text input of the fusion encoder (docs/method.md §2–§3): the clean pair (I, T), the masked
+    image with the clean text (Ĩ, T), the clean image with the masked text (I, T̃), and the ITM pairs of an image
+    with a hard negative text or a text with a hard negative image. Each view is `(text_states [b, L, Dt],
+    text_mask [b, L], image_states [b, M, Dv])` plus the positions a loss will read, `(text_read [b, L],
+    image_read [b, M])` booleans (all of them by default). Texts are padded to the longest one (padding is masked,
+    so the states of real positions do not change), then all views are concatenated along the batch: the fusion
+    encoder runs once on larger matrices instead of once per view.
+
+    Args:
+        read_positions_only (`bool`): run the fusion encoder's last layer at the read positions only
+            (`MamoFusionModel`'s `output_positions`), which spares the work of states no loss reads. `False` runs it
+            everywhere and selects afterwards: the reference that the equivalence tests and benchmarks compare with.
     """
 
-    last_layer_at_read_positions_only = True  # False: the last layer everywhere, then select (the reference)
-
-    def __init__(self):
+    def __init__(self, read_positions_only: bool = True):
+        self.read_positions_only = read_positions_only
         self.views: dict[str, tuple[torch.Tensor, ...]] = {}
 
     def add(self, name, text_states, text_mask, image_states, text_read=None, image_read=None):
-        """Queue one (text, image) view under `name`; `text_read`/`image_read` default to every position."""
+        """Queue one view under `name`; `text_read`/`image_read` default to every position."""
         text_read = torch.ones_like(text_mask, dtype=torch.bool) if text_read is None else text_read
         if image_read is None:
             image_read = torch.ones(image_states.shape[:2], dtype=torch.bool, device=image_states.device)
@@ -1055,10 +1070,9 @@ class _FusionBatch:
         image_read = torch.zeros(image_states.shape[:2], dtype=torch.bool, device=image_states.device)
         self.add(name, text_states, text_mask, image_states, text_read, image_read)
 
-    @classmethod
-    def fuse_at(cls, model: "MamoModel", text_states, text_mask, image_states, read: torch.Tensor) -> torch.Tensor:
+    def fuse_at(self, model: "MamoModel", text_states, text_mask, image_states, read: torch.Tensor) -> torch.Tensor:
         """`model.fuse`'s states at the `read` positions (`[batch, L + M]` bool), `[n, D]` in row-major order."""
-        if cls.last_layer_at_read_positions_only:
+        if self.read_positions_only:
             return model.fuse(text_states, text_mask, image_states, output_positions=read).last_hidden_state
         return model.fuse(text_states, text_mask, image_states).last_hidden_state[read]
 
@@ -1081,22 +1095,34 @@ class _FusionBatch:
         return dict(zip(self.views, fused.split(sizes)))
 
 
+# The ITM views, in the order of the ITM logits and labels.
+MATCHING_VIEWS = ("positive", "image_with_negative_text", "text_with_negative_image")
+
+
 class _ImageTextAlignmentMixin:
     """ITC over the global batch and ITM with hard negatives, shared by `MamoForPreTraining` and
-    `MamoForImageTextRetrieval` (both have `self.mamo`, `self.itm_head` and `self.config`)."""
+    `MamoForImageTextRetrieval`. What they read is declared here: the model (`mamo`), the ITM head and the config;
+    the ITC queue (pre-training only) is passed in explicitly."""
 
-    def _contrastive_loss(self, image, text, image_ids, teacher=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """ITC of this rank's pairs against the global batch; with `teacher` features (pre-training), against the
-        teacher's features and the queue when `config.queue_size > 0`, with distillation when
-        `config.distill_alpha > 0`."""
+    mamo: "MamoModel"
+    itm_head: nn.Linear
+    config: MamoConfig
+
+    def _contrastive_loss(
+        self, image, text, image_ids, teacher=None, queue: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """ITC of this rank's pairs against the global batch. With the teacher's features and a `queue` of
+        `(image_features, text_features)` (pre-training with `config.queue_size > 0`), the candidates are the
+        teacher's features of the global batch and the queue; with `config.distill_alpha > 0` the targets mix in the
+        teacher's similarities (momentum distillation)."""
         image_embeds, text_embeds = image.pooler_output, text.pooler_output
         local_ids, global_ids = _pair_ids(image_ids, image_embeds)
         positives = local_ids[:, None] == global_ids[None, :]
-        queue_size = self.config.queue_size if teacher is not None else 0
-        if queue_size > 0:
-            image_candidates = torch.cat([gather_without_grad(teacher.image_embeds), self.image_queue.detach()])
-            text_candidates = torch.cat([gather_without_grad(teacher.text_embeds), self.text_queue.detach()])
-            positives = pad_to_length(positives, positives.shape[1] + queue_size, dim=1, value=False)
+        if queue is not None:
+            image_queue, text_queue = queue
+            image_candidates = torch.cat([gather_without_grad(teacher.image_embeds), image_queue.detach()])
+            text_candidates = torch.cat([gather_without_grad(teacher.text_embeds), text_queue.detach()])
+            positives = pad_to_length(positives, positives.shape[1] + image_queue.shape[0], dim=1, value=False)
         else:
             image_candidates, text_candidates = gather_with_grad(image_embeds), gather_with_grad(text_embeds)
         temperature = self.mamo.itc_temperature
@@ -1104,7 +1130,7 @@ class _ImageTextAlignmentMixin:
         alpha = self.config.distill_alpha if teacher is not None else 0.0
         if alpha > 0:
             with torch.no_grad():
-                if queue_size > 0:
+                if queue is not None:
                     teacher_images, teacher_texts = image_candidates, text_candidates
                 else:
                     teacher_images = gather_without_grad(teacher.image_embeds)
@@ -1122,9 +1148,9 @@ class _ImageTextAlignmentMixin:
         )
 
     def _add_matching_views(
-        self, views, image, text, attention_mask, image_ids, generator, read_positives_everywhere=False
+        self, batch, image, text, attention_mask, image_ids, generator, read_positives_everywhere=False
     ) -> torch.Tensor:
-        """Add the ITM pairs to the fusion batch: the positives, each image with a hard negative text and each text
+        """Add the ITM views to the fusion batch: the positives, each image with a hard negative text and each text
         with a hard negative image, drawn from the global batch (`sample_itm_negatives`). Returns the ITM labels
         `[3B]`. ITM reads the [CLS] of each view; with `read_positives_everywhere` the positives' states are kept
         at every position.
@@ -1150,55 +1176,113 @@ class _ImageTextAlignmentMixin:
         local = slice(rank * batch_size, (rank + 1) * batch_size)
         negative_texts, negative_images = negatives.texts[local], negatives.images[local]
 
-        add_positive = views.add if read_positives_everywhere else views.add_cls_only
-        add_positive("positive", text.last_hidden_state, attention_mask, image.last_hidden_state)
-        views.add_cls_only(
-            "image_with_negative_text",
+        positive, with_negative_text, with_negative_image = MATCHING_VIEWS
+        add_positive = batch.add if read_positives_everywhere else batch.add_cls_only
+        add_positive(positive, text.last_hidden_state, attention_mask, image.last_hidden_state)
+        batch.add_cls_only(
+            with_negative_text,
             all_text_states[negative_texts],
             all_text_masks[negative_texts],
             image.last_hidden_state,
         )
-        views.add_cls_only(
-            "text_with_negative_image", text.last_hidden_state, attention_mask, all_image_states[negative_images]
+        batch.add_cls_only(
+            with_negative_image, text.last_hidden_state, attention_mask, all_image_states[negative_images]
         )
         return itm_labels(batch_size, negatives.image_has_negative[local], negatives.text_has_negative[local])
 
     def _matching_loss(self, cls_states: torch.Tensor, labels: torch.Tensor):
-        """ITM logits `[3B, 2]` of the matching views' [CLS] states `[3B, D]` (`_MATCHING_VIEWS` order), and their
+        """ITM logits `[3B, 2]` of the matching views' [CLS] states `[3B, D]` (`MATCHING_VIEWS` order), and their
         loss."""
         logits = self.itm_head(cls_states)
         return image_text_matching_loss(logits, labels), logits
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# The objective table
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PretrainingObjective:
+    r"""
+    One row of the objective table: what a pre-training objective reads from the step's encodings. `encode_views`
+    computes the union of what the active objectives read, and nothing else; `forward` calls `<name>_loss` of each
+    and sums them, weighted. A new objective is a row here and its `<name>_loss` method, plus its weight
+    (`MamoConfig.<name>_weight`) and its output field (`MamoForPreTrainingOutput.loss_<name>`); the training loop
+    logs it from this table.
+
+    Args:
+        name (`str`): `config.<name>_weight` weighs the objective (0 switches it off), `MamoForPreTraining.<name>_loss`
+            computes it and `MamoForPreTrainingOutput.loss_<name>` returns it.
+        encodings (`tuple[str, ...]`): student encodings it reads itself: "image" (I) and "text" (T).
+        views (`tuple[str, ...]`): fusion views it reads (`VIEW_ENCODINGS` says what each is built from): "matching"
+            (the ITM views at [CLS]), "masked_image" ((Ĩ, T) at the masked patches) and "masked_text" ((I, T̃) at
+            the masked tokens).
+        teacher (`tuple[str, ...]`): teacher targets it reads: "image_states" (`v̄`), "fusion_states" (`h` at the
+            masked positions) and "itc_features" (read only with a queue or distillation, see `teacher_targets`).
+    """
+
+    name: str
+    encodings: tuple[str, ...] = ()
+    views: tuple[str, ...] = ()
+    teacher: tuple[str, ...] = ()
+
+
+# The objectives of docs/method.md §3, in the order they are computed.
+PRETRAINING_OBJECTIVES = (
+    PretrainingObjective("itc", encodings=("image", "text"), teacher=("itc_features",)),
+    PretrainingObjective("itm", views=("matching",)),
+    PretrainingObjective("mlm", views=("masked_text",)),
+    PretrainingObjective("mim", views=("masked_image",), teacher=("image_states",)),
+    PretrainingObjective("mrm", views=("masked_image", "masked_text"), teacher=("fusion_states",)),
+)
+OBJECTIVES = tuple(objective.name for objective in PRETRAINING_OBJECTIVES)
+
+# The student encodings each fusion view is built from ("masked_image" and "masked_text" are Ĩ and T̃).
+VIEW_ENCODINGS = {
+    "matching": ("image", "text"),
+    "masked_image": ("masked_image", "text"),
+    "masked_text": ("image", "masked_text"),
+}
+
+
+class ObjectiveOutput(NamedTuple):
+    """What each `*_loss` method of `MamoForPreTraining` returns: the objective's `loss` (a scalar) and the extra
+    fields it adds to `MamoForPreTrainingOutput` (e.g. the ITC logits, the MLM accuracy)."""
+
+    loss: torch.Tensor
+    outputs: dict[str, torch.Tensor] = {}
+
+
 @dataclass
 class MamoTeacherTargets:
     r"""
-    The EMA teacher's encodings of the clean pair (no gradient): the targets of MIM and MRM and, with a queue or
-    distillation, ITC's teacher features.
+    The EMA teacher's encodings of the clean pair (no gradient), from which MIM and MRM build their targets and, with
+    a queue or distillation, ITC reads its teacher features.
 
     Args:
-        image_states (`torch.FloatTensor` of shape `[batch, 1 + num_patches, vision_hidden]`): `v̄`, the image
-            encoder's output ([CLS] first), the MIM target.
+        image_states (`torch.FloatTensor` of shape `[batch, 1 + num_patches, vision_hidden]`): the image encoder's
+            output `v̄` ([CLS] first).
         image_embeds, text_embeds (`torch.FloatTensor` of shape `[batch, projection_dim]`): ITC features.
-        fusion_token_states (`torch.FloatTensor` of shape `[num_masked_tokens, hidden]`, *optional*) and
-        fusion_patch_states (`torch.FloatTensor` of shape `[batch, num_masked, hidden]`, *optional*): `h`, the MRM
-            target, at the masked tokens `M_t` and the masked patches `M_v` (the only positions computed in the
-            last layer); only when MRM is on.
+        fusion_token_layers (`tuple` of `torch.FloatTensor` of shape `[num_masked_tokens, hidden]`, *optional*) and
+        fusion_patch_layers (`tuple` of `torch.FloatTensor` of shape `[batch, num_masked, hidden]`, *optional*): the
+            top `config.mrm_target_layers` fusion layers' states of the clean pair at the masked tokens `M_t` and the
+            masked patches `M_v`, last layer last (only when MRM is on).
     """
 
     image_states: torch.Tensor
     image_embeds: torch.Tensor
     text_embeds: torch.Tensor
-    fusion_token_states: torch.Tensor | None = None
-    fusion_patch_states: torch.Tensor | None = None
+    fusion_token_layers: tuple[torch.Tensor, ...] | None = None
+    fusion_patch_layers: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
-class MamoPretrainingViews:
+class MamoPretrainingEncodings:
     r"""
-    Everything one pre-training step encodes, once, for all objectives (SPEC.md §2): the student's clean encodings,
-    the fusion outputs of every view, the masks, and the teacher's targets. Fields an active objective does not
-    need are `None`.
+    Everything one pre-training step encodes, once, for all objectives (docs/method.md §2): the student's clean
+    encodings, the fusion outputs of every view, the masks, and the teacher's encodings. Fields no active objective
+    reads are `None`.
 
     Args:
         input_ids, attention_mask (`torch.Tensor` of shape `[batch, length]`): the clean captions.
@@ -1207,9 +1291,9 @@ class MamoPretrainingViews:
         image_mask (`torch.BoolTensor` of shape `[batch, num_patches]`): `M_v`, patches dropped in (Ĩ, T).
         masked_patches (`torch.LongTensor` of shape `[batch, num_masked]`): the indices of `M_v`, sorted.
         text_mask (`torch.BoolTensor` of shape `[batch, length]`): `M_t`, tokens masked in (I, T̃).
-        fused (`dict[str, torch.FloatTensor]`): fusion outputs by view, at the positions a loss reads (`_FusionBatch`):
+        fused (`dict[str, torch.FloatTensor]`): fusion outputs by view, at the positions a loss reads (`FusionBatch`):
             "masked_image" (Ĩ, T) at the masked patches, "masked_text" (I, T̃) at the masked tokens, the ITM views
-            at [CLS].
+            (`MATCHING_VIEWS`) at [CLS].
         itm_labels (`torch.LongTensor` of shape `[3 · batch]`): labels of the ITM views.
         teacher ([`MamoTeacherTargets`]): the teacher's encodings of the clean pair.
     """
@@ -1235,19 +1319,25 @@ class MamoPretrainingViews:
         return self.fused["masked_text"]
 
     def matching_cls_states(self) -> torch.Tensor:
-        """The [CLS] fusion outputs of the ITM views, `[3 · batch, hidden]` (`_MATCHING_VIEWS` order)."""
-        return torch.cat([self.fused[name] for name in _MATCHING_VIEWS])
+        """The [CLS] fusion outputs of the ITM views, `[3 · batch, hidden]` (`MATCHING_VIEWS` order)."""
+        return torch.cat([self.fused[name] for name in MATCHING_VIEWS])
 
 
-class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
-    """MAMO pre-training (SPEC.md §2-§3): joint masking, an EMA teacher and the objectives ITC, ITM, MLM, MIM, MRM.
+class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
+    """MAMO pre-training (docs/method.md §2–§3): joint masking, an EMA teacher and the objectives ITC, ITM, MLM, MIM
+    and MRM.
 
     One step encodes the pair `(I, T)` and two corrupted views, `(Ĩ, T)` with 75% of the patches dropped and
     `(I, T̃)` with 25% of the word pieces masked (`encode_views`). The teacher (an EMA copy of the student, no
     gradient, always in eval mode) encodes the clean pair once. Each student encoder runs once per distinct input,
-    and the fusion encoder runs once on all the pairs of the step (positives, hard negatives, both corrupted views).
-    Then each objective is one method (`itc_loss`, `itm_loss`, `mlm_loss`, `mim_loss`, `mrm_loss`) that calls one
-    function of `losses_mamo`.
+    and the fusion encoder runs once on all the views of the step (positives, hard negatives, both corrupted views).
+    What each objective reads is declared in one table, `PRETRAINING_OBJECTIVES`; each objective is then one method
+    (`itc_loss`, `itm_loss`, `mlm_loss`, `mim_loss`, `mrm_loss`) that calls one function of `losses_mamo` and
+    returns an `ObjectiveOutput`.
+
+    The masks come with the batch: `PretrainingCollator(processor, masking=JointMasking.from_config(config))` draws
+    each pair's masks from its own key, so that every training loop (Accelerate, `Trainer`) masks alike. Called
+    without masks, the model draws them itself with the same policy (`masking`).
 
     The teacher is not trained by the optimizer: call `update_teacher()` once per optimizer step (the training
     loop of `mamo_hf.training` and `MamoTeacherUpdateCallback` for `Trainer` do).
@@ -1270,13 +1360,12 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         super().__init__(config)
         config.text_config.check_special_token_ids()
         fusion_width = config.fusion_encoder_config.hidden_size
-        self.mamo = MamoModel(config)
         self.teacher = MamoModel(config)
         self.teacher.requires_grad_(False)
         self.itm_head = nn.Linear(fusion_width, 2)
         self.mlm_head = MamoMLMHead(config.text_config)
         self.mim_predictor = MamoPredictor(fusion_width, config.vision_config.hidden_size)
-        # One MRM predictor g for the image and the text positions (SPEC.md §3.1).
+        # One MRM predictor g for the image and the text positions (docs/method.md §3.1).
         self.mrm_predictor = MamoPredictor(fusion_width, fusion_width)
         if config.queue_size > 0:
             self.register_buffer("image_queue", _initial_queue(config))
@@ -1295,9 +1384,6 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         model.teacher.requires_grad_(False)
         return loaded
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.mamo.get_input_embeddings()
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.mlm_head.decoder
@@ -1334,9 +1420,14 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
             self.teacher_updates += 1
 
     @property
-    def active_objectives(self) -> tuple[str, ...]:
-        """The objectives whose weight is not 0, in SPEC.md's order of computation."""
-        return tuple(name for name in OBJECTIVES if getattr(self.config, f"{name}_weight") > 0)
+    def masking(self) -> JointMasking:
+        """The joint masking policy of `config` (mask ratios, patch size, special tokens)."""
+        return JointMasking.from_config(self.config)
+
+    @property
+    def active_objectives(self) -> tuple[PretrainingObjective, ...]:
+        """The rows of `PRETRAINING_OBJECTIVES` whose weight is not 0, in their order of computation."""
+        return tuple(row for row in PRETRAINING_OBJECTIVES if getattr(self.config, f"{row.name}_weight") > 0)
 
     def objective_weight(self, name: str) -> float | torch.Tensor:
         """`config.<name>_weight`; for MIM and MRM ramped up linearly over `config.masked_modeling_warmup_steps`
@@ -1367,48 +1458,33 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
                 `[batch, channels, height, width]`), attention_mask (`torch.Tensor` of shape `[batch, length]`):
                 image-caption pairs from `MamoProcessor`.
             image_mask (`torch.BoolTensor` of shape `[batch, num_patches]`, *optional*): patches to mask (`True`),
-                the same number in every image. Drawn at `config.image_mask_ratio` when not given.
-            text_mask (`torch.BoolTensor` of shape `[batch, length]`, *optional*): tokens to mask (`True`). Drawn
-                at `config.text_mask_ratio` among the word pieces when not given.
+                the same number in every image, as `PretrainingCollator` draws them. Drawn by `masking` when not
+                given.
+            text_mask (`torch.BoolTensor` of shape `[batch, length]`, *optional*): tokens to mask (`True`), as
+                `PretrainingCollator` draws them. Drawn by `masking` when not given.
             image_ids (`torch.LongTensor` of shape `[batch]`, *optional*): an id per image; pairs that share an
                 id are all ITC positives and never each other's ITM negatives (repeated images in a batch).
                 Defaults to a distinct id per pair.
-            generator (`torch.Generator`, *optional*): source of the masks and of the hard-negative draws, on the
-                model's device, for reproducible steps.
+            generator (`torch.Generator`, *optional*): source of the masks drawn here, of the [MASK] replacement
+                and of the hard-negative draws, on the model's device, for reproducible steps.
 
         Returns:
             [`MamoForPreTrainingOutput`]
         """
-        if input_ids is None:
-            raise ValueError("`input_ids` is required: pass the captions tokenized by `MamoProcessor`.")
-        check_pixel_values(pixel_values, self.config.vision_config.num_channels)
-        check_same_batch_size(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
-        check_text_inputs(input_ids, attention_mask, self.config.text_config.vocab_size)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+        attention_mask = check_image_text_inputs(self.config, input_ids, pixel_values, attention_mask, pairs=True)
         if self.training:
             self.mamo.clamp_temperature_()
-        views = self.encode_views(pixel_values, input_ids, attention_mask, image_mask, text_mask, image_ids, generator)
-
-        losses, outputs = {}, {}
-        objectives = self.active_objectives
-        if "itc" in objectives:
-            losses["itc"], outputs["logits_per_image"] = self.itc_loss(views)
-        if "itm" in objectives:
-            losses["itm"], outputs["itm_logits"] = self.itm_loss(views)
-            outputs["itm_labels"] = views.itm_labels
-        if "mlm" in objectives:
-            losses["mlm"], outputs["mlm_accuracy"] = self.mlm_loss(views)
-        if "mim" in objectives:
-            losses["mim"] = self.mim_loss(views)
-        if "mrm" in objectives:
-            losses["mrm"] = self.mrm_loss(views)
-        if self.training and views.teacher is not None and "itc" in objectives and self.config.queue_size > 0:
-            self._enqueue(views.teacher.image_embeds, views.teacher.text_embeds)
-
-        loss = sum(self.objective_weight(name) * value for name, value in losses.items()) if losses else None
+        encodings = self.encode_views(
+            pixel_values, input_ids, attention_mask, image_mask, text_mask, image_ids, generator
+        )
+        results = {row.name: getattr(self, f"{row.name}_loss")(encodings) for row in self.active_objectives}
+        if self.training and "itc" in results and self.config.queue_size > 0:
+            self._enqueue(encodings.teacher.image_embeds, encodings.teacher.text_embeds)
+        loss = sum(self.objective_weight(name) * result.loss for name, result in results.items()) if results else None
         return MamoForPreTrainingOutput(
-            loss=loss, **{f"loss_{name}": value for name, value in losses.items()}, **outputs
+            loss=loss,
+            **{f"loss_{name}": result.loss for name, result in results.items()},
+            **{key: value for result in results.values() for key, value in result.outputs.items()},
         )
 
     def encode_views(
@@ -1420,123 +1496,134 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         text_mask: torch.Tensor | None = None,
         image_ids: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
-    ) -> MamoPretrainingViews:
-        """Joint masking and every encoder pass of the step that the active objectives need (SPEC.md §2-§3):
-        the teacher on (I, T); the student on I, T, Ĩ (visible patches only) and T̃; one fusion call for
-        (Ĩ, T), (I, T̃) and the ITM pairs."""
-        objectives = set(self.active_objectives)
-        masks_image, masks_text = bool(objectives & {"mim", "mrm"}), bool(objectives & {"mlm", "mrm"})
-        views = MamoPretrainingViews(input_ids=input_ids, attention_mask=attention_mask, image_ids=image_ids)
-        if masks_image:
-            views.image_mask = (
-                image_mask if image_mask is not None else self.sample_image_mask(pixel_values, generator)
+    ) -> MamoPretrainingEncodings:
+        """Every encoder pass of the step that the active objectives read (`PRETRAINING_OBJECTIVES`), each once:
+        the teacher on (I, T); the student on I, T, Ĩ (visible patches only) and T̃; one fusion call for all views
+        (docs/method.md §2–§3)."""
+        objectives = self.active_objectives
+        views = {view for row in objectives for view in row.views}
+        inputs = {name for row in objectives for name in row.encodings}
+        inputs |= {name for view in views for name in VIEW_ENCODINGS[view]}
+        encodings = MamoPretrainingEncodings(input_ids=input_ids, attention_mask=attention_mask, image_ids=image_ids)
+        if "masked_image" in inputs:
+            if image_mask is None:
+                image_mask = self.masking.image_mask(
+                    pixel_values.shape[0], self._num_patches(pixel_values), generator, pixel_values.device
+                )
+            encodings.image_mask = image_mask
+            visible_patches, encodings.masked_patches = image_mask_to_indices(image_mask)
+        if "masked_text" in inputs:
+            encodings.text_mask = (
+                text_mask if text_mask is not None else self.masking.text_mask(input_ids, attention_mask, generator)
             )
-            visible_patches, views.masked_patches = image_mask_to_indices(views.image_mask)
-        if masks_text:
-            views.text_mask = (
-                text_mask if text_mask is not None else self.sample_text_mask(input_ids, attention_mask, generator)
+            masked_input_ids = self.corrupt_text(input_ids, encodings.text_mask, generator)
+        targets = self.teacher_targets(objectives)
+        if targets:
+            encodings.teacher = self._encode_teacher(
+                pixel_values, input_ids, attention_mask, targets, encodings.text_mask, encodings.image_mask
             )
-            masked_input_ids = self.corrupt_text(input_ids, views.text_mask, generator)
-        uses_teacher_features = self.config.queue_size > 0 or self.config.distill_alpha > 0
-        if masks_image or ("itc" in objectives and uses_teacher_features):
-            mrm_masks = (views.text_mask, views.image_mask) if "mrm" in objectives else None
-            views.teacher = self._teacher_targets(pixel_values, input_ids, attention_mask, mrm_masks)
 
-        if objectives & {"itc", "itm", "mlm", "mrm"}:
-            views.image = self.mamo.get_image_features(pixel_values)
-        if objectives & {"itc", "itm", "mim", "mrm"}:
-            views.text = self.mamo.get_text_features(input_ids, attention_mask=attention_mask)
-        batch = _FusionBatch()
-        if masks_image:
+        if "image" in inputs:
+            encodings.image = self.mamo.get_image_features(pixel_values)
+        if "text" in inputs:
+            encodings.text = self.mamo.get_text_features(input_ids, attention_mask=attention_mask)
+        batch = FusionBatch()
+        if "masked_image" in inputs:
             masked_image = self.mamo.get_image_features(pixel_values, visible_patch_indices=visible_patches)
             restored = self.mamo.restore_masked_patches(
                 masked_image.last_hidden_state, visible_patches, pixel_values.shape[-2:]
             )
             no_tokens = torch.zeros_like(attention_mask, dtype=torch.bool)
-            masked_patches = F.pad(views.image_mask, (1, 0), value=False)  # [CLS] first, never read
+            masked_patches = F.pad(encodings.image_mask, (1, 0), value=False)  # [CLS] first, never read
             batch.add(
-                "masked_image", views.text.last_hidden_state, attention_mask, restored, no_tokens, masked_patches
+                "masked_image", encodings.text.last_hidden_state, attention_mask, restored, no_tokens, masked_patches
             )
-        if masks_text:
+        if "masked_text" in inputs:
             masked_text = self.mamo.get_text_features(masked_input_ids, attention_mask=attention_mask)
-            image_states = views.image.last_hidden_state
+            image_states = encodings.image.last_hidden_state
             no_patches = torch.zeros(image_states.shape[:2], dtype=torch.bool, device=image_states.device)
             batch.add(
-                "masked_text", masked_text.last_hidden_state, attention_mask, image_states, views.text_mask, no_patches
+                "masked_text",
+                masked_text.last_hidden_state,
+                attention_mask,
+                image_states,
+                encodings.text_mask,
+                no_patches,
             )
-        if "itm" in objectives:
-            views.itm_labels = self._add_matching_views(
-                batch, views.image, views.text, attention_mask, image_ids, generator
+        if "matching" in views:
+            encodings.itm_labels = self._add_matching_views(
+                batch, encodings.image, encodings.text, attention_mask, image_ids, generator
             )
-        views.fused = batch.run(self.mamo)
-        return views
+        encodings.fused = batch.run(self.mamo)
+        return encodings
 
-    def itc_loss(self, views: MamoPretrainingViews):
+    def teacher_targets(self, objectives: tuple[PretrainingObjective, ...]) -> set[str]:
+        """The teacher targets the `objectives` read; ITC reads the teacher's features only with a queue
+        (`config.queue_size > 0`) or distillation (`config.distill_alpha > 0`)."""
+        targets = {target for row in objectives for target in row.teacher}
+        if self.config.queue_size == 0 and self.config.distill_alpha == 0:
+            targets.discard("itc_features")
+        return targets
+
+    # One method per objective, in the order of `PRETRAINING_OBJECTIVES`; each returns an `ObjectiveOutput`.
+
+    def itc_loss(self, encodings: MamoPretrainingEncodings) -> ObjectiveOutput:
         """ITC (`image_text_contrastive_loss`) and this rank's image-to-text logits."""
-        return self._contrastive_loss(views.image, views.text, views.image_ids, views.teacher)
+        queue = (self.image_queue, self.text_queue) if self.config.queue_size > 0 else None
+        loss, logits = self._contrastive_loss(
+            encodings.image, encodings.text, encodings.image_ids, encodings.teacher, queue
+        )
+        return ObjectiveOutput(loss, {"logits_per_image": logits})
 
-    def itm_loss(self, views: MamoPretrainingViews):
-        """ITM (`image_text_matching_loss`) on the positives and the hard negatives, and the ITM logits."""
-        return self._matching_loss(views.matching_cls_states(), views.itm_labels)
+    def itm_loss(self, encodings: MamoPretrainingEncodings) -> ObjectiveOutput:
+        """ITM (`image_text_matching_loss`) on the positives and the hard negatives, with the ITM logits and labels."""
+        loss, logits = self._matching_loss(encodings.matching_cls_states(), encodings.itm_labels)
+        return ObjectiveOutput(loss, {"itm_logits": logits, "itm_labels": encodings.itm_labels})
 
-    def mlm_loss(self, views: MamoPretrainingViews):
+    def mlm_loss(self, encodings: MamoPretrainingEncodings) -> ObjectiveOutput:
         """MLM (`masked_language_modeling_loss`) at the masked tokens of (I, T̃), and the accuracy there."""
-        logits = self.mlm_head(views.fused_token_states())
-        return masked_language_modeling_loss(logits, views.input_ids[views.text_mask])
+        logits = self.mlm_head(encodings.fused_token_states())
+        loss, accuracy = masked_language_modeling_loss(logits, encodings.input_ids[encodings.text_mask])
+        return ObjectiveOutput(loss, {"mlm_accuracy": accuracy})
 
-    def mim_loss(self, views: MamoPretrainingViews) -> torch.Tensor:
-        """MIM (`masked_image_modeling_loss`): the teacher's patch features `v̄` at the masked patches of (Ĩ, T)."""
-        predicted = self.mim_predictor(views.fused_patch_states())
-        target = gather_patches(views.teacher.image_states[:, 1:], views.masked_patches)
+    def mim_loss(self, encodings: MamoPretrainingEncodings) -> ObjectiveOutput:
+        """MIM (`masked_image_modeling_loss`): the teacher's patch features `v̄` at the masked patches of (Ĩ, T),
+        layer-normalised without parameters when `config.normalize_targets`."""
+        predicted = self.mim_predictor(encodings.fused_patch_states())
+        target = gather_patches(encodings.teacher.image_states[:, 1:], encodings.masked_patches)
         if self.config.normalize_targets:
             target = normalized_target(target)
-        return masked_image_modeling_loss(predicted.flatten(0, 1), target.flatten(0, 1))
+        return ObjectiveOutput(masked_image_modeling_loss(predicted.flatten(0, 1), target.flatten(0, 1)))
 
-    def mrm_loss(self, views: MamoPretrainingViews) -> torch.Tensor:
+    def mrm_loss(self, encodings: MamoPretrainingEncodings) -> ObjectiveOutput:
         """MRM (`masked_representation_loss`): the teacher's fusion states `h` of the clean pair at the masked patches
-        of (Ĩ, T) plus at the masked tokens of (I, T̃), both through the one predictor `g`."""
-        teacher = views.teacher
+        of (Ĩ, T) plus at the masked tokens of (I, T̃), both through the one predictor `g`. The target is the last
+        fusion layer or the average of the top `config.mrm_target_layers` (`representation_targets`), normalised as
+        MIM's when `config.normalize_targets`."""
+        teacher, top_layers, normalize = (
+            encodings.teacher,
+            self.config.mrm_target_layers,
+            self.config.normalize_targets,
+        )
+        patch_target = representation_targets(teacher.fusion_patch_layers, top_layers, normalize)
+        token_target = representation_targets(teacher.fusion_token_layers, top_layers, normalize)
         image_part = masked_representation_loss(
-            self.mrm_predictor(views.fused_patch_states()).flatten(0, 1), teacher.fusion_patch_states.flatten(0, 1)
+            self.mrm_predictor(encodings.fused_patch_states()).flatten(0, 1), patch_target.flatten(0, 1)
         )
-        text_part = masked_representation_loss(
-            self.mrm_predictor(views.fused_token_states()), teacher.fusion_token_states
-        )
-        return image_part + text_part
-
-    def sample_masks(
-        self,
-        pixel_values: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        sample_keys: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The image and text masks of a batch, each pair's drawn from its own generator seeded by `sample_keys[b]`.
-
-        A pair's masks then depend on its key only, not on what else is in its batch, on the number of processes or
-        on gradient accumulation (the training loop keys them by seed, epoch and index). The text mask is drawn over
-        the caption's own tokens, whatever the batch's padding.
-        """
-        image_mask = torch.zeros(input_ids.shape[0], self._num_patches(pixel_values), dtype=torch.bool)
-        text_mask = torch.zeros(input_ids.shape, dtype=torch.bool)
-        input_ids, attention_mask = input_ids.cpu(), attention_mask.cpu()
-        for row, key in enumerate(sample_keys.tolist()):
-            generator = torch.Generator().manual_seed(key)
-            image_mask[row] = sample_image_mask(1, image_mask.shape[1], self.config.image_mask_ratio, generator)[0]
-            real = attention_mask[row].bool()
-            tokens = input_ids[row, real][None]
-            text_mask[row, real] = self.sample_text_mask(tokens, torch.ones_like(tokens), generator)[0]
-        return image_mask.to(pixel_values.device), text_mask.to(pixel_values.device)
+        text_part = masked_representation_loss(self.mrm_predictor(encodings.fused_token_states()), token_target)
+        return ObjectiveOutput(image_part + text_part)
 
     def sample_image_mask(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw the patch mask of a batch of images at `config.image_mask_ratio` (`True` = masked)."""
-        return sample_image_mask(
-            pixel_values.shape[0],
-            self._num_patches(pixel_values),
-            self.config.image_mask_ratio,
-            generator,
-            pixel_values.device,
+        """Draw the patch mask of a batch of images with `masking` (`True` = masked)."""
+        return self.masking.image_mask(
+            pixel_values.shape[0], self._num_patches(pixel_values), generator, pixel_values.device
         )
+
+    def sample_text_mask(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Draw the MLM mask of a batch with `masking`, never on special tokens or padding."""
+        return self.masking.text_mask(input_ids, attention_mask, generator)
 
     def _num_patches(self, pixel_values: torch.Tensor) -> int:
         return self.mamo.image_encoder.embeddings.num_patches_for(*pixel_values.shape[-2:])
@@ -1556,44 +1643,32 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
             generator,
         )
 
-    def sample_text_mask(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Draw the MLM mask of a batch at `config.text_mask_ratio`, never on special tokens or padding."""
-        text_config = self.config.text_config
-        special = [
-            text_config.pad_token_id,
-            text_config.cls_token_id,
-            text_config.sep_token_id,
-            text_config.mask_token_id,
-        ]
-        special = [token for token in special if token is not None]
-        return sample_text_mask(input_ids, attention_mask, special, self.config.text_mask_ratio, generator)
-
     @torch.no_grad()
-    def _teacher_targets(self, pixel_values, input_ids, attention_mask, mrm_masks=None) -> MamoTeacherTargets:
-        """The teacher's encodings of the clean pair: `v̄` and the ITC features, and with MRM's `(text_mask,
-        image_mask)` the fusion states `h` at those masked tokens and patches."""
+    def _encode_teacher(
+        self, pixel_values, input_ids, attention_mask, targets: set[str], text_mask=None, image_mask=None
+    ) -> MamoTeacherTargets:
+        """The teacher's encodings of the clean pair: `v̄` and the ITC features, and for the "fusion_states" target
+        the top `config.mrm_target_layers` fusion layers at the masked tokens and patches."""
         image = self.teacher.get_image_features(pixel_values)
         text = self.teacher.get_text_features(input_ids, attention_mask=attention_mask)
-        targets = MamoTeacherTargets(image.last_hidden_state, image.pooler_output, text.pooler_output)
-        if mrm_masks is not None:
-            text_mask, image_mask = mrm_masks
+        encoded = MamoTeacherTargets(image.last_hidden_state, image.pooler_output, text.pooler_output)
+        if "fusion_states" in targets:
             read = torch.cat([text_mask, F.pad(image_mask, (1, 0), value=False)], dim=1)
             top_layers, inputs = (
                 self.config.mrm_target_layers,
                 (text.last_hidden_state, attention_mask, image.last_hidden_state),
             )
             if top_layers == 1:  # the last layer only at the read positions
-                layers = (_FusionBatch.fuse_at(self.teacher, *inputs, read),)
+                layers = (FusionBatch().fuse_at(self.teacher, *inputs, read),)
             else:
                 fusion = self.teacher.fuse(*inputs, output_hidden_states=True)
                 layers = tuple(state[read] for state in fusion.hidden_states[-top_layers:])
-            states = representation_targets(layers, top_layers, self.config.normalize_targets)
             is_token = read.nonzero()[:, 1] < text_mask.shape[1]
-            targets.fusion_token_states = states[is_token]
-            targets.fusion_patch_states = states[~is_token].view(*image_mask.shape[:1], -1, states.shape[-1])
-        return targets
+            encoded.fusion_token_layers = tuple(layer[is_token] for layer in layers)
+            encoded.fusion_patch_layers = tuple(
+                layer[~is_token].view(*image_mask.shape[:1], -1, layer.shape[-1]) for layer in layers
+            )
+        return encoded
 
     @torch.no_grad()
     def queue_state(self) -> dict[str, torch.Tensor] | None:
@@ -1616,9 +1691,6 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         self.image_queue[slots] = image_embeds.to(self.image_queue.dtype)
         self.text_queue[slots] = text_embeds.to(self.text_queue.dtype)
         self.queue_pointer.copy_((self.queue_pointer + image_embeds.shape[0]) % queue_size)
-
-
-_MATCHING_VIEWS = ("positive", "image_with_negative_text", "text_with_negative_image")
 
 
 def _pair_ids(image_ids: torch.Tensor | None, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1663,13 +1735,13 @@ class MamoImageTextMatchingOutput(ModelOutput):
     last_hidden_state: torch.FloatTensor | None = None
 
 
-class MamoForImageTextRetrieval(_ImageTextAlignmentMixin, MamoPreTrainedModel):
+class MamoForImageTextRetrieval(_ImageTextAlignmentMixin, MamoModelWithHeads):
     """MAMO for image-text retrieval: ITC similarities, and the image-text matching (ITM) head that re-ranks them.
 
     Fine-tuning (`return_loss=True`) optimises `itc_weight · ITC + itm_weight · ITM` as in pre-training: ITC over
     the global batch, where pairs that share an `image_id` (several captions of one image) are all positives, and
     ITM on each pair, each image with a hard negative text and each text with a hard negative image. Retrieval
-    (`mamo_hf.evaluation.retrieval`) ranks candidates by ITC and re-ranks the best ones by ITM (SPEC.md §5).
+    (`mamo_hf.evaluation.retrieval`) ranks candidates by ITC and re-ranks the best ones by ITM (docs/method.md §5).
 
     Example:
 
@@ -1682,12 +1754,8 @@ class MamoForImageTextRetrieval(_ImageTextAlignmentMixin, MamoPreTrainedModel):
 
     def __init__(self, config: MamoConfig):
         super().__init__(config)
-        self.mamo = MamoModel(config)
         self.itm_head = nn.Linear(config.fusion_encoder_config.hidden_size, 2)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.mamo.get_input_embeddings()
 
     @can_return_tuple
     def forward(
@@ -1718,11 +1786,7 @@ class MamoForImageTextRetrieval(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         Returns:
             [`MamoImageTextMatchingOutput`]
         """
-        check_pixel_values(pixel_values, self.config.vision_config.num_channels)
-        check_same_batch_size(input_ids=input_ids, attention_mask=attention_mask)
-        check_text_inputs(input_ids, attention_mask, self.config.text_config.vocab_size)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+        attention_mask = check_image_text_inputs(self.config, input_ids, pixel_values, attention_mask, pairs=False)
         if return_loss is None:
             return_loss = self.training
         paired = pixel_values.shape[0] == input_ids.shape[0]
@@ -1744,19 +1808,19 @@ class MamoForImageTextRetrieval(_ImageTextAlignmentMixin, MamoPreTrainedModel):
         }
         if not paired:
             return MamoImageTextMatchingOutput(**scores)
-        views = _FusionBatch()
+        batch = FusionBatch()
         loss = itm_labels = None
         if return_loss:
             itm_labels = self._add_matching_views(
-                views, image, text, attention_mask, image_ids, generator, read_positives_everywhere=True
+                batch, image, text, attention_mask, image_ids, generator, read_positives_everywhere=True
             )
         else:
-            views.add("positive", text.last_hidden_state, attention_mask, image.last_hidden_state)
-        fused = views.run(self.mamo)
-        fused_positives = fused["positive"].view(input_ids.shape[0], -1, fused["positive"].shape[-1])
+            batch.add(MATCHING_VIEWS[0], text.last_hidden_state, attention_mask, image.last_hidden_state)
+        fused = batch.run(self.mamo)
+        fused_positives = fused[MATCHING_VIEWS[0]].view(input_ids.shape[0], -1, fused[MATCHING_VIEWS[0]].shape[-1])
         if return_loss:
             itc_loss, _ = self._contrastive_loss(image, text, image_ids)
-            negatives = [fused[name] for name in _MATCHING_VIEWS[1:]]
+            negatives = [fused[name] for name in MATCHING_VIEWS[1:]]
             itm_loss, _ = self._matching_loss(torch.cat([fused_positives[:, 0], *negatives]), itm_labels)
             loss = self.config.itc_weight * itc_loss + self.config.itm_weight * itm_loss
         itm_logits = self.itm_head(fused_positives[:, 0])
@@ -1797,10 +1861,10 @@ class MamoQuestionAnsweringOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
 
 
-class MamoForQuestionAnswering(MamoPreTrainedModel):
+class MamoForQuestionAnswering(MamoModelWithHeads):
     """MAMO for visual question answering: a classifier on the multimodal [CLS] over a fixed answer vocabulary
     (`config.id2label`, e.g. the 3,129 most frequent VQA v2 answers), trained with binary cross-entropy against soft
-    VQA scores (SPEC.md §5, [decision]).
+    VQA scores (docs/method.md §5, [decision]).
 
     Example:
 
@@ -1815,12 +1879,8 @@ class MamoForQuestionAnswering(MamoPreTrainedModel):
     def __init__(self, config: MamoConfig):
         super().__init__(config)
         width = config.fusion_encoder_config.hidden_size
-        self.mamo = MamoModel(config)
         self.vqa_head = MamoClassificationHead(width, 2 * width, config.num_labels, config.text_config.layer_norm_eps)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.mamo.get_input_embeddings()
 
     @can_return_tuple
     def forward(
@@ -1879,9 +1939,10 @@ class MamoVisualReasoningOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
 
 
-class MamoForVisualReasoning(MamoPreTrainedModel):
+class MamoForVisualReasoning(MamoModelWithHeads):
     """MAMO for NLVR2: is a statement true of a pair of images? Each image is fused with the statement, the two
-    multimodal [CLS] vectors are concatenated and classified (SPEC.md §5, [decision]). The statement is encoded once.
+    multimodal [CLS] vectors are concatenated and classified (docs/method.md §5, [decision]). The statement is encoded
+    once.
 
     Example:
 
@@ -1894,12 +1955,8 @@ class MamoForVisualReasoning(MamoPreTrainedModel):
     def __init__(self, config: MamoConfig):
         super().__init__(config)
         width = config.fusion_encoder_config.hidden_size
-        self.mamo = MamoModel(config)
         self.nlvr_head = MamoClassificationHead(2 * width, 2 * width, 2, config.text_config.layer_norm_eps)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.mamo.get_input_embeddings()
 
     @can_return_tuple
     def forward(
@@ -1927,11 +1984,10 @@ class MamoForVisualReasoning(MamoPreTrainedModel):
                 f"`pixel_values` must hold a pair of images per statement, shape [batch, 2, channels, height, width]; "
                 f"got {shape}. Pass `images=[[left, right], ...]` to the processor."
             )
-        check_pixel_values(pixel_values.flatten(0, 1), self.config.vision_config.num_channels)
-        check_same_batch_size(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
-        check_text_inputs(input_ids, attention_mask, self.config.text_config.vocab_size)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
+        # The first image of each pair stands for both (one tensor: same shape and dtype).
+        attention_mask = check_image_text_inputs(
+            self.config, input_ids, pixel_values[:, 0], attention_mask, pairs=True
+        )
         image = self.mamo.get_image_features(pixel_values.flatten(0, 1), **kwargs)  # [2B, ...]: left, right, ...
         text = self.mamo.get_text_features(input_ids, attention_mask=attention_mask, **kwargs)
         fused = self.mamo.fuse(
@@ -1951,6 +2007,7 @@ __all__ = [
     "MamoForVisualReasoning",
     "MamoQuestionAnsweringOutput",
     "MamoVisualReasoningOutput",
+    "PretrainingObjective",
     "MamoForPreTraining",
     "MamoForPreTrainingOutput",
     "MamoForImageTextRetrieval",
@@ -1958,6 +2015,7 @@ __all__ = [
     "MamoImageTextMatchingOutput",
     "MamoModel",
     "MamoModelOutput",
+    "MamoModelWithHeads",
     "MamoPreTrainedModel",
     "MamoTextModel",
     "MamoVisionModel",

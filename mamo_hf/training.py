@@ -32,16 +32,43 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import torch
 from accelerate import Accelerator
 from accelerate.tracking import GeneralTracker
-from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+from accelerate.utils import (
+    DistributedDataParallelKwargs,
+    ProjectConfiguration,
+    broadcast_object_list,
+    gather_object,
+    set_seed,
+)
 from torch.utils.data import DataLoader, Sampler
-from transformers import TrainerCallback, get_cosine_with_min_lr_schedule_with_warmup
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, TrainerCallback, get_cosine_with_min_lr_schedule_with_warmup
+from transformers.integrations import is_tensorboard_available
 from transformers.utils import logging
 
-from .hub import finish_run
-from .modeling_mamo import OBJECTIVES
+from .configuration_mamo import MamoConfig, special_token_ids
+from .data import (
+    CaptionDataset,
+    CaptionOptions,
+    DemoCaptionDataset,
+    HFCaptionDataset,
+    PretrainingCollator,
+    StreamingCaptionDataset,
+    TrainTransform,
+    demo_tokenizer,
+    expand_data_files,
+    processor_for_config,
+    shard_format,
+    tiny_config_and_processor,
+)
+from .evaluation.retrieval import evaluate_retrieval
+from .hub import finish_run, retrieval_results
+from .losses_mamo import JointMasking
+from .modeling_mamo import OBJECTIVES, MamoForPreTraining
+from .processing_mamo import MamoProcessor
 
 logger = logging.get_logger(__name__)
 
@@ -274,8 +301,6 @@ def _trackers(report_to: list[str], output_dir: str) -> list:
         if name == "csv":
             trackers.append(CSVTracker("mamo", Path(output_dir) / "logs"))
         elif name == "tensorboard":
-            from transformers.integrations import is_tensorboard_available
-
             if is_tensorboard_available():
                 trackers.append("tensorboard")
             else:
@@ -312,7 +337,6 @@ _INTEGER_MINIMUMS = {
 def validate_arguments(args: PretrainingArguments) -> None:
     """Check every argument that can be checked before any work; raise `InvalidArgumentError` naming the first
     bad one (the flag's name, as `mamo-hf pretrain` spells it)."""
-    from .configuration_mamo import MamoConfig
 
     def require(condition: bool, name: str, message: str) -> None:
         if not condition:
@@ -372,8 +396,6 @@ _SHARD_NAMES = {"webdataset": "WebDataset", "parquet": "Parquet"}
 def _validate_train_files(args: PretrainingArguments) -> None:
     """Every `--train-file` path or pattern must match a file, and the files must be one kind of data: caption
     files, or WebDataset/Parquet shards (streamed, so the run needs `--max-steps`)."""
-    from .data.datasets import expand_data_files, shard_format
-
     if not args.train_file:
         return
     try:
@@ -474,8 +496,6 @@ class OutputDirLock:
 
 def _lock_output_dir(accelerator: Accelerator, output_dir: Path) -> OutputDirLock | None:
     """The main process takes the lock; every rank raises the same error if it could not."""
-    from accelerate.utils import broadcast_object_list
-
     lock, message = None, [None]
     if accelerator.is_main_process:
         lock = OutputDirLock(output_dir)
@@ -506,43 +526,23 @@ def build_model_and_processor(args: PretrainingArguments):
 
 
 def _build_model_and_processor(args: PretrainingArguments):
-    from .configuration_mamo import MamoConfig, special_token_ids
-    from .data.demo import demo_tokenizer
-    from .image_processing_mamo import MamoImageProcessorPil
-    from .modeling_mamo import MamoForPreTraining
-    from .processing_mamo import MamoProcessor
-
     if args.init is not None:
         model = MamoForPreTraining.from_pretrained(args.init, dtype=torch.float32, **args.model_config)
         processor = MamoProcessor.from_pretrained(args.init)
     else:
         if args.tokenizer is None and args.model != "tiny":
             raise ValueError("A `base` model needs `--tokenizer` (or start from `--init`, see `mamo-hf init-base`).")
-        from transformers import AutoTokenizer
-
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else demo_tokenizer()
-        text_ids = {"vocab_size": len(tokenizer), **special_token_ids(tokenizer)}
         if args.model == "tiny":
-            config = MamoConfig.tiny(
-                special_token_ids=special_token_ids(tokenizer),
-                vocab_size=len(tokenizer),
-                image_size=args.image_size or 64,
-                patch_size=16,
-                **args.model_config,
-            )
+            config, processor = tiny_config_and_processor(args.image_size or 64, 16, tokenizer, **args.model_config)
         elif args.model == "base":
             config = MamoConfig.mamo_base(**args.model_config)
-            config.text_config.update(text_ids)
+            config.text_config.update({"vocab_size": len(tokenizer), **special_token_ids(tokenizer)})
+            processor = processor_for_config(config, tokenizer)
         else:
             raise ValueError(f"Unknown `model` preset {args.model!r}: use tiny or base, or --init.")
         set_seed(args.seed)
         model = MamoForPreTraining(config)
-        size = config.vision_config.image_size
-        # The processor truncates captions to what the text encoder's position embeddings cover.
-        tokenizer.model_max_length = min(tokenizer.model_max_length, config.text_config.max_position_embeddings)
-        processor = MamoProcessor(
-            image_processor=MamoImageProcessorPil(size={"height": size, "width": size}), tokenizer=tokenizer
-        )
     if args.image_size is not None:
         processor.image_processor.size = {"height": args.image_size, "width": args.image_size}
     return model, processor
@@ -551,9 +551,6 @@ def _build_model_and_processor(args: PretrainingArguments):
 def build_train_dataset(args: PretrainingArguments, image_size: int):
     """The training pairs: caption files, WebDataset/Parquet shards, a local `datasets` folder, a stream, or the
     built-in demo data."""
-    from .data import CaptionDataset, DemoCaptionDataset, HFCaptionDataset, StreamingCaptionDataset, TrainTransform
-    from .data.datasets import expand_data_files, shard_format
-
     if args.demo_minimal_pairs and (args.train_file or args.hf_dataset or args.batch_size % 2):
         raise ValueError(
             "`--demo-minimal-pairs` applies to the built-in demo data only and needs an even `--batch-size` (each "
@@ -561,31 +558,27 @@ def build_train_dataset(args: PretrainingArguments, image_size: int):
             + (" and a --train-file/--hf-dataset." if args.train_file or args.hf_dataset else ".")
         )
     transform = TrainTransform(image_size) if args.augment else None
-    common = {
-        "transform": transform,
-        "max_words": args.max_words,
-        "seed": args.seed,
-        "strict": args.strict,
-        "max_image_pixels": args.max_image_pixels or None,
-    }
-    files = {"image_root": args.image_root, "allow_absolute_paths": args.allow_absolute_image_paths}
+    options = CaptionOptions(
+        transform=transform,
+        max_words=args.max_words,
+        strict=args.strict,
+        seed=args.seed,
+        max_image_pixels=args.max_image_pixels or None,
+        allow_absolute_paths=args.allow_absolute_image_paths,
+    )
     if args.hf_dataset:
-        import datasets
-
-        return HFCaptionDataset(
-            datasets.load_from_disk(args.hf_dataset), args.image_column, args.text_column, **common
-        )
+        return HFCaptionDataset(datasets.load_from_disk(args.hf_dataset), args.image_column, args.text_column, options)
     train_files = expand_data_files(args.train_file) if args.train_file else []
     if shard_format(train_files):
         return StreamingCaptionDataset.from_shards(
-            train_files, args.image_column, args.text_column, shuffle_buffer=args.shuffle_buffer, **common
+            train_files, args.image_column, args.text_column, options, shuffle_buffer=args.shuffle_buffer
         )
     if train_files and args.streaming:
         if args.max_steps is None:
             raise InvalidArgumentError("--streaming: a streaming run is step-based, give --max-steps.")
-        return StreamingCaptionDataset(train_files, **files, **common)
+        return StreamingCaptionDataset(train_files, args.image_root, options)
     if train_files:
-        return CaptionDataset(train_files, **files, **common)
+        return CaptionDataset(train_files, args.image_root, options)
     return DemoCaptionDataset(
         args.demo_pairs,
         seed=args.seed,
@@ -599,16 +592,13 @@ def build_train_dataset(args: PretrainingArguments, image_size: int):
 
 def held_out_pairs(args: PretrainingArguments, image_size: int):
     """Held-out `(images, captions, image_to_texts, text_to_image)` for zero-shot retrieval, or `None`."""
-    from .data import CaptionDataset, DemoCaptionDataset
-
     if args.eval_file:
-        dataset = CaptionDataset(
-            [args.eval_file],
-            args.image_root,
+        options = CaptionOptions(
             max_words=args.max_words,
             max_image_pixels=args.max_image_pixels or None,
             allow_absolute_paths=args.allow_absolute_image_paths,
         )
+        dataset = CaptionDataset([args.eval_file], args.image_root, options)
     elif args.eval_pairs > 0 and not (args.train_file or args.hf_dataset):
         dataset = DemoCaptionDataset(
             args.eval_pairs,
@@ -808,8 +798,6 @@ def resolve_resume(resume: str, output_dir: Path) -> Path:
 
 def evaluate_zero_shot(model, processor, held_out, k: int) -> dict:
     """Zero-shot retrieval (ITC, and ITM re-ranked) on held-out pairs."""
-    from .evaluation.retrieval import evaluate_retrieval
-
     was_training = model.training
     images, captions, image_to_texts, text_to_image = held_out
     metrics = evaluate_retrieval(model, processor, images, captions, image_to_texts, text_to_image, k=k)
@@ -831,8 +819,8 @@ class PretrainingResult:
     (steps, last losses, zero-shot retrieval before and after, skipped records, seconds), saved as
     `pretraining_summary.json`."""
 
-    model: "MamoForPreTraining"  # noqa: F821
-    processor: "MamoProcessor"  # noqa: F821
+    model: MamoForPreTraining
+    processor: MamoProcessor
     summary: dict
 
 
@@ -868,17 +856,52 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
             lock.release()
 
 
-def _pretrain(args: PretrainingArguments, accelerator: Accelerator, output_dir: Path) -> PretrainingResult:
-    from .data import PretrainingCollator
+@dataclass
+class _Run:
+    """A pre-training run while it trains: what `_build_run` makes, the epochs change and `_finish_run` reports."""
 
+    args: PretrainingArguments
+    accelerator: Accelerator
+    output_dir: Path
+    model: torch.nn.Module  # as prepared by Accelerate (DDP, FSDP...)
+    unwrapped: MamoForPreTraining
+    processor: MamoProcessor
+    dataset: torch.utils.data.Dataset
+    sampler: "EpochShuffleSampler | None"
+    loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    total_steps: int
+    state: dict
+    held_out: tuple | None
+    summary: dict
+    skipped: dict[str, str]  # source → reason, for this run's bad records
+    guard: "DivergenceGuard"
+    progress: object
+    last_losses: dict = field(default_factory=dict)
+    pairs_seen: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+
+def _pretrain(args: PretrainingArguments, accelerator: Accelerator, output_dir: Path) -> PretrainingResult:
+    run = _build_run(args, accelerator, output_dir)
+    run.model.train()
+    while run.state["step"] < run.total_steps:
+        _train_epoch(run)
+    run.progress.close()
+    return _finish_run(run, elapsed=time.perf_counter() - run.started)
+
+
+def _build_run(args: PretrainingArguments, accelerator: Accelerator, output_dir: Path) -> _Run:
+    """Model, data, optimizer and schedule, the state of a resumed run, the trackers, and the zero-shot retrieval
+    before training."""
     checkpoint = resolve_resume(args.resume, output_dir) if args.resume else None
     set_seed(args.seed)
     model, processor = build_model_and_processor(args)
     image_size = processor.image_processor.size["height"]
     dataset = build_train_dataset(args, image_size)
-    is_stream = isinstance(dataset, torch.utils.data.IterableDataset)
     sampler = None
-    if not is_stream:
+    if not isinstance(dataset, torch.utils.data.IterableDataset):
         sampler = EpochShuffleSampler(
             len(dataset),
             args.seed,
@@ -888,19 +911,20 @@ def _pretrain(args: PretrainingArguments, accelerator: Accelerator, output_dir: 
             rank=accelerator.process_index,
             batches_per_step=args.gradient_accumulation_steps,
         )
-    # The loader shards nothing itself (the sampler or the stream does) and draws its workers' seeds from its own
-    # generator, so that iterating it leaves the global random stream alone.
+    # The collator draws each pair's masks from the pair's key. The loader shards nothing itself (the sampler or the
+    # stream does) and draws its workers' seeds from its own generator, so that iterating it leaves the global random
+    # stream alone.
     loader = DataLoader(
         dataset,
         batch_size=args.batch_size,
         sampler=sampler,
-        collate_fn=PretrainingCollator(processor, args.max_length),
+        collate_fn=PretrainingCollator(processor, args.max_length, masking=JointMasking.from_config(model.config)),
         num_workers=args.num_workers,
         drop_last=True,
         generator=torch.Generator().manual_seed(args.seed),
     )
     optimizer = torch.optim.AdamW(optimizer_parameter_groups(model, args.weight_decay), lr=args.learning_rate)
-    steps_per_epoch = None if is_stream else sampler.batches_per_epoch // args.gradient_accumulation_steps
+    steps_per_epoch = None if sampler is None else sampler.batches_per_epoch // args.gradient_accumulation_steps
     total_steps = args.max_steps or args.epochs * steps_per_epoch
     if not total_steps:
         raise InvalidArgumentError(
@@ -911,10 +935,10 @@ def _pretrain(args: PretrainingArguments, accelerator: Accelerator, output_dir: 
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, min(args.warmup_steps, total_steps), total_steps, min_lr=args.min_learning_rate
     )
-    # The schedule counts optimizer steps whatever the number of processes: it is stepped by hand below, not through
+    # The schedule counts optimizer steps whatever the number of processes: it is stepped by hand, not through
     # `prepare` (which would step it once per process); checkpoints hold its state as JSON.
-    model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped = accelerator.unwrap_model(model)
+    prepared_model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped = accelerator.unwrap_model(prepared_model)
 
     state = {"step": 0, "micro_step": 0, "epoch": 0, "batches_in_epoch": 0, "skipped": {}, "nonfinite_steps": []}
     if checkpoint is not None:
@@ -929,87 +953,116 @@ def _pretrain(args: PretrainingArguments, accelerator: Accelerator, output_dir: 
         summary["retrieval_before"] = evaluate_zero_shot(unwrapped, processor, held_out, args.eval_k)
         accelerator.print(f"Zero-shot retrieval before training  {_retrieval_line(summary['retrieval_before'])}")
 
-    skipped = dict(state["skipped"])  # source → reason, for this run's bad records
+    skipped = dict(state["skipped"])
     skipped.update((record.source, record.reason) for record in getattr(dataset, "annotation_errors", ()))
-    guard = DivergenceGuard(args.max_nonfinite_steps, args.loss_spike_factor)
-    progress = _progress_bar(accelerator, total_steps, state["step"])
-    last_losses, started, pairs_seen = {}, time.perf_counter(), 0
-    model.train()
-    while state["step"] < total_steps:
-        if sampler is not None:
-            sampler.set_epoch(state["epoch"], state["batches_in_epoch"])
-            batches = loader
-        else:
-            batches = (
-                accelerator.skip_first_batches(loader, state["batches_in_epoch"])
-                if state["batches_in_epoch"]
-                else loader
-            )
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(state["epoch"])
-        window = []  # the losses of this optimizer step's micro-batches
-        for batch in batches:
-            if not window:
-                queue = unwrapped.queue_state()
-            skipped.update((record.source, record.reason) for record in batch.pop("skipped"))
-            outputs = _forward_backward(accelerator, model, unwrapped, batch, args, state["micro_step"])
-            window.append(_loss_vector(outputs))
-            state["micro_step"] += 1
-            state["batches_in_epoch"] += 1
-            pairs_seen += batch["input_ids"].shape[0] * accelerator.num_processes
-            if not accelerator.sync_gradients:
-                continue
-            losses = _mean_losses(accelerator, window)
-            window = []
-            state["step"] += 1
-            if guard.check(state["step"], losses, _gradient_norm(accelerator, model, args)):
-                optimizer.step()
-                scheduler.step()
-                unwrapped.update_teacher()
-            else:
-                unwrapped.load_queue_state(queue)
-                state["nonfinite_steps"].append(state["step"])
-            optimizer.zero_grad()
-            last_losses = losses
-            progress.update(1)
-            progress.set_postfix(
-                loss=f"{losses['loss']:.3f}", pairs_per_s=f"{pairs_seen / (time.perf_counter() - started):.0f}"
-            )
-            if state["step"] % args.log_every == 0 or state["step"] == total_steps:
-                _log_step(accelerator, state, losses, scheduler, len(skipped))
-            if args.checkpoint_every and state["step"] % args.checkpoint_every == 0:
-                state["skipped"] = skipped = _gather_skipped(skipped)
-                save_checkpoint(accelerator, output_dir, state, args.save_total_limit, unwrapped, scheduler)
-            if state["step"] >= total_steps:
-                break
-        else:
-            state["epoch"] += 1
-            state["batches_in_epoch"] = 0
-    progress.close()
-    elapsed = time.perf_counter() - started
+    return _Run(
+        args=args,
+        accelerator=accelerator,
+        output_dir=output_dir,
+        model=prepared_model,
+        unwrapped=unwrapped,
+        processor=processor,
+        dataset=dataset,
+        sampler=sampler,
+        loader=loader,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        total_steps=total_steps,
+        state=state,
+        held_out=held_out,
+        summary=summary,
+        skipped=skipped,
+        guard=DivergenceGuard(args.max_nonfinite_steps, args.loss_spike_factor),
+        progress=_progress_bar(accelerator, total_steps, state["step"]),
+    )
 
-    skipped = _gather_skipped(skipped)
+
+def _epoch_batches(run: _Run):
+    """The batches of the current epoch, from the position the state records (the start, or a resumed position)."""
+    state = run.state
+    if hasattr(run.dataset, "set_epoch"):
+        run.dataset.set_epoch(state["epoch"])
+    if run.sampler is not None:
+        run.sampler.set_epoch(state["epoch"], state["batches_in_epoch"])
+        return run.loader
+    if state["batches_in_epoch"]:
+        return run.accelerator.skip_first_batches(run.loader, state["batches_in_epoch"])
+    return run.loader
+
+
+def _train_epoch(run: _Run) -> None:
+    """Train until the end of the epoch or the last step: micro-batches accumulate until an optimizer step."""
+    state, window = run.state, []  # the losses of this optimizer step's micro-batches
+    for batch in _epoch_batches(run):
+        if not window:
+            queue = run.unwrapped.queue_state()
+        run.skipped.update((record.source, record.reason) for record in batch.skipped)
+        outputs = _forward_backward(run.accelerator, run.model, batch, run.args, state["micro_step"])
+        window.append(_loss_vector(outputs))
+        state["micro_step"] += 1
+        state["batches_in_epoch"] += 1
+        run.pairs_seen += batch["input_ids"].shape[0] * run.accelerator.num_processes
+        if not run.accelerator.sync_gradients:
+            continue
+        _optimizer_step(run, _mean_losses(run.accelerator, window), queue)
+        window = []
+        if state["step"] >= run.total_steps:
+            return
+    state["epoch"] += 1
+    state["batches_in_epoch"] = 0
+
+
+def _optimizer_step(run: _Run, losses: dict[str, float], queue: dict | None) -> None:
+    """Apply the accumulated gradients (or skip a non-finite step, restoring the ITC queue to `queue`), update the
+    teacher, then log and checkpoint on schedule."""
+    state, args = run.state, run.args
+    state["step"] += 1
+    if run.guard.check(state["step"], losses, _gradient_norm(run.accelerator, run.model, args)):
+        run.optimizer.step()
+        run.scheduler.step()
+        run.unwrapped.update_teacher()
+    else:
+        run.unwrapped.load_queue_state(queue)
+        state["nonfinite_steps"].append(state["step"])
+    run.optimizer.zero_grad()
+    run.last_losses = losses
+    run.progress.update(1)
+    pairs_per_second = run.pairs_seen / (time.perf_counter() - run.started)
+    run.progress.set_postfix(loss=f"{losses['loss']:.3f}", pairs_per_s=f"{pairs_per_second:.0f}")
+    if state["step"] % args.log_every == 0 or state["step"] == run.total_steps:
+        _log_step(run.accelerator, state, losses, run.scheduler, len(run.skipped))
+    if args.checkpoint_every and state["step"] % args.checkpoint_every == 0:
+        state["skipped"] = run.skipped = _gather_skipped(run.skipped)
+        save_checkpoint(run.accelerator, run.output_dir, state, args.save_total_limit, run.unwrapped, run.scheduler)
+
+
+def _finish_run(run: _Run, elapsed: float) -> PretrainingResult:
+    """Zero-shot retrieval after training, then (main process) the model, processor, summary and card."""
+    accelerator, args, summary = run.accelerator, run.args, run.summary
+    skipped = _gather_skipped(run.skipped)
     summary.update(
-        steps=state["step"],
-        final_losses=last_losses,
+        steps=run.state["step"],
+        final_losses=run.last_losses,
         seconds=round(elapsed, 1),
         skipped_records=skipped,
-        nonfinite_steps=state["nonfinite_steps"],
-        loss_spikes=guard.spikes,
+        nonfinite_steps=run.state["nonfinite_steps"],
+        loss_spikes=run.guard.spikes,
     )
-    if held_out is not None:
-        summary["retrieval_after"] = evaluate_zero_shot(unwrapped, processor, held_out, args.eval_k)
+    if run.held_out is not None:
+        summary["retrieval_after"] = evaluate_zero_shot(run.unwrapped, run.processor, run.held_out, args.eval_k)
         accelerator.print(f"Zero-shot retrieval after training   {_retrieval_line(summary['retrieval_after'])}")
-    assert_finite_weights(unwrapped, "final model")  # on every rank (they hold the same weights): all stop together
+    assert_finite_weights(
+        run.unwrapped, "final model"
+    )  # on every rank (they hold the same weights): all stop together
     if accelerator.is_main_process:
-        unwrapped.save_pretrained(output_dir)
-        processor.save_pretrained(output_dir)
-        (output_dir / "pretraining_summary.json").write_text(json.dumps(summary, indent=2))
+        run.unwrapped.save_pretrained(run.output_dir)
+        run.processor.save_pretrained(run.output_dir)
+        (run.output_dir / "pretraining_summary.json").write_text(json.dumps(summary, indent=2))
         accelerator.print(_skip_report(skipped))
-        hub_model_id = (args.hub_model_id or output_dir.name) if args.push_to_hub else None
-        finish_run(output_dir, hub_model_id, **_card_arguments(args, summary, output_dir))
+        hub_model_id = (args.hub_model_id or run.output_dir.name) if args.push_to_hub else None
+        finish_run(run.output_dir, hub_model_id, **_card_arguments(args, summary, run.output_dir))
     _end_training(accelerator)
-    return PretrainingResult(model=unwrapped, processor=processor, summary=summary)
+    return PretrainingResult(model=run.unwrapped, processor=run.processor, summary=summary)
 
 
 def _log_step(accelerator: Accelerator, state: dict, losses: dict, scheduler, skipped_records: int) -> None:
@@ -1030,19 +1083,14 @@ def seed_micro_step(seed: int, micro_step: int) -> None:
     torch.manual_seed(seed * 1_000_003 + micro_step + 1)
 
 
-def _forward_backward(accelerator: Accelerator, model, unwrapped, batch: dict, args, micro_step: int):
-    """One micro-batch: masks, forward and backward (gradients accumulate until `accelerator.sync_gradients`)."""
-    sample_keys = batch.pop("sample_keys")
+def _forward_backward(accelerator: Accelerator, model, batch: dict, args, micro_step: int):
+    """One micro-batch (its masks drawn by the collator): forward and backward; gradients accumulate until
+    `accelerator.sync_gradients`."""
     batch = {name: value.to(accelerator.device) for name, value in batch.items()}
-    # Each pair's masks come from its own key (seed, epoch, index): the same whatever the batch, the number of
-    # processes or the accumulation.
-    image_mask, text_mask = unwrapped.sample_masks(
-        batch["pixel_values"], batch["input_ids"], batch["attention_mask"], sample_keys
-    )
     generator = step_generator(args.seed, micro_step, accelerator.device)
     seed_micro_step(args.seed, micro_step)
     with accelerator.accumulate(model):
-        outputs = model(**batch, image_mask=image_mask, text_mask=text_mask, generator=generator)
+        outputs = model(**batch, generator=generator)
         accelerator.backward(outputs.loss)
     return outputs
 
@@ -1095,7 +1143,8 @@ class DivergenceGuard:
         return True
 
 
-LOGGED_LOSSES = ("loss", "loss_itc", "loss_itm", "loss_mlm", "loss_mim", "loss_mrm", "mlm_accuracy")
+# The total, each objective of `PRETRAINING_OBJECTIVES` and the MLM accuracy.
+LOGGED_LOSSES = ("loss", *(f"loss_{name}" for name in OBJECTIVES), "mlm_accuracy")
 
 
 def _loss_vector(outputs) -> dict[str, torch.Tensor]:
@@ -1120,8 +1169,6 @@ def _data_description(args: PretrainingArguments) -> tuple[str, list[str]]:
     if args.hf_dataset:
         return f"the `datasets` folder {Path(args.hf_dataset).name}", [Path(args.hf_dataset).name]
     if args.train_file:
-        from .data.datasets import shard_format
-
         try:
             shards = shard_format(args.train_file)  # the patterns' suffixes; checked on the files before the run
         except ValueError:
@@ -1137,9 +1184,7 @@ def _data_description(args: PretrainingArguments) -> tuple[str, list[str]]:
 
 def _card_arguments(args: PretrainingArguments, summary: dict, output_dir: Path) -> dict:
     """What the model card of a pre-training run says (see `mamo_hf.hub.create_model_card`)."""
-    from .hub import retrieval_results
-
-    data, datasets = _data_description(args)
+    data, dataset_names = _data_description(args)
     results = []
     if summary["retrieval_after"]:
         held_out = "held-out caption file" if args.eval_file else "held-out generated scenes"
@@ -1162,7 +1207,7 @@ def _card_arguments(args: PretrainingArguments, summary: dict, output_dir: Path)
     training.update(steps=summary["steps"], seconds=summary["seconds"], final_losses=summary["final_losses"])
     return {
         "model_name": output_dir.name,
-        "datasets": datasets,
+        "datasets": dataset_names,
         "base_model": args.init,
         "results": results,
         "summary": f"A MAMO model pre-trained with `mamo-hf pretrain` on {data}.",
@@ -1172,8 +1217,6 @@ def _card_arguments(args: PretrainingArguments, summary: dict, output_dir: Path)
 
 def _gather_skipped(skipped: dict[str, str]) -> dict[str, str]:
     """The bad records met by every rank (source → reason)."""
-    from accelerate.utils import gather_object
-
     merged = {}
     for part in gather_object([skipped]):
         merged.update(part)
@@ -1191,8 +1234,6 @@ def _skip_report(skipped: dict[str, str]) -> str:
 
 
 def _progress_bar(accelerator: Accelerator, total: int, initial: int):
-    from tqdm.auto import tqdm
-
     return tqdm(
         total=total,
         initial=initial,

@@ -18,6 +18,7 @@ from PIL import Image as PILImage
 from mamo_hf import MamoImageProcessorPil, MamoProcessor
 from mamo_hf.data import (
     CaptionDataset,
+    CaptionOptions,
     DemoCaptionDataset,
     HFCaptionDataset,
     PretrainingCollator,
@@ -28,7 +29,7 @@ from mamo_hf.data import (
     demo_tokenizer,
     write_demo_dataset,
 )
-from mamo_hf.data.datasets import mirror_caption
+from mamo_hf.data.transforms import mirror_caption
 
 UNREADABLE = "unreadable image: not an image file of a format PIL knows"
 
@@ -192,7 +193,7 @@ def test_a_bad_record_is_skipped_and_listed_or_with_strict_raises_naming_it(tmp_
     assert len(dataset) == 1 and len(dataset.annotation_errors) == 1
     assert re.search(message, dataset.annotation_errors[0].reason)
     with pytest.raises(ValueError, match=message):
-        CaptionDataset(tmp_path / name, strict=True)
+        CaptionDataset(tmp_path / name, options=CaptionOptions(strict=True))
 
 
 def test_a_non_utf8_annotation_file_is_named(tmp_path):
@@ -220,7 +221,7 @@ def test_image_paths_outside_the_root_are_refused_unless_allowed(tmp_path):
     dataset = CaptionDataset(root / "captions.json")
     assert [dataset[0]["caption"]] == ["in"] and len(dataset) == 1
     assert len(dataset.annotation_errors) == 2
-    allowed = CaptionDataset(root / "captions.json", allow_absolute_paths=True)
+    allowed = CaptionDataset(root / "captions.json", options=CaptionOptions(allow_absolute_paths=True))
     assert [allowed[index]["caption"] for index in range(3)] == ["in", "out", "up"]
 
 
@@ -230,13 +231,14 @@ def test_a_huge_jpeg_is_decoded_at_reduced_size_and_a_huge_png_is_skipped(tmp_pa
     save_image(tmp_path / "small.png")
     records = [{"image": name, "caption": name} for name in ("big.jpg", "big.png", "small.png")]
     (tmp_path / "captions.json").write_text(json.dumps(records))
-    dataset = CaptionDataset(tmp_path / "captions.json", max_image_pixels=40_000)
+    dataset = CaptionDataset(tmp_path / "captions.json", options=CaptionOptions(max_image_pixels=40_000))
     jpeg = dataset[0]
     assert jpeg["caption"] == "big jpg" and jpeg["image"].size == (200, 150)  # decoded at 1/2, not at full size
     assert dataset[1]["caption"] == "small png"  # the PNG was skipped for the next good record
     (skipped,) = dataset[1]["skipped"]
     assert skipped.source.endswith("big.png") and "image too large: 400×300 pixels" in skipped.reason
-    assert CaptionDataset(tmp_path / "captions.json", max_image_pixels=None)[0]["image"].size == (400, 300)
+    unlimited = CaptionDataset(tmp_path / "captions.json", options=CaptionOptions(max_image_pixels=None))
+    assert unlimited[0]["image"].size == (400, 300)
 
 
 def test_hf_dataset_with_paths_and_list_captions(tmp_path):
@@ -267,7 +269,7 @@ def test_hf_dataset_of_image_bytes_ids_by_row_and_bad_records():
         SkippedSample("row 5", "missing image"),
     ]
     with pytest.raises(ValueError, match="Bad record row 1: unreadable image"):
-        HFCaptionDataset(dataset, strict=True)[1]
+        HFCaptionDataset(dataset, options=CaptionOptions(strict=True))[1]
 
 
 def test_hf_dataset_errors():
@@ -316,14 +318,14 @@ def test_dataloader_batches_keep_their_size_and_count_every_skip(bad_folder):
     )
     batches = list(loader)
     assert [batch["input_ids"].shape[0] for batch in batches] == [3, 3]
-    assert {skipped for batch in batches for skipped in batch["skipped"]} == expected
-    assert sum(len(batch["skipped"]) for batch in batches) == 3
+    assert {skipped for batch in batches for skipped in batch.skipped} == expected
+    assert sum(len(batch.skipped) for batch in batches) == 3
 
 
 def test_strict_raises_naming_the_file(bad_folder):
     folder, records, _ = bad_folder
     (folder / "captions.json").write_text(json.dumps(records))
-    dataset = CaptionDataset(folder / "captions.json", strict=True)
+    dataset = CaptionDataset(folder / "captions.json", options=CaptionOptions(strict=True))
     assert dataset[0]["caption"] == "pair zero"
     with pytest.raises(ValueError, match=r"corrupt\.png: unreadable image"):
         dataset[1]
@@ -363,7 +365,7 @@ def test_streaming_one_pass_skips_bad_records_then_cycles(bad_folder):
 def test_streaming_strict_raises_naming_the_file(bad_folder):
     folder, records, _ = bad_folder
     write_jsonl(folder / "captions.jsonl", records)
-    stream = iter(StreamingCaptionDataset(folder / "captions.jsonl", strict=True))
+    stream = iter(StreamingCaptionDataset(folder / "captions.jsonl", options=CaptionOptions(strict=True)))
     assert next(stream)["caption"] == "pair zero"
     with pytest.raises(ValueError, match=r"corrupt\.png: unreadable image"):
         next(stream)
@@ -412,7 +414,7 @@ def test_streaming_shards_over_ranks_and_workers_are_disjoint_and_cover_every_re
 def test_streaming_with_real_dataloader_workers(tmp_path):
     write_jsonl(tmp_path / "c.jsonl", numbered_records(tmp_path, 8))
     loader = torch.utils.data.DataLoader(
-        StreamingCaptionDataset(tmp_path / "c.jsonl", transform=TrainTransform(8)),
+        StreamingCaptionDataset(tmp_path / "c.jsonl", options=CaptionOptions(transform=TrainTransform(8))),
         batch_size=2,
         num_workers=2,
         collate_fn=list,
@@ -521,7 +523,7 @@ def test_augmentation_depends_on_seed_epoch_and_index_only(tmp_path):
     write_jsonl(tmp_path / "c.jsonl", [{"image": "noise.png", "caption": f"pair {index}"} for index in range(3)])
 
     def images(seed=0, epoch=0):
-        dataset = CaptionDataset(tmp_path / "c.jsonl", transform=TrainTransform(16), seed=seed)
+        dataset = CaptionDataset(tmp_path / "c.jsonl", options=CaptionOptions(transform=TrainTransform(16), seed=seed))
         dataset.set_epoch(epoch)
         return [pixels(dataset[index]["image"]) for index in (2, 0, 1)]
 
@@ -558,13 +560,12 @@ def test_collator_outputs_ids_skips_and_truncation():
         {"image": two_colour_image(), "caption": "a blue square", "image_id": 3, "skipped": (), "sample_key": 13},
     ]
     batch = PretrainingCollator(processor, max_length=8)(items)
-    assert set(batch) == {"pixel_values", "input_ids", "attention_mask", "image_ids", "sample_keys", "skipped"}
-    assert batch["sample_keys"].tolist() == [11, 12, 13]
+    assert set(batch) == {"pixel_values", "input_ids", "attention_mask", "image_ids"}  # model inputs only
     assert batch["pixel_values"].shape == (3, 3, 32, 32)
     assert batch["input_ids"].shape == batch["attention_mask"].shape == (3, 8)
     assert batch["attention_mask"].sum(dim=1).tolist() == [5, 8, 5]  # [CLS] + 3 words + [SEP]; truncated
     assert batch["image_ids"].dtype == torch.long and batch["image_ids"].tolist() == [7, 7, 3]
-    assert batch["skipped"] == [skip]
+    assert batch.skipped == [skip]
     short = PretrainingCollator(processor)([items[0], items[2]])
     assert short["input_ids"].shape == (2, 5)  # padded to the longest caption
 

@@ -5,8 +5,8 @@ from collections import Counter
 import pytest
 import torch
 
-from mamo_hf import MamoConfig, MamoForImageTextRetrieval, MamoForPreTraining, MamoImageProcessorPil, MamoProcessor
-from mamo_hf.configuration_mamo import special_token_ids
+from mamo_hf import MamoForImageTextRetrieval, MamoForPreTraining
+from mamo_hf.data import tiny_config_and_processor
 from mamo_hf.data.demo import binding_scene, demo_tokenizer, swap_attribute
 from mamo_hf.data.finegrained import NEGATIVE_TYPES, finegrained_examples
 from mamo_hf.evaluation.finegrained import candidate_scores, evaluate_finegrained, finegrained_metrics
@@ -65,16 +65,9 @@ def test_metrics_count_strict_wins_per_type_and_overall():
 
 @pytest.fixture(scope="module")
 def model_and_processor():
-    tokenizer = demo_tokenizer()
-    config = MamoConfig.tiny(
-        vocab_size=len(tokenizer), special_token_ids=special_token_ids(tokenizer), image_size=32, patch_size=8
-    )
+    config, processor = tiny_config_and_processor(32, patch_size=8)
     torch.manual_seed(0)
-    model = MamoForPreTraining(config).eval()
-    processor = MamoProcessor(
-        image_processor=MamoImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=tokenizer
-    )
-    return model, processor
+    return MamoForPreTraining(config).eval(), processor
 
 
 def test_scores_equal_direct_itc_and_itm_of_each_pair(model_and_processor, tmp_path):

@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from mamo_hf import MamoConfig, MamoForImageTextRetrieval, MamoImageProcessorPil, MamoProcessor
+from mamo_hf import MamoConfig, MamoForImageTextRetrieval
 from mamo_hf.configuration_mamo import special_token_ids
+from mamo_hf.data import tiny_config_and_processor
 from mamo_hf.data.demo import COLOURS, SHAPES, SIZES, demo_tokenizer, draw_scene
 from mamo_hf.data.grounding import (
     GroundingCaptionDataset,
@@ -41,15 +42,8 @@ GRID = IMAGE_SIZE // PATCH_SIZE
 @pytest.fixture(scope="module")
 def model_and_processor():
     torch.manual_seed(0)
-    tokenizer = demo_tokenizer()
-    config = MamoConfig.tiny(
-        vocab_size=len(tokenizer),
-        special_token_ids=special_token_ids(tokenizer),
-        image_size=IMAGE_SIZE,
-        patch_size=PATCH_SIZE,
-    )
-    image_processor = MamoImageProcessorPil(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
-    return MamoForImageTextRetrieval(config), MamoProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    config, processor = tiny_config_and_processor(IMAGE_SIZE, PATCH_SIZE)
+    return MamoForImageTextRetrieval(config), processor
 
 
 def heatmaps_for(model, processor, images, texts, **kwargs):

@@ -1,6 +1,7 @@
 """The package's layering: lower layers never import upper ones."""
 
 import ast
+import re
 from pathlib import Path
 
 import mamo_hf
@@ -33,3 +34,50 @@ def test_weight_conversion_lives_outside_the_modeling_file():
     source = (PACKAGE / "modeling_mamo.py").read_text()
     assert "def vit_to_mamo_state_dict" not in source and "def bert_to_mamo_state_dict" not in source
     assert "def vit_to_mamo_state_dict" in (PACKAGE / "conversion_mamo.py").read_text()
+
+
+def package_files() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_no_module_imports_another_modules_private_name():
+    """A name with a leading underscore is its module's own business: imported elsewhere, it is an API in hiding."""
+    repository = PACKAGE.parent
+    files = [*package_files(), *(repository / "examples").rglob("*.py"), *(repository / "benchmarks").rglob("*.py")]
+    offenders = [
+        f"{path.relative_to(repository)}: {alias.name}"
+        for path in files
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+        if alias.name.startswith("_") and not alias.name.startswith("__")
+    ]
+    assert not offenders
+
+
+def test_the_code_cites_only_documents_of_the_repository_and_sections_that_exist():
+    repository = PACKAGE.parent
+    method = (repository / "docs" / "method.md").read_text()
+    sections = set(re.findall(r"^#+ (\d+(?:\.\d+)?)\.? ", method, flags=re.MULTILINE))
+    texts = {
+        path: path.read_text()
+        for pattern in ("mamo_hf/**/*.py", "examples/**/*", "benchmarks/*.py", "*.md")
+        for path in repository.glob(pattern)
+        if path.is_file() and path.suffix in {".py", ".md", ".yaml"}
+    }
+    assert not [str(path) for path, text in texts.items() if "SPEC.md" in text]
+    cited = {
+        (str(path.relative_to(repository)), section)
+        for path, text in texts.items()
+        for group in re.findall(r"docs/method\.md ((?:§[\d.]+(?:[–-]§?[\d.]+)?(?:, )?)+)", text)
+        for section in re.findall(r"(\d+(?:\.\d+)?)", group)
+    }
+    assert cited and not [(path, section) for path, section in cited if section not in sections]
+
+
+def test_the_modules_a_checkpoint_carries_import_only_each_other():
+    carried = {"configuration_mamo", "modeling_mamo", "losses_mamo", "conversion_mamo"}
+    carried |= {"processing_mamo", "image_processing_mamo"}
+    for name in carried:
+        imported = {module.removeprefix("mamo_hf.") for module in relative_imports(PACKAGE / f"{name}.py")}
+        assert imported <= carried, name

@@ -16,7 +16,7 @@ from mamo_hf import (
     MamoTextConfig,
     MamoVisionConfig,
 )
-from mamo_hf.modeling_mamo import interpolate_position_embeddings
+from mamo_hf.conversion_mamo import interpolate_position_embeddings
 
 ATOL = 1e-5
 

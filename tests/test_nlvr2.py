@@ -10,6 +10,7 @@ from PIL import Image
 from transformers import Trainer, TrainingArguments
 
 from mamo_hf import MamoForVisualReasoning, MamoImageProcessorPil, MamoProcessor
+from mamo_hf.data import tiny_config_and_processor
 from mamo_hf.data.demo import COLOURS, demo_tokenizer
 from mamo_hf.data.nlvr2 import CountComparisonDataset, NLVR2Collator, NLVR2Dataset
 
@@ -119,13 +120,8 @@ def test_nlvr2_json_reader_and_collator(tmp_path):
 
 
 def test_trainer_steps_and_save_load(tmp_path):
-    tokenizer = demo_tokenizer()
-    processor = MamoProcessor(MamoImageProcessorPil(size={"height": 32, "width": 32}), tokenizer)
-    from mamo_hf import MamoConfig
-    from mamo_hf.configuration_mamo import special_token_ids
-
+    config, processor = tiny_config_and_processor()
     torch.manual_seed(0)
-    config = MamoConfig.tiny(vocab_size=len(tokenizer), special_token_ids=special_token_ids(tokenizer))
     model = MamoForVisualReasoning(config)
     args = TrainingArguments(
         output_dir=str(tmp_path),

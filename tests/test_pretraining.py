@@ -332,11 +332,11 @@ def test_the_loss_is_the_weighted_sum_of_one_method_per_objective():
         generator=inputs["generator"],
     )
     expected = (
-        model.itc_loss(views)[0]
-        + 0.5 * model.itm_loss(views)[0]
-        + model.mlm_loss(views)[0]
-        + model.mim_loss(views)
-        + 2.0 * model.mrm_loss(views)
+        model.itc_loss(views).loss
+        + 0.5 * model.itm_loss(views).loss
+        + model.mlm_loss(views).loss
+        + model.mim_loss(views).loss
+        + 2.0 * model.mrm_loss(views).loss
     )
     torch.testing.assert_close(outputs.loss, expected, rtol=0, atol=0)
 
@@ -369,6 +369,10 @@ def test_normalized_targets_regress_the_layer_normalized_teacher_features():
     with torch.no_grad():  # a trained final LayerNorm: targets no longer have zero mean and unit variance
         plain.teacher.image_encoder.layernorm.weight.mul_(3.0).add_(0.5)
         plain.teacher.image_encoder.layernorm.bias.add_(1.0)
+        for norm in plain.teacher.fusion_encoder.modules():  # the same for the fusion states MRM regresses
+            if isinstance(norm, torch.nn.LayerNorm):
+                norm.weight.mul_(3.0).add_(0.5)
+                norm.bias.add_(1.0)
     normalized.load_state_dict(plain.state_dict())
     inputs = step_inputs(plain)
     keys = ("pixel_values", "input_ids", "attention_mask")
@@ -378,12 +382,19 @@ def test_normalized_targets_regress_the_layer_normalized_teacher_features():
         mamo_gather_patches(views.teacher.image_states[:, 1:], views.masked_patches), (predicted.shape[-1],)
     )
     expected = (predicted - target).abs().mean()
-    torch.testing.assert_close(normalized.mim_loss(views), expected)
-    # MRM's target is normalized too: zero mean and unit variance per position.
-    for fusion in (views.teacher.fusion_token_states, views.teacher.fusion_patch_states):
-        torch.testing.assert_close(fusion.mean(-1), torch.zeros(fusion.shape[:-1]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(normalized.mim_loss(views).loss, expected)
+    # MRM's target is normalized too: the loss regresses the layer-normalized teacher fusion states.
+    teacher = views.teacher
+    width = (normalized.config.fusion_encoder_config.hidden_size,)
+    patch_target = torch.nn.functional.layer_norm(teacher.fusion_patch_layers[-1], width)
+    token_target = torch.nn.functional.layer_norm(teacher.fusion_token_layers[-1], width)
+    expected_mrm = torch.nn.functional.mse_loss(
+        normalized.mrm_predictor(views.fused_patch_states()), patch_target
+    ) + torch.nn.functional.mse_loss(normalized.mrm_predictor(views.fused_token_states()), token_target)
+    torch.testing.assert_close(normalized.mrm_loss(views).loss, expected_mrm)
     plain_views = plain.encode_views(**{k: inputs[k] for k in keys}, generator=torch.Generator().manual_seed(0))
-    assert not torch.allclose(plain.mim_loss(plain_views), normalized.mim_loss(views))
+    assert not torch.allclose(plain.mim_loss(plain_views).loss, normalized.mim_loss(views).loss)
+    assert not torch.allclose(plain.mrm_loss(plain_views).loss, normalized.mrm_loss(views).loss)
 
 
 def test_masked_modeling_weights_ramp_up_over_the_warmup_and_the_counter_is_saved(tmp_path):
@@ -403,11 +414,14 @@ def test_masked_modeling_weights_ramp_up_over_the_warmup_and_the_counter_is_save
 def test_the_last_fusion_layer_at_read_positions_only_gives_the_same_losses_and_gradients(monkeypatch, overrides):
     """The fusion encoder's last layer runs only where a loss reads (ITM views at [CLS], masked views at their
     masked positions, the teacher at MRM's targets): every loss and gradient equals the full last layer's."""
-    from mamo_hf.modeling_mamo import _FusionBatch
+    from functools import partial
+
+    from mamo_hf import modeling_mamo
 
     results = {}
     for read_positions_only in (True, False):
-        monkeypatch.setattr(_FusionBatch, "last_layer_at_read_positions_only", read_positions_only)
+        fusion_batch = partial(modeling_mamo.FusionBatch, read_positions_only=read_positions_only)
+        monkeypatch.setattr(modeling_mamo, "FusionBatch", fusion_batch)
         model = build(**overrides).train()
         outputs = model(**step_inputs(model, batch_size=6))
         outputs.loss.backward()
@@ -450,5 +464,5 @@ def test_each_view_is_fused_and_read_where_its_loss_reads():
 
     clean = mamo.fuse(views.text.last_hidden_state, mask, views.image.last_hidden_state).last_hidden_state
     torch.testing.assert_close(views.fused["positive"], clean[:, 0])
-    torch.testing.assert_close(views.teacher.fusion_token_states, clean[:, :length][views.text_mask])
-    torch.testing.assert_close(views.teacher.fusion_patch_states, at_masked_patches(clean))
+    torch.testing.assert_close(views.teacher.fusion_token_layers[-1], clean[:, :length][views.text_mask])
+    torch.testing.assert_close(views.teacher.fusion_patch_layers[-1], at_masked_patches(clean))

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from mamo_hf import MamoConfig, MamoForPreTraining, MamoForQuestionAnswering, MamoImageProcessorPil, MamoProcessor
-from mamo_hf.configuration_mamo import special_token_ids
-from mamo_hf.data.demo import demo_scene, demo_tokenizer, draw_scene
+from mamo_hf import MamoForPreTraining, MamoForQuestionAnswering
+from mamo_hf.data import tiny_config_and_processor
+from mamo_hf.data.demo import demo_scene, draw_scene
 
 README = Path(__file__).parents[1] / "README.md"
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -42,13 +42,7 @@ def python_blocks(text: str) -> list[tuple[int, str]]:
 
 def make_demo_folders(folder: Path) -> None:
     """What the README assumes exists: the demo model and processor, a fine-tuned VQA model, two scene images."""
-    tokenizer = demo_tokenizer()
-    config = MamoConfig.tiny(
-        vocab_size=len(tokenizer), special_token_ids=special_token_ids(tokenizer), image_size=64, patch_size=16
-    )
-    processor = MamoProcessor(
-        image_processor=MamoImageProcessorPil(size={"height": 64, "width": 64}), tokenizer=tokenizer
-    )
+    config, processor = tiny_config_and_processor(64, patch_size=16)
     torch.manual_seed(0)
     MamoForPreTraining(config).save_pretrained(folder / "mamo-demo")
     processor.save_pretrained(folder / "mamo-demo")

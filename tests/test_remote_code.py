@@ -46,6 +46,17 @@ REMOTE_LOAD = textwrap.dedent(
 )
 
 
+# The modules a saved folder carries for `trust_remote_code` users.
+CARRIED_MODULES = {
+    "configuration_mamo.py",
+    "modeling_mamo.py",
+    "losses_mamo.py",
+    "conversion_mamo.py",
+    "processing_mamo.py",
+    "image_processing_mamo.py",
+}
+
+
 def test_saved_folder_loads_with_trust_remote_code_without_the_package(tmp_path):
     torch.manual_seed(0)
     model = MamoModel(tiny_config()).eval()
@@ -54,6 +65,7 @@ def test_saved_folder_loads_with_trust_remote_code_without_the_package(tmp_path)
     )
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
+    assert {path.name for path in tmp_path.glob("*.py")} == CARRIED_MODULES  # what README's layout section says
     images = [Image.new("RGB", (40, 30), colour) for colour in ((200, 30, 30), (20, 40, 220))]
     for index, image in enumerate(images):
         image.save(tmp_path / f"image{index}.png")

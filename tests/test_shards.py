@@ -19,8 +19,9 @@ from helpers import TINY_RUN
 from PIL import Image
 
 from mamo_hf.cli import main
-from mamo_hf.data import SkippedSample, StreamingCaptionDataset, TrainTransform
-from mamo_hf.data.datasets import expand_braces, expand_data_files, shard_format
+from mamo_hf.data import CaptionOptions, SkippedSample, StreamingCaptionDataset, TrainTransform
+from mamo_hf.data.files import expand_braces, expand_data_files
+from mamo_hf.data.shards import shard_format
 from mamo_hf.training import InvalidArgumentError, PretrainingArguments, pretrain
 
 UNREADABLE = "unreadable image: not an image file of a format PIL knows"
@@ -212,11 +213,12 @@ def test_webdataset_shards_give_every_good_pair_once_and_skip_and_name_the_bad_s
         monkeypatch, lambda **ranks: StreamingCaptionDataset.from_shards(pattern, **ranks), len(good) + len(bad)
     )
     with pytest.raises(ValueError, match=r"Bad record .*00000\.tar, sample 000000100: missing image"):
-        list(itertools.islice(StreamingCaptionDataset.from_shards(pattern, strict=True), 3))
+        list(itertools.islice(StreamingCaptionDataset.from_shards(pattern, options=CaptionOptions(strict=True)), 3))
 
     # The last shard in order: .txt captions, then a .jpg with a JSON caption, then a .jpeg in a sub-folder with two
     # JSON captions, which are pairs of one image.
-    items = list(itertools.islice(StreamingCaptionDataset.from_shards(shards[2:], transform=TrainTransform(8)), 6))
+    augmented = CaptionOptions(transform=TrainTransform(8))
+    items = list(itertools.islice(StreamingCaptionDataset.from_shards(shards[2:], options=augmented), 6))
     assert [item["caption"] for item in items] == [f"pair {index}" for index in range(8, 14)]
     assert all(item["image"].size == (8, 8) and item["image"].mode == "RGB" for item in items)
     ids = [item["image_id"] for item in items]
@@ -299,8 +301,11 @@ def test_shuffled_shards_change_order_every_epoch_split_every_pair_once_and_repl
     for rank, worker in itertools.product(range(2), range(2)):
         monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: SimpleNamespace(id=worker, num_workers=2))
 
-        def first_items(**options):
-            stream = StreamingCaptionDataset.from_shards(pattern, rank=rank, world_size=2, **options)
+        def first_items(shuffle_buffer, seed):
+            options = CaptionOptions(seed=seed)
+            stream = StreamingCaptionDataset.from_shards(
+                pattern, options=options, rank=rank, world_size=2, shuffle_buffer=shuffle_buffer
+            )
             return [(item["caption"], item["sample_key"]) for item in itertools.islice(stream, 12)]
 
         items = first_items(shuffle_buffer=4, seed=5)

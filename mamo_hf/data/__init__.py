@@ -1,16 +1,17 @@
 """MAMO data: pre-training caption datasets (files, Hugging Face datasets, streaming), augmentation, the collator
 and the built-in demo data; the downstream tasks' datasets and collators (retrieval, VQA, NLVR2, grounding)."""
 
-from .datasets import (
-    CaptionDataset,
-    HFCaptionDataset,
-    PretrainingCollator,
-    SkippedSample,
-    StreamingCaptionDataset,
-    TrainTransform,
-    clean_caption,
+from .captions import CaptionDataset, HFCaptionDataset, MapCaptionDataset, StreamingCaptionDataset
+from .collator import PretrainingBatch, PretrainingCollator
+from .demo import (
+    DemoCaptionDataset,
+    demo_pairs,
+    demo_tokenizer,
+    processor_for_config,
+    tiny_config_and_processor,
+    write_demo_dataset,
 )
-from .demo import DemoCaptionDataset, demo_pairs, demo_tokenizer, write_demo_dataset
+from .files import expand_data_files
 from .grounding import (
     GroundingCaptionDataset,
     GroundingSample,
@@ -20,18 +21,26 @@ from .grounding import (
     read_refer_targets,
 )
 from .nlvr2 import CountComparisonDataset, NLVR2Collator, NLVR2Dataset
+from .records import DEFAULT_MAX_IMAGE_PIXELS, CaptionOptions, Pair, SkippedSample, load_image
 from .retrieval import RetrievalPairs, RetrievalSplit, demo_retrieval_split, load_retrieval_split
+from .shards import shard_format
+from .transforms import TrainTransform, clean_caption, mirror_caption
 from .vqa import VQACollator, VQADataset, easy_vqa_dataset, tokenizer_from_texts
 
 __all__ = [
     "CaptionDataset",
+    "CaptionOptions",
     "CountComparisonDataset",
+    "DEFAULT_MAX_IMAGE_PIXELS",
     "DemoCaptionDataset",
     "GroundingCaptionDataset",
     "GroundingSample",
     "HFCaptionDataset",
+    "MapCaptionDataset",
     "NLVR2Collator",
     "NLVR2Dataset",
+    "Pair",
+    "PretrainingBatch",
     "PretrainingCollator",
     "RetrievalPairs",
     "RetrievalSplit",
@@ -46,10 +55,16 @@ __all__ = [
     "demo_retrieval_split",
     "demo_tokenizer",
     "easy_vqa_dataset",
+    "expand_data_files",
     "generated_grounding_samples",
+    "load_image",
     "load_retrieval_split",
+    "mirror_caption",
+    "processor_for_config",
     "read_refcoco",
     "read_refer_targets",
+    "shard_format",
+    "tiny_config_and_processor",
     "tokenizer_from_texts",
     "write_demo_dataset",
 ]

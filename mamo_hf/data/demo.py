@@ -9,11 +9,17 @@ and `write_demo_dataset` writes them as image files and a caption file, the same
 import json
 import random
 from dataclasses import dataclass, replace
+from importlib.resources import files
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+from transformers import BertTokenizer
 
-from .datasets import MapCaptionDataset, _Pair
+from ..configuration_mamo import MamoConfig, special_token_ids
+from ..image_processing_mamo import MamoImageProcessorPil
+from ..processing_mamo import MamoProcessor
+from .captions import MapCaptionDataset
+from .records import CaptionOptions, Pair
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -199,7 +205,7 @@ class DemoCaptionDataset(MapCaptionDataset):
             `2k + 1` then differ only in which object has which attribute. Batched together (`block_size=2` of the
             training sampler), each is the other's hard negative, a signal that only binding can fit.
 
-    Items are those of `mamo_hf.data.datasets` (`image`, `caption`, `image_id` = the index, `skipped` = ()).
+    Items are those of `mamo_hf.data.records` (`image`, `caption`, `image_id` = the index, `skipped` = ()).
     """
 
     def __init__(
@@ -213,7 +219,9 @@ class DemoCaptionDataset(MapCaptionDataset):
         minimal_pairs: float = 0.0,
     ):
         # Generated pairs are never bad: anything that fails is a bug, so it raises.
-        super().__init__(transform, max_words, strict=True, seed=seed, max_image_pixels=None)
+        super().__init__(
+            CaptionOptions(transform=transform, max_words=max_words, strict=True, seed=seed, max_image_pixels=None)
+        )
         self.num_pairs = num_pairs
         self.image_size = image_size
         self.max_objects = max_objects
@@ -222,20 +230,44 @@ class DemoCaptionDataset(MapCaptionDataset):
     def __len__(self) -> int:
         return self.num_pairs
 
-    def _pair(self, index: int) -> _Pair:
+    def _pair(self, index: int) -> Pair:
         if self.minimal_pairs > 0:
             scene = minimal_pair_scene(self.seed, index, self.max_objects, self.minimal_pairs)
         else:
             scene = demo_scene(self.seed, index, self.max_objects)
-        return _Pair(f"demo scene {index}", draw_scene(scene, self.image_size), caption(scene), image_id=index)
+        return Pair(f"demo scene {index}", draw_scene(scene, self.image_size), caption(scene), image_id=index)
 
 
-def demo_tokenizer():
+def demo_tokenizer() -> BertTokenizer:
     """The BERT tokenizer for the demo captions: a real `BertTokenizer` over the package's small vocabulary."""
-    from importlib.resources import files
-
-    from transformers import BertTokenizer
-
     tokens = (files("mamo_hf.data") / "demo_vocab.txt").read_text().split()
     # transformers v5 builds `BertTokenizer` from a vocab dict (`vocab_file` only works through from_pretrained).
     return BertTokenizer(vocab={token: index for index, token in enumerate(tokens)})
+
+
+def processor_for_config(config: MamoConfig, tokenizer) -> MamoProcessor:
+    """The `MamoProcessor` of a newly built `config`: `tokenizer`, truncating captions to the text encoder's positions,
+    and a PIL image processor at the image encoder's `image_size`."""
+    size = config.vision_config.image_size
+    tokenizer.model_max_length = min(tokenizer.model_max_length, config.text_config.max_position_embeddings)
+    return MamoProcessor(
+        image_processor=MamoImageProcessorPil(size={"height": size, "width": size}), tokenizer=tokenizer
+    )
+
+
+def tiny_config_and_processor(
+    image_size: int = 32, patch_size: int = 8, tokenizer=None, **config_overrides
+) -> tuple[MamoConfig, MamoProcessor]:
+    """A tiny MAMO for demos, examples and tests: `MamoConfig.tiny` sized for `tokenizer` (its vocabulary and special
+    tokens; the demo tokenizer by default) at `image_size` px in patches of `patch_size`, and its processor
+    (`processor_for_config`). `config_overrides` go to `MamoConfig.tiny` (top-level fields, e.g. `queue_size=64`).
+    """
+    tokenizer = tokenizer if tokenizer is not None else demo_tokenizer()
+    config = MamoConfig.tiny(
+        vocab_size=len(tokenizer),
+        special_token_ids=special_token_ids(tokenizer),
+        image_size=image_size,
+        patch_size=patch_size,
+        **config_overrides,
+    )
+    return config, processor_for_config(config, tokenizer)

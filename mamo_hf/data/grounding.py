@@ -1,4 +1,4 @@
-"""Data for weakly-supervised visual grounding (SPEC.md §5): RefCOCO+ in ALBEF's layout, and a generated set.
+"""Data for weakly-supervised visual grounding (docs/method.md §5): RefCOCO+ in ALBEF's layout, and a generated set.
 
 A grounding sample is an image, a referring expression, proposal boxes `(x, y, w, h)` in pixels of the image, and
 the ground truth: either the index of the right proposal, or the referred object's box (a proposal is then correct
@@ -37,8 +37,11 @@ from typing import NamedTuple
 import torch
 from PIL import Image
 
-from .datasets import MapCaptionDataset, _json_records, _Pair, clean_caption
+from .captions import MapCaptionDataset
 from .demo import COLOURS, SHAPES, SIZES, SceneObject, draw_scene
+from .files import json_records
+from .records import CaptionOptions, Pair
+from .transforms import clean_caption
 
 Box = tuple[float, float, float, float]
 
@@ -176,7 +179,7 @@ def read_refcoco(
     samples = []
     for file in map(Path, annotation_files):
         root = os.path.abspath(image_root if image_root is not None else file.parent)
-        for where, record in _json_records(file):
+        for where, record in json_records(file):
             sample = _record_sample(where, record, detections, targets or {}, root, max_words)
             if splits is None or sample.split in splits:
                 samples.append(sample)
@@ -260,7 +263,7 @@ def generated_grounding_samples(
 class GroundingCaptionDataset(MapCaptionDataset):
     """The expressions of the generated grounding scenes as image-caption pairs for ITC + ITM fine-tuning (no boxes):
     one pair per object, `(scene image, its expression)`, with `image_id` = the scene index (the expressions of one
-    scene are positives of each other's image). Items are those of `mamo_hf.data.datasets`; use a held-out `seed`
+    scene are positives of each other's image). Items are those of `mamo_hf.data.records`; use a held-out `seed`
     for evaluation (`generated_grounding_samples`).
 
     Args:
@@ -276,7 +279,7 @@ class GroundingCaptionDataset(MapCaptionDataset):
     def __init__(
         self, num_scenes: int, seed: int = 0, image_size: int = 64, min_objects: int = 2, max_objects: int = 3
     ):
-        super().__init__(transform=None, max_words=None, strict=True, seed=seed, max_image_pixels=None)
+        super().__init__(CaptionOptions(transform=None, max_words=None, strict=True, seed=seed, max_image_pixels=None))
         self.image_size = image_size
         self.scenes = [grounding_scene(seed, index, min_objects, max_objects) for index in range(num_scenes)]
         self.pairs = [
@@ -286,11 +289,11 @@ class GroundingCaptionDataset(MapCaptionDataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def _pair(self, index: int) -> _Pair:
+    def _pair(self, index: int) -> Pair:
         scene_index, target = self.pairs[index]
         scene = self.scenes[scene_index]
         image = draw_scene(scene.objects, self.image_size)
-        return _Pair(f"grounding scene {scene_index}", image, scene.expressions[target], image_id=scene_index)
+        return Pair(f"grounding scene {scene_index}", image, scene.expressions[target], image_id=scene_index)
 
 
 class UnambiguousBatchSampler(torch.utils.data.Sampler):

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from .collator import ImageTextCollator
 from .demo import COLOURS, SHAPES, SIZES, SceneObject, draw_scene
 
 _TRUE_WORDS = {"true": 1, "false": 0}
@@ -107,22 +108,12 @@ def _scene_with(rng: random.Random, colour: str, count: int, max_objects: int, c
     ]
 
 
-class NLVR2Collator:
+class NLVR2Collator(ImageTextCollator):
     """Batch NLVR2 items for `MamoForVisualReasoning`: `pixel_values` `[batch, 2, 3, H, W]`, `input_ids`,
     `attention_mask` and `labels` (`[batch]`)."""
 
-    def __init__(self, processor, max_length: int = 40):
-        self.processor, self.max_length = processor, max_length
-
     def __call__(self, items: list[dict]) -> dict:
-        batch = self.processor(
-            images=[list(item["images"]) for item in items],
-            text=[item["sentence"] for item in items],
-            padding="longest",
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
+        batch = self.encode([list(item["images"]) for item in items], [item["sentence"] for item in items])
         return {**batch, "labels": torch.tensor([item["label"] for item in items], dtype=torch.long)}
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .datasets import clean_caption
 from .demo import caption, demo_scene, draw_scene
+from .transforms import clean_caption
 
 
 @dataclass

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .collator import ImageTextCollator
 from .vqa_answers import soft_scores
 
 OFFICIAL_IMAGE_TEMPLATE = "COCO_{split}2014_{image_id:012d}.jpg"
@@ -162,7 +163,7 @@ def tokenizer_from_texts(texts: Sequence[str]):
     return BertTokenizer(vocab={token: index for index, token in enumerate([*SPECIAL_TOKENS, *words])})
 
 
-class VQACollator:
+class VQACollator(ImageTextCollator):
     """Turn VQA items into the inputs of `MamoForQuestionAnswering`: `pixel_values`, `input_ids`, `attention_mask`
     (questions padded to the longest in the batch, cut at `max_length` tokens) and `labels`, the soft scores
     `[batch, num_answers]` of `soft_scores` (answers outside `label2id` contribute nothing).
@@ -174,19 +175,11 @@ class VQACollator:
     """
 
     def __init__(self, processor, label2id: dict[str, int], max_length: int = 35):
-        self.processor = processor
+        super().__init__(processor, max_length)
         self.label2id = label2id
-        self.max_length = max_length
 
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
-        batch = self.processor(
-            images=[item["image"] for item in items],
-            text=[item["question"] for item in items],
-            padding="longest",
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
+        batch = self.encode([item["image"] for item in items], [item["question"] for item in items])
         return {
             "pixel_values": batch["pixel_values"],
             "input_ids": batch["input_ids"],

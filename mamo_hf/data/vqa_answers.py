@@ -1,4 +1,4 @@
-"""VQA answers: normalisation, accuracy, soft training targets and the answer vocabulary (SPEC.md §5), with the
+"""VQA answers: normalisation, accuracy, soft training targets and the answer vocabulary (docs/method.md §5), with the
 rules of the official VQA evaluation (`vqaEval.py` of the VQA API), re-implemented here. Data code (the VQA
 collator's targets) and evaluation code (`mamo_hf.evaluation.vqa`) both use it.
 

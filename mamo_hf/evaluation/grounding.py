@@ -1,4 +1,4 @@
-"""Weakly-supervised visual grounding with Grad-CAM, the protocol of ALBEF and MAMO (SPEC.md §5).
+"""Weakly-supervised visual grounding with Grad-CAM, the protocol of ALBEF and MAMO (docs/method.md §5).
 
 A model fine-tuned with ITC + ITM on referring expressions alone (no boxes) grounds an expression by Grad-CAM: the
 gradient of the ITM "match" logit with respect to the attention probabilities of one fusion layer, kept where it is
@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from ..data.datasets import _load_image
 from ..data.grounding import Box, GroundingSample
+from ..data.records import load_image
 
 IOU_THRESHOLD = 0.5
 _PREDICTED_COLOUR, _GROUND_TRUTH_COLOUR, _PROPOSAL_COLOUR = (0, 200, 255), (40, 230, 40), (200, 200, 200)
@@ -275,7 +275,7 @@ def grounding_accuracy(
     predictions, hits = [], []
     for start in range(0, len(samples), batch_size):
         batch = samples[start : start + batch_size]
-        images = [_load_image(sample.image) for sample in batch]
+        images = [load_image(sample.image) for sample in batch]
         inputs = processor(
             images=images,
             text=[sample.text for sample in batch],
@@ -342,7 +342,7 @@ def save_overlay(
     Returns:
         The path written.
     """
-    image = _load_image(image)
+    image = load_image(image)
     heat = upsample_heatmap(heatmap, image.size).float()
     heat = heat / heat.max() if heat.max() > 0 else heat
     opacity = Image.fromarray((heat * 0.6 * 255).byte().numpy())

@@ -1,4 +1,4 @@
-"""Image-text retrieval with the protocol of ALBEF and MAMO (SPEC.md §5).
+"""Image-text retrieval with the protocol of ALBEF and MAMO (docs/method.md §5).
 
 Every image and every text is encoded once (in batches); candidates are ranked by ITC similarity, and the top `k` of
 each query are re-ranked by the ITM match probability, computed in batches over many queries at once. Text
@@ -33,7 +33,7 @@ class RetrievalCorpus:
     text_masks: torch.Tensor  # [num_texts, max_length]
 
 
-def _base_and_itm_head(model):
+def base_and_itm_head(model):
     """The `MamoModel` of a retrieval or pre-training model, and its ITM head (`None` for a bare `MamoModel`)."""
     return getattr(model, "mamo", model), getattr(model, "itm_head", None)
 
@@ -79,7 +79,7 @@ def encode_corpus(
             model's.
         storage_device: where the states are kept (e.g. `"cpu"` when the accelerator is small); default the model's.
     """
-    base, _ = _base_and_itm_head(model)
+    base, _ = base_and_itm_head(model)
     device = next(base.parameters()).device
     state_dtype = state_dtype or next(base.parameters()).dtype
     storage_device = storage_device or device
@@ -133,7 +133,7 @@ def itm_scores(
     model, corpus: RetrievalCorpus, image_indices: torch.Tensor, text_indices: torch.Tensor, batch_size: int = 128
 ) -> torch.Tensor:
     """ITM match probability of the pairs `(image_indices[n], text_indices[n])`, fused `batch_size` pairs at a time."""
-    base, itm_head = _base_and_itm_head(model)
+    base, itm_head = base_and_itm_head(model)
     device, dtype = next(base.parameters()).device, next(base.parameters()).dtype
     scores = []
     for start in range(0, image_indices.numel(), batch_size):
@@ -150,7 +150,7 @@ def itm_scores(
     return torch.cat(scores) if scores else torch.zeros(0, device=device)
 
 
-def _ground_truth_ranks(
+def ground_truth_ranks(
     model,
     corpus: RetrievalCorpus,
     query_embeds: torch.Tensor,
@@ -161,9 +161,24 @@ def _ground_truth_ranks(
     query_chunk_size: int,
     itm_batch_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Best rank (0 = first) of a ground-truth candidate of each query of this rank's share: by ITC alone, and
-    after the ITM re-ranking of the top `k` (`None` without an ITM head)."""
-    _, itm_head = _base_and_itm_head(model)
+    """Best rank (0 = first) of a ground-truth candidate of each query: by ITC alone, and after the ITM re-ranking
+    of the top `k` (`None` without an ITM head). Each rank scores its share of the queries; the ranks are gathered.
+
+    Args:
+        model: as for `retrieval_metrics`.
+        corpus: from `encode_corpus`; its encoder states feed the ITM re-ranking.
+        query_embeds: `[num_queries, projection_dim]`, the queries' ITC features (e.g. `corpus.image_embeds`).
+        candidate_embeds: `[num_candidates, projection_dim]`, the candidates' ITC features.
+        positives: for each query, the indices of its ground-truth candidates.
+        queries_are_images: True for text retrieval (image queries, text candidates), False for image retrieval.
+        k: candidates per query re-ranked by ITM.
+        query_chunk_size: queries whose similarities are computed at once (memory: chunk × candidates).
+        itm_batch_size: pairs per fusion forward.
+
+    Returns:
+        `(itc_ranks, itm_ranks)`: `[num_queries]` long tensors (`itm_ranks` is `None` without an ITM head).
+    """
+    _, itm_head = base_and_itm_head(model)
     shard = _shard(query_embeds.shape[0])
     itc_ranks, itm_ranks = [], []
     k = min(k, candidate_embeds.shape[0])
@@ -233,7 +248,7 @@ def retrieval_metrics(
         itm_batch_size: pairs per fusion forward.
     """
     text_to_images = [[image] for image in text_to_image]
-    tr = _ground_truth_ranks(
+    tr = ground_truth_ranks(
         model,
         corpus,
         corpus.image_embeds,
@@ -244,7 +259,7 @@ def retrieval_metrics(
         query_chunk_size,
         itm_batch_size,
     )
-    ir = _ground_truth_ranks(
+    ir = ground_truth_ranks(
         model,
         corpus,
         corpus.text_embeds,

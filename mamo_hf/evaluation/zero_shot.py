@@ -1,5 +1,5 @@
 """Zero-shot image classification: each image against a set of label prompts, by ITC as CLIP does, and optionally
-with the best labels re-ranked by ITM, as MAMO's retrieval protocol re-ranks its candidates (SPEC.md §5).
+with the best labels re-ranked by ITM, as MAMO's retrieval protocol re-ranks its candidates (docs/method.md §5).
 
 The "zero-shot-image-classification" pipeline of transformers gives the ITC ranking (the model of
 `AutoModelForZeroShotImageClassification` scores `N` images against `M` prompts); `zero_shot_classify` adds the ITM
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from ..losses_mamo import scaled_similarity
-from .retrieval import _base_and_itm_head, encode_corpus, itm_scores
+from .retrieval import base_and_itm_head, encode_corpus, itm_scores
 
 
 @torch.no_grad()
@@ -41,7 +41,7 @@ def zero_shot_classify(
         pipeline reports it) and, for the re-ranked labels, `itm_score` (the ITM match probability, by which they
         are ordered; they come before the others).
     """
-    base, itm_head = _base_and_itm_head(model)
+    base, itm_head = base_and_itm_head(model)
     if rerank_top_k and itm_head is None:
         raise ValueError(
             f"Re-ranking by ITM needs a model with an ITM head (MamoForImageTextRetrieval or MamoForPreTraining); "

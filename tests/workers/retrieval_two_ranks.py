@@ -11,22 +11,19 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from helpers import exit_distributed_worker  # noqa: E402
 
-from mamo_hf import MamoConfig, MamoForImageTextRetrieval, MamoImageProcessorPil, MamoProcessor
-from mamo_hf.configuration_mamo import special_token_ids
-from mamo_hf.data.demo import demo_tokenizer
+from mamo_hf import MamoForImageTextRetrieval
+from mamo_hf.data import tiny_config_and_processor
 from mamo_hf.data.retrieval import demo_retrieval_split
 from mamo_hf.evaluation.retrieval import evaluate_retrieval
 
 
 def evaluate() -> dict:
     """Metrics of a tiny untrained model on 11 generated images × 3 captions (odd sizes: uneven shards)."""
-    tokenizer = demo_tokenizer()
-    config = MamoConfig.tiny(vocab_size=len(tokenizer), special_token_ids=special_token_ids(tokenizer))
+    config, processor = tiny_config_and_processor()
     torch.manual_seed(0)
     # float64: the ranks encode and score in other batches than one process does, and an untrained model's near-tied
     # scores must not be reordered by float32 rounding
     model = MamoForImageTextRetrieval(config).double().eval()
-    processor = MamoProcessor(MamoImageProcessorPil(size={"height": 32, "width": 32}), tokenizer)
     split = demo_retrieval_split(11, seed=5, captions_per_image=3, image_size=32)
     return evaluate_retrieval(
         model,
