@@ -81,3 +81,22 @@ def test_the_modules_a_checkpoint_carries_import_only_each_other():
     for name in carried:
         imported = {module.removeprefix("mamo_hf.") for module in relative_imports(PACKAGE / f"{name}.py")}
         assert imported <= carried, name
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings."""
+    headings = re.findall(r"^#+ (.+)$", markdown, flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+def test_links_between_the_documents_point_to_headings_that_exist():
+    repository = PACKAGE.parent
+    documents = ["README.md", "MODEL_CARD.md", "BENCHMARKS.md", "docs/method.md"]
+    broken = []
+    for source in documents:
+        folder = (repository / source).parent
+        for target, anchor in re.findall(r"\]\(([\w./-]*\.md)?#([\w-]+)\)", (repository / source).read_text()):
+            path = (folder / target).resolve() if target else repository / source
+            if anchor not in heading_anchors(path.read_text()):
+                broken.append(f"{source} -> {target or source}#{anchor}")
+    assert not broken
