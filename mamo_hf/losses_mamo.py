@@ -309,6 +309,7 @@ def image_text_contrastive_loss(
     temperature: torch.Tensor,
     image_to_text_targets: torch.Tensor,
     text_to_image_targets: torch.Tensor,
+    extra_image_to_text_logits: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Symmetric InfoNCE over the candidates of the global batch (ITC).
 
@@ -324,15 +325,33 @@ def image_text_contrastive_loss(
             the teacher's features and the queue.
         temperature: τ, a scalar tensor.
         image_to_text_targets, text_to_image_targets: target distributions `[B, C]` (see `contrastive_targets`).
+        extra_image_to_text_logits: `[B, K]` logits of each image against texts of its own that are negatives only
+            for it (caption hard negatives, `caption_negative_logits`): more columns of its row's softmax, with
+            target 0.
 
     Returns:
-        The loss and the image-to-text logits `[B, C]`.
+        The loss and the image-to-text logits `[B, C]` over the candidates.
     """
     logits_per_image = scaled_similarity(image_embeds, text_candidates, temperature)
     logits_per_text = scaled_similarity(text_embeds, image_candidates, temperature)
-    loss_i2t = -(image_to_text_targets * logits_per_image.log_softmax(dim=-1)).sum(dim=-1).mean()
+    image_rows = logits_per_image
+    if extra_image_to_text_logits is not None:
+        image_rows = torch.cat([logits_per_image, extra_image_to_text_logits.float()], dim=1)
+        image_to_text_targets = F.pad(image_to_text_targets, (0, extra_image_to_text_logits.shape[1]))
+    loss_i2t = -(image_to_text_targets * image_rows.log_softmax(dim=-1)).sum(dim=-1).mean()
     loss_t2i = -(text_to_image_targets * logits_per_text.log_softmax(dim=-1)).sum(dim=-1).mean()
     return (loss_i2t + loss_t2i) / 2, logits_per_image
+
+
+def caption_negative_logits(
+    image_embeds: torch.Tensor, negative_embeds: torch.Tensor, valid: torch.Tensor, temperature: torch.Tensor
+) -> torch.Tensor:
+    """`s(v_b, t⁻_bk) = v_bᵀ t⁻_bk / τ` `[B, K]` of each image against its own caption negatives `[B, K, P]`, in
+    float32; a missing negative (`valid` false) gets the smallest float, so that it takes no probability (and a
+    target of 0 times its log-probability stays 0, where −∞ would give NaN)."""
+    with torch.autocast(device_type=image_embeds.device.type, enabled=False):
+        logits = torch.einsum("bp,bkp->bk", image_embeds.float(), negative_embeds.float()) / temperature.float()
+    return logits.masked_fill(~valid, torch.finfo(logits.dtype).min)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -477,6 +496,7 @@ def representation_targets(
 
 __all__ = [
     "JointMasking",
+    "caption_negative_logits",
     "contrastive_targets",
     "corrupt_text",
     "distributed_mean",

@@ -41,6 +41,7 @@ from .conversion_mamo import (
 )
 from .losses_mamo import (
     JointMasking,
+    caption_negative_logits,
     contrastive_targets,
     corrupt_text,
     gather_with_grad,
@@ -144,6 +145,21 @@ def check_image_text_inputs(
     check_same_batch_size(**images, input_ids=input_ids, attention_mask=attention_mask)
     check_text_inputs(input_ids, attention_mask, config.text_config.vocab_size)
     return torch.ones_like(input_ids) if attention_mask is None else attention_mask
+
+
+def check_caption_negatives(input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, batch_size: int):
+    """Raise a `ValueError` unless caption negatives are absent or `[batch, k, length]` ids with a mask alike."""
+    if input_ids is None and attention_mask is None:
+        return
+    if input_ids is None or attention_mask is None:
+        raise ValueError(
+            "Pass `negative_input_ids` and `negative_attention_mask` together (PretrainingCollator does)."
+        )
+    if input_ids.dim() != 3 or input_ids.shape != attention_mask.shape or input_ids.shape[0] != batch_size:
+        raise ValueError(
+            f"`negative_input_ids` and `negative_attention_mask` must both have shape [batch={batch_size}, k, "
+            f"length], got {tuple(input_ids.shape)} and {tuple(attention_mask.shape)}."
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -1095,8 +1111,10 @@ class FusionBatch:
         return dict(zip(self.views, fused.split(sizes)))
 
 
-# The ITM views, in the order of the ITM logits and labels.
+# The ITM views of a batch, in the order of the ITM logits and labels.
 MATCHING_VIEWS = ("positive", "image_with_negative_text", "text_with_negative_image")
+# One more ITM view, after those, when a pre-training batch carries caption negatives.
+CAPTION_NEGATIVE_VIEW = "image_with_caption_negative"
 
 
 class _ImageTextAlignmentMixin:
@@ -1109,12 +1127,19 @@ class _ImageTextAlignmentMixin:
     config: MamoConfig
 
     def _contrastive_loss(
-        self, image, text, image_ids, teacher=None, queue: tuple[torch.Tensor, torch.Tensor] | None = None
+        self,
+        image,
+        text,
+        image_ids,
+        teacher=None,
+        queue: tuple[torch.Tensor, torch.Tensor] | None = None,
+        extra_image_to_text_logits: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """ITC of this rank's pairs against the global batch. With the teacher's features and a `queue` of
         `(image_features, text_features)` (pre-training with `config.queue_size > 0`), the candidates are the
         teacher's features of the global batch and the queue; with `config.distill_alpha > 0` the targets mix in the
-        teacher's similarities (momentum distillation)."""
+        teacher's similarities (momentum distillation). `extra_image_to_text_logits` `[B, K]` add each image's own
+        caption negatives to its row."""
         image_embeds, text_embeds = image.pooler_output, text.pooler_output
         local_ids, global_ids = _pair_ids(image_ids, image_embeds)
         positives = local_ids[:, None] == global_ids[None, :]
@@ -1145,6 +1170,7 @@ class _ImageTextAlignmentMixin:
             temperature,
             contrastive_targets(positives, soft_i2t, alpha),
             contrastive_targets(positives, soft_t2i, alpha),
+            extra_image_to_text_logits,
         )
 
     def _add_matching_views(
@@ -1214,7 +1240,8 @@ class PretrainingObjective:
     Args:
         name (`str`): `config.<name>_weight` weighs the objective (0 switches it off), `MamoForPreTraining.<name>_loss`
             computes it and `MamoForPreTrainingOutput.loss_<name>` returns it.
-        encodings (`tuple[str, ...]`): student encodings it reads itself: "image" (I) and "text" (T).
+        encodings (`tuple[str, ...]`): student encodings it reads itself: "image" (I), "text" (T) and
+            "caption_negatives" (the batch's rule-based caption hard negatives, when it carries them).
         views (`tuple[str, ...]`): fusion views it reads (`VIEW_ENCODINGS` says what each is built from): "matching"
             (the ITM views at [CLS]), "masked_image" ((Ĩ, T) at the masked patches) and "masked_text" ((I, T̃) at
             the masked tokens).
@@ -1230,8 +1257,8 @@ class PretrainingObjective:
 
 # The objectives of docs/method.md §3, in the order they are computed.
 PRETRAINING_OBJECTIVES = (
-    PretrainingObjective("itc", encodings=("image", "text"), teacher=("itc_features",)),
-    PretrainingObjective("itm", views=("matching",)),
+    PretrainingObjective("itc", encodings=("image", "text", "caption_negatives"), teacher=("itc_features",)),
+    PretrainingObjective("itm", encodings=("caption_negatives",), views=("matching",)),
     PretrainingObjective("mlm", views=("masked_text",)),
     PretrainingObjective("mim", views=("masked_image",), teacher=("image_states",)),
     PretrainingObjective("mrm", views=("masked_image", "masked_text"), teacher=("fusion_states",)),
@@ -1278,6 +1305,24 @@ class MamoTeacherTargets:
 
 
 @dataclass
+class CaptionNegativeEncodings:
+    r"""
+    The student's encodings of a batch's caption hard negatives (`PretrainingCollator(negatives=...)`).
+
+    Args:
+        states (`torch.FloatTensor` of shape `[num_negatives, length, hidden]`), attention_mask (`torch.Tensor` of
+            shape `[num_negatives, length]`): text-encoder outputs of the negatives that exist, in row-major order.
+        embeds (`torch.FloatTensor` of shape `[batch, k, projection_dim]`): their ITC features (zeros where missing).
+        valid (`torch.BoolTensor` of shape `[batch, k]`): which negatives exist.
+    """
+
+    states: torch.Tensor
+    attention_mask: torch.Tensor
+    embeds: torch.Tensor
+    valid: torch.Tensor
+
+
+@dataclass
 class MamoPretrainingEncodings:
     r"""
     Everything one pre-training step encodes, once, for all objectives (docs/method.md §2): the student's clean
@@ -1296,6 +1341,7 @@ class MamoPretrainingEncodings:
             (`MATCHING_VIEWS`) at [CLS].
         itm_labels (`torch.LongTensor` of shape `[3 · batch]`): labels of the ITM views.
         teacher ([`MamoTeacherTargets`]): the teacher's encodings of the clean pair.
+        caption_negatives ([`CaptionNegativeEncodings`]): the batch's caption hard negatives, when it carries them.
     """
 
     input_ids: torch.Tensor
@@ -1309,6 +1355,7 @@ class MamoPretrainingEncodings:
     fused: dict[str, torch.Tensor] = field(default_factory=dict)
     itm_labels: torch.Tensor | None = None
     teacher: MamoTeacherTargets | None = None
+    caption_negatives: CaptionNegativeEncodings | None = None
 
     def fused_patch_states(self) -> torch.Tensor:
         """Fusion outputs of (Ĩ, T) at the masked patches `M_v`: `[batch, num_masked, hidden]`."""
@@ -1319,8 +1366,9 @@ class MamoPretrainingEncodings:
         return self.fused["masked_text"]
 
     def matching_cls_states(self) -> torch.Tensor:
-        """The [CLS] fusion outputs of the ITM views, `[3 · batch, hidden]` (`MATCHING_VIEWS` order)."""
-        return torch.cat([self.fused[name] for name in MATCHING_VIEWS])
+        """The [CLS] fusion outputs of the ITM views, `[3 · batch, hidden]` (`MATCHING_VIEWS` order), `[4 · batch,
+        hidden]` with caption negatives."""
+        return torch.cat([self.fused[name] for name in (*MATCHING_VIEWS, CAPTION_NEGATIVE_VIEW) if name in self.fused])
 
 
 class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
@@ -1448,6 +1496,8 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
         text_mask: torch.Tensor | None = None,
         image_ids: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        negative_input_ids: torch.Tensor | None = None,
+        negative_attention_mask: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> MamoForPreTrainingOutput:
         r"""
@@ -1467,15 +1517,28 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
                 Defaults to a distinct id per pair.
             generator (`torch.Generator`, *optional*): source of the masks drawn here, of the [MASK] replacement
                 and of the hard-negative draws, on the model's device, for reproducible steps.
+            negative_input_ids, negative_attention_mask (`torch.LongTensor` of shape `[batch, k, length]`,
+                *optional*): up to `k` hard-negative captions per pair (`PretrainingCollator(negatives=...)`; a row of
+                zeros in the mask is a missing negative). Each image's negatives join its row of ITC's softmax, and
+                the hardest by ITC similarity is one more ITM negative of the image.
 
         Returns:
             [`MamoForPreTrainingOutput`]
         """
         attention_mask = check_image_text_inputs(self.config, input_ids, pixel_values, attention_mask, pairs=True)
+        check_caption_negatives(negative_input_ids, negative_attention_mask, input_ids.shape[0])
         if self.training:
             self.mamo.clamp_temperature_()
         encodings = self.encode_views(
-            pixel_values, input_ids, attention_mask, image_mask, text_mask, image_ids, generator
+            pixel_values,
+            input_ids,
+            attention_mask,
+            image_mask,
+            text_mask,
+            image_ids,
+            generator,
+            negative_input_ids,
+            negative_attention_mask,
         )
         results = {row.name: getattr(self, f"{row.name}_loss")(encodings) for row in self.active_objectives}
         if self.training and "itc" in results and self.config.queue_size > 0:
@@ -1496,6 +1559,8 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
         text_mask: torch.Tensor | None = None,
         image_ids: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        negative_input_ids: torch.Tensor | None = None,
+        negative_attention_mask: torch.Tensor | None = None,
     ) -> MamoPretrainingEncodings:
         """Every encoder pass of the step that the active objectives read (`PRETRAINING_OBJECTIVES`), each once:
         the teacher on (I, T); the student on I, T, Ĩ (visible patches only) and T̃; one fusion call for all views
@@ -1527,6 +1592,8 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
             encodings.image = self.mamo.get_image_features(pixel_values)
         if "text" in inputs:
             encodings.text = self.mamo.get_text_features(input_ids, attention_mask=attention_mask)
+        if "caption_negatives" in inputs and negative_input_ids is not None:
+            encodings.caption_negatives = self._encode_caption_negatives(negative_input_ids, negative_attention_mask)
         batch = FusionBatch()
         if "masked_image" in inputs:
             masked_image = self.mamo.get_image_features(pixel_values, visible_patch_indices=visible_patches)
@@ -1554,8 +1621,39 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
             encodings.itm_labels = self._add_matching_views(
                 batch, encodings.image, encodings.text, attention_mask, image_ids, generator
             )
+            if encodings.caption_negatives is not None:
+                labels = self._add_caption_negative_view(batch, encodings.image, encodings.caption_negatives)
+                encodings.itm_labels = torch.cat([encodings.itm_labels, labels])
         encodings.fused = batch.run(self.mamo)
         return encodings
+
+    def _encode_caption_negatives(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """The student's text encodings of the caption negatives that exist (`[batch, k, length]` inputs)."""
+        valid = attention_mask.bool().any(dim=-1)
+        length = int(attention_mask.sum(dim=-1).max())  # the longest existing negative
+        rows = valid.flatten()
+        mask = attention_mask.flatten(0, 1)[rows, :length]
+        text = self.mamo.get_text_features(input_ids.flatten(0, 1)[rows, :length], attention_mask=mask)
+        embeds = text.pooler_output.new_zeros(*valid.shape, text.pooler_output.shape[-1])
+        embeds[valid] = text.pooler_output
+        return CaptionNegativeEncodings(text.last_hidden_state, mask, embeds, valid)
+
+    def _add_caption_negative_view(self, batch: FusionBatch, image, negatives: CaptionNegativeEncodings):
+        """Add each image with its hardest caption negative (the highest ITC similarity) to the ITM views; returns
+        their labels `[B]`: 0, or −100 for an image without negatives (its view then holds a placeholder)."""
+        with torch.no_grad():
+            logits = caption_negative_logits(
+                image.pooler_output, negatives.embeds, negatives.valid, self.mamo.itc_temperature
+            )
+            hardest = logits.argmax(dim=1)
+            has_negative = negatives.valid.any(dim=1)
+            # Row of each image's chosen negative among the existing ones (row-major); a placeholder row 0 if none.
+            rows = (negatives.valid.flatten().cumsum(0) - 1).view_as(negatives.valid)
+            chosen = rows.gather(1, hardest[:, None]).squeeze(1).clamp(min=0)
+        batch.add_cls_only(
+            CAPTION_NEGATIVE_VIEW, negatives.states[chosen], negatives.attention_mask[chosen], image.last_hidden_state
+        )
+        return torch.where(has_negative, 0, -100)
 
     def teacher_targets(self, objectives: tuple[PretrainingObjective, ...]) -> set[str]:
         """The teacher targets the `objectives` read; ITC reads the teacher's features only with a queue
@@ -1570,8 +1668,14 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
     def itc_loss(self, encodings: MamoPretrainingEncodings) -> ObjectiveOutput:
         """ITC (`image_text_contrastive_loss`) and this rank's image-to-text logits."""
         queue = (self.image_queue, self.text_queue) if self.config.queue_size > 0 else None
+        extra = None
+        if encodings.caption_negatives is not None:
+            negatives = encodings.caption_negatives
+            extra = caption_negative_logits(
+                encodings.image.pooler_output, negatives.embeds, negatives.valid, self.mamo.itc_temperature
+            )
         loss, logits = self._contrastive_loss(
-            encodings.image, encodings.text, encodings.image_ids, encodings.teacher, queue
+            encodings.image, encodings.text, encodings.image_ids, encodings.teacher, queue, extra
         )
         return ObjectiveOutput(loss, {"logits_per_image": logits})
 

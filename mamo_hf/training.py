@@ -52,6 +52,7 @@ from transformers.utils import logging
 from .configuration_mamo import MamoConfig, special_token_ids
 from .data import (
     CaptionDataset,
+    CaptionNegatives,
     CaptionOptions,
     DemoCaptionDataset,
     HFCaptionDataset,
@@ -64,6 +65,8 @@ from .data import (
     shard_format,
     tiny_config_and_processor,
 )
+from .data.demo import TRAINING_TEMPLATES
+from .data.negatives import FAMILIES as NEGATIVE_FAMILIES
 from .evaluation.retrieval import evaluate_retrieval
 from .hub import finish_run, retrieval_results
 from .losses_mamo import JointMasking
@@ -180,7 +183,28 @@ class PretrainingArguments:
     )
     eval_pairs: int = field(default=200, metadata={"help": "held-out demo pairs for zero-shot retrieval (0: none)"})
     eval_file: str | None = field(default=None, metadata={"help": "held-out caption file for zero-shot retrieval"})
+    demo_templates: list[str] = field(
+        default_factory=lambda: ["list"],
+        metadata={"help": "caption templates of the built-in demo data: list and/or relation (one drawn per pair)"},
+    )
     augment: bool = field(default=True, metadata={"help": "random resized crop and left/right-aware flip"})
+    caption_safe_crops: bool = field(
+        default=True,
+        metadata={
+            "help": "captions that name places or sizes get mild crops (90-100%% of the image) that keep them true"
+        },
+    )
+    caption_negatives: int = field(
+        default=0,
+        metadata={
+            "help": "rule-based hard-negative captions per caption (attributes, objects or relations swapped, words "
+            "shuffled), added to ITC's softmax and to ITM (0: off)"
+        },
+    )
+    caption_negative_families: list[str] = field(
+        default_factory=lambda: list(NEGATIVE_FAMILIES),
+        metadata={"help": "rule families of --caption-negatives: " + ", ".join(NEGATIVE_FAMILIES)},
+    )
     max_length: int = field(default=40, metadata={"help": "token limit of a caption"})
     max_words: int = field(default=30, metadata={"help": "word limit of a cleaned caption"})
     strict: bool = field(default=False, metadata={"help": "fail on the first bad record instead of skipping it"})
@@ -331,6 +355,7 @@ _INTEGER_MINIMUMS = {
     "eval_pairs": 0,
     "max_image_pixels": 0,
     "shuffle_buffer": 0,
+    "caption_negatives": 0,
 }
 
 
@@ -375,6 +400,18 @@ def validate_arguments(args: PretrainingArguments) -> None:
         f"is a fraction in [0, 1], got {args.demo_minimal_pairs}.",
     )
     require(1 <= args.demo_max_objects <= 3, "demo_max_objects", f"must be 1, 2 or 3, got {args.demo_max_objects}.")
+    unknown_templates = sorted(set(args.demo_templates) - set(TRAINING_TEMPLATES))
+    require(
+        args.demo_templates and not unknown_templates,
+        "demo_templates",
+        f"must be some of {', '.join(TRAINING_TEMPLATES)}, got {args.demo_templates}.",
+    )
+    unknown_families = sorted(set(args.caption_negative_families) - set(NEGATIVE_FAMILIES))
+    require(
+        args.caption_negative_families and not unknown_families,
+        "caption_negative_families",
+        f"must be some of {', '.join(NEGATIVE_FAMILIES)}, got {args.caption_negative_families}.",
+    )
     unknown = sorted(set(args.model_config) - set(MamoConfig().to_dict()))
     require(not unknown, "model_config", f"has unknown MamoConfig field(s) {unknown}.")
     for name in ("eval_file", "hf_dataset", "image_root"):
@@ -557,7 +594,7 @@ def build_train_dataset(args: PretrainingArguments, image_size: int):
             f"batch holds whole pairs); got batch size {args.batch_size}"
             + (" and a --train-file/--hf-dataset." if args.train_file or args.hf_dataset else ".")
         )
-    transform = TrainTransform(image_size) if args.augment else None
+    transform = TrainTransform(image_size, caption_safe=args.caption_safe_crops) if args.augment else None
     options = CaptionOptions(
         transform=transform,
         max_words=args.max_words,
@@ -587,7 +624,15 @@ def build_train_dataset(args: PretrainingArguments, image_size: int):
         transform=transform,
         max_words=args.max_words,
         minimal_pairs=args.demo_minimal_pairs,
+        templates=tuple(args.demo_templates),
     )
+
+
+def caption_negatives(args: PretrainingArguments) -> CaptionNegatives | None:
+    """The rule-based caption negatives of `--caption-negatives` (None when 0), seeded by `--seed`."""
+    if args.caption_negatives == 0:
+        return None
+    return CaptionNegatives(args.caption_negatives, tuple(args.caption_negative_families), seed=args.seed)
 
 
 def held_out_pairs(args: PretrainingArguments, image_size: int):
@@ -606,6 +651,7 @@ def held_out_pairs(args: PretrainingArguments, image_size: int):
             image_size=image_size,
             max_objects=args.demo_max_objects,
             max_words=args.max_words,
+            templates=tuple(args.demo_templates),
         )
     else:
         return None
@@ -918,7 +964,12 @@ def _build_run(args: PretrainingArguments, accelerator: Accelerator, output_dir:
         dataset,
         batch_size=args.batch_size,
         sampler=sampler,
-        collate_fn=PretrainingCollator(processor, args.max_length, masking=JointMasking.from_config(model.config)),
+        collate_fn=PretrainingCollator(
+            processor,
+            args.max_length,
+            masking=JointMasking.from_config(model.config),
+            negatives=caption_negatives(args),
+        ),
         num_workers=args.num_workers,
         drop_last=True,
         generator=torch.Generator().manual_seed(args.seed),

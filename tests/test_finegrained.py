@@ -1,5 +1,6 @@
 """The fine-grained benchmark: hard negatives that differ only in binding, and its zero-shot scoring."""
 
+import random
 from collections import Counter
 
 import pytest
@@ -137,3 +138,82 @@ def test_a_fraction_of_minimal_pairs_mixes_pairs_and_independent_scenes():
     share = sum(is_minimal_pair(pair) for pair in range(400)) / 400
     assert 0.4 < share < 0.6
     assert minimal_pair_scene(0, 7, fraction=0.5) == minimal_pair_scene(0, 7, fraction=0.5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A benchmark disjoint from training by construction; templates; caption-safe augmentation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def training_scenes():
+    """Scenes the training generators produce over several seeds: plain, minimal pairs, `demo_pairs`."""
+    from mamo_hf.data.demo import demo_pairs, demo_scene, minimal_pair_scene
+
+    scenes = [demo_scene(seed, index) for seed in range(3) for index in range(3000)]
+    scenes += [minimal_pair_scene(seed, index) for seed in range(2) for index in range(2000)]
+    scenes += [scene for _, _, scene in demo_pairs(500, seed=7, image_size=16)]
+    return scenes
+
+
+def test_no_benchmark_scene_nor_any_of_its_swaps_is_ever_a_training_scene():
+    from mamo_hf.data.demo import BINDING_ATTRIBUTES, configuration_key
+
+    seen = {tuple(scene) for scene in training_scenes()}
+    seen_keys = {configuration_key(list(scene)) for scene in seen}
+    examples = finegrained_examples(300, seed=12345, image_size=16)
+    for example in examples:
+        variants = [list(example.scene)] + [swap_attribute(list(example.scene), kind) for kind in BINDING_ATTRIBUTES]
+        assert not any(tuple(variant) in seen for variant in variants)
+        assert configuration_key(list(example.scene)) not in seen_keys
+    # The test can fail: benchmark-like scenes drawn without the reservation do occur in training.
+    unreserved = [binding_scene(random.Random(index), 2) for index in range(2000)]
+    assert any(configuration_key(scene) in seen_keys for scene in unreserved)
+
+
+def test_each_template_has_its_negatives_and_chance_and_the_attribute_template_never_trains():
+    from mamo_hf.data import DemoCaptionDataset
+    from mamo_hf.data.finegrained import TEMPLATE_NEGATIVES, chance_accuracy
+
+    tokenizer = demo_tokenizer()
+    for template, types in TEMPLATE_NEGATIVES.items():
+        examples = finegrained_examples(30, seed=2, image_size=16, template=template)
+        assert chance_accuracy(template) == pytest.approx(100 / (1 + len(types)))
+        for example in examples:
+            assert tuple(example.negatives) == types and example.caption not in example.negatives.values()
+            assert len(set(example.negatives.values())) == len(types)
+            for text in (example.caption, *example.negatives.values()):
+                assert tokenizer.unk_token_id not in tokenizer(text)["input_ids"]
+    relation = finegrained_examples(1, seed=2, template="relation")[0]
+    assert " of " in relation.caption or " above " in relation.caption or " below " in relation.caption
+    assert finegrained_examples(1, seed=2, template="attribute")[0].caption.startswith("the ")
+    with pytest.raises(ValueError, match="reserved for evaluation"):
+        DemoCaptionDataset(4, templates=("list", "attribute"))
+    captions = [DemoCaptionDataset(200, seed=1, templates=("list", "relation"))[i]["caption"] for i in range(200)]
+    assert not any(" is large" in text or " is small" in text for text in captions)
+    assert any(text.startswith("there is") for text in captions) and any(" of a " in text for text in captions)
+
+
+def test_caption_safe_crops_keep_every_object_where_its_caption_puts_it():
+    from mamo_hf.data import TrainTransform
+    from mamo_hf.data.demo import COLOURS, caption, demo_scene, draw_scene
+
+    def objects_in_place(transform, seed):
+        scene = demo_scene(seed, 0)
+        image, text = transform(draw_scene(scene, 96), caption(scene), random.Random(seed))
+        assert text == caption(scene)  # no flip here
+        cell = image.width / 3
+        centres = [image.getpixel((int((obj.column + 0.5) * cell), int((obj.row + 0.5) * cell))) for obj in scene]
+        return all(
+            max(abs(a - b) for a, b in zip(centre, COLOURS[obj.colour])) < 40 for centre, obj in zip(centres, scene)
+        )
+
+    safe = TrainTransform(96, flip_probability=0.0)
+    unsafe = TrainTransform(96, flip_probability=0.0, caption_safe=False)
+    assert all(objects_in_place(safe, seed) for seed in range(60))
+    assert not all(objects_in_place(unsafe, seed) for seed in range(60))
+    # A caption that names no place or size keeps the full crop range.
+    boxes = [safe.crop_box(100, 100, random.Random(seed), mild=False) for seed in range(50)]
+    assert min((right - left) * (bottom - top) for left, top, right, bottom in boxes) < 0.7 * 100 * 100
+    scene = demo_scene(0, 0)
+    mirrored = TrainTransform(96, flip_probability=1.0)(draw_scene(scene, 96), "a dog left of a cat", random.Random(0))
+    assert mirrored[1] == "a dog right of a cat"

@@ -20,15 +20,17 @@ from .grounding import (
     read_refcoco,
     read_refer_targets,
 )
+from .negatives import CaptionNegatives
 from .nlvr2 import CountComparisonDataset, NLVR2Collator, NLVR2Dataset
 from .records import DEFAULT_MAX_IMAGE_PIXELS, CaptionOptions, Pair, SkippedSample, load_image
 from .retrieval import RetrievalPairs, RetrievalSplit, demo_retrieval_split, load_retrieval_split
 from .shards import shard_format
-from .transforms import TrainTransform, clean_caption, mirror_caption
+from .transforms import TrainTransform, clean_caption, mirror_caption, states_frame
 from .vqa import VQACollator, VQADataset, easy_vqa_dataset, tokenizer_from_texts
 
 __all__ = [
     "CaptionDataset",
+    "CaptionNegatives",
     "CaptionOptions",
     "CountComparisonDataset",
     "DEFAULT_MAX_IMAGE_PIXELS",
@@ -64,6 +66,7 @@ __all__ = [
     "read_refcoco",
     "read_refer_targets",
     "shard_format",
+    "states_frame",
     "tiny_config_and_processor",
     "tokenizer_from_texts",
     "write_demo_dataset",

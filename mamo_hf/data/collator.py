@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from ..losses_mamo import JointMasking
+from .negatives import CaptionNegatives
 from .records import SkippedSample
 
 
@@ -63,16 +64,27 @@ class PretrainingCollator(ImageTextCollator):
             seeded by the item's `sample_key` (seed, epoch and index): a pair is masked the same whatever its batch,
             the number of processes, the DataLoader workers or the gradient accumulation, and a resumed run draws
             the masks again. Without it, the batch carries no masks (fine-tuning, or a model that draws its own).
+        negatives (`CaptionNegatives`, *optional*): rule-based hard negatives of each caption, drawn from the item's
+            `sample_key` (the same in every process and on resume), for ITC's denominator and ITM.
 
     Calling it on a list of items returns a `PretrainingBatch` with `pixel_values` (`[batch, 3, H, W]` float),
     `input_ids` and `attention_mask` (`[batch, length]` long, padded to the longest caption, `length <=
     max_length`), `image_ids` (`[batch]` long) and, with `masking`, `image_mask` (`[batch, num_patches]` bool) and
-    `text_mask` (`[batch, length]` bool); its `skipped` attribute lists the batch's `SkippedSample`s.
+    `text_mask` (`[batch, length]` bool), with `negatives` `negative_input_ids` and `negative_attention_mask`
+    (`[batch, k, negative_length]` long; a caption with fewer than `k` negatives has rows of padding with an attention
+    mask of zeros); its `skipped` attribute lists the batch's `SkippedSample`s.
     """
 
-    def __init__(self, processor, max_length: int = 40, masking: JointMasking | None = None):
+    def __init__(
+        self,
+        processor,
+        max_length: int = 40,
+        masking: JointMasking | None = None,
+        negatives: CaptionNegatives | None = None,
+    ):
         super().__init__(processor, max_length)
         self.masking = masking
+        self.negatives = negatives
 
     def __call__(self, items: Sequence[dict]) -> PretrainingBatch:
         inputs = self.encode([item["image"] for item in items], [item["caption"] for item in items])
@@ -83,4 +95,24 @@ class PretrainingCollator(ImageTextCollator):
             inputs["image_mask"], inputs["text_mask"] = self.masking.masks_per_pair(
                 inputs["input_ids"], inputs["attention_mask"], num_patches, keys
             )
+        if self.negatives is not None:
+            inputs.update(self.encode_negatives(items))
         return PretrainingBatch(inputs, skipped=[skipped for item in items for skipped in item["skipped"]])
+
+    def encode_negatives(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
+        """`negative_input_ids` and `negative_attention_mask` `[batch, k, length]` of the items' caption negatives."""
+        k = self.negatives.k
+        drawn = [self.negatives(item["caption"], item["sample_key"]) for item in items]
+        texts = [text for negatives in drawn for text in negatives] or [""]
+        tokens = self.processor.tokenizer(
+            texts, padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        length = tokens["input_ids"].shape[1]
+        input_ids = torch.full((len(items), k, length), self.processor.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(items), k, length), dtype=torch.long)
+        row = 0
+        for index, negatives in enumerate(drawn):
+            input_ids[index, : len(negatives)] = tokens["input_ids"][row : row + len(negatives)]
+            attention_mask[index, : len(negatives)] = tokens["attention_mask"][row : row + len(negatives)]
+            row += len(negatives)
+        return {"negative_input_ids": input_ids, "negative_attention_mask": attention_mask}

@@ -2,10 +2,23 @@
 
 Scenes hold one to three objects on a 3×3 grid of positions, so a caption only matches its own image when colour,
 shape, size *and* place are all right: the fine-grained alignment MAMO's objectives are meant to learn. Everything
-is generated from a seed, on the fly, with PIL only. `DemoCaptionDataset` serves the pairs as a pre-training dataset
+is generated from a seed, on the fly, with PIL only.
+
+One scene configuration in `EVALUATION_SHARE` is reserved for the fine-grained benchmark
+(`mamo_hf.data.finegrained`): `is_evaluation_scene` decides it from the scene's `configuration_key`, the multisets
+of its colours, shapes and sizes and its set of cells, which exchanging attributes between objects does not change.
+Training scenes (`demo_scene`, `minimal_pair_scene`, `demo_pairs`) are redrawn until they are not reserved, so no
+benchmark scene, nor any of its attribute-swapped variants, is ever a training scene, whatever the seeds.
+
+Captions come in templates (`CAPTION_TEMPLATES`): "list" names every object with its place ("there is a large red
+circle at the top left and a small blue square at the bottom right"); "relation" relates the first two objects
+("a large red circle left of a small blue square"); "attribute" states attributes as predicates ("the red circle is
+large and the blue square is small") and is never used for training data: the benchmark uses it to test binding in
+a sentence form the model has not seen. `DemoCaptionDataset` serves the pairs as a pre-training dataset
 and `write_demo_dataset` writes them as image files and a caption file, the same pairs for the same seed.
 """
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass, replace
@@ -72,6 +85,36 @@ def random_scene(rng: random.Random, max_objects: int = 3) -> list[SceneObject]:
 
 
 BINDING_ATTRIBUTES = ("colour", "shape", "size", "position")
+# One configuration in this many is reserved for evaluation (`is_evaluation_scene`).
+EVALUATION_SHARE = 10
+
+
+def configuration_key(scene: list[SceneObject]) -> tuple:
+    """What a scene shows up to which object has which attribute: the sorted colours, shapes, sizes and cells. Every
+    `swap_attribute` variant of a scene has its key."""
+    return (
+        tuple(sorted(obj.colour for obj in scene)),
+        tuple(sorted(obj.shape for obj in scene)),
+        tuple(sorted(obj.size for obj in scene)),
+        tuple(sorted((obj.row, obj.column) for obj in scene)),
+    )
+
+
+def is_evaluation_scene(scene: list[SceneObject]) -> bool:
+    """Whether a scene of two or more objects belongs to the configurations reserved for the benchmark (one in
+    `EVALUATION_SHARE`, by a hash of `configuration_key` that is the same in every process)."""
+    if len(scene) < 2:
+        return False
+    digest = hashlib.blake2b(repr(configuration_key(scene)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % EVALUATION_SHARE == 0
+
+
+def training_scene(draw, rng: random.Random) -> list[SceneObject]:
+    """`draw(rng)` again until the scene is not reserved for evaluation."""
+    scene = draw(rng)
+    while is_evaluation_scene(scene):
+        scene = draw(rng)
+    return scene
 
 
 def binding_scene(rng: random.Random, num_objects: int = 2) -> list[SceneObject]:
@@ -109,16 +152,53 @@ def minimal_pair_scene(seed: int, index: int, max_objects: int = 3, fraction: fl
     rng = random.Random(f"demo-pair:{seed}:{pair}")
     if max_objects < 2 or rng.random() >= fraction:
         return demo_scene(seed, index, max_objects)
-    scene = binding_scene(rng, rng.randint(2, max(2, max_objects)))
+    scene = training_scene(lambda draw: binding_scene(draw, draw.randint(2, max(2, max_objects))), rng)
     attribute = rng.choice(BINDING_ATTRIBUTES)
     return swap_attribute(scene, attribute) if member else scene
 
 
+def _listed(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def caption(scene: list[SceneObject]) -> str:
-    """A caption that names every object's size, colour, shape and position."""
-    parts = [scene_object.describe() for scene_object in scene]
-    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"there is {listed}"
+    """The "list" caption: every object's size, colour, shape and position."""
+    return "there is " + _listed([scene_object.describe() for scene_object in scene])
+
+
+def relation(first: SceneObject, second: SceneObject) -> str:
+    """Where `first` is from `second`: "left of" or "right of" when their columns differ, else "above" or "below"."""
+    if first.column != second.column:
+        return "left of" if first.column < second.column else "right of"
+    return "above" if first.row < second.row else "below"
+
+
+def relation_caption(scene: list[SceneObject]) -> str:
+    """The "relation" caption: the first two objects related ("a large red circle left of a small blue square"),
+    further objects listed with their positions; a single object as in `caption`."""
+    if len(scene) < 2:
+        return caption(scene)
+    first, second, *others = scene
+    unplaced = [f"a {obj.size} {obj.colour} {obj.shape}" for obj in (first, second)]
+    related = f"{unplaced[0]} {relation(first, second)} {unplaced[1]}"
+    return _listed([related, *(obj.describe() for obj in others)])
+
+
+def attribute_caption(scene: list[SceneObject]) -> str:
+    """The "attribute" caption, held out of training data: sizes stated as predicates of colour-shape phrases ("the
+    red circle is large and the blue square is small")."""
+    return _listed([f"the {obj.colour} {obj.shape} is {obj.size}" for obj in scene])
+
+
+# Caption templates by name; "attribute" is for evaluation only (see the module docstring).
+CAPTION_TEMPLATES = {"list": caption, "relation": relation_caption, "attribute": attribute_caption}
+TRAINING_TEMPLATES = ("list", "relation")
+
+
+def scene_caption(scene: list[SceneObject], templates: tuple[str, ...], seed: int, index: int) -> str:
+    """The caption of demo scene `index` in one of `templates`, chosen by `(seed, index)`."""
+    template = templates[0] if len(templates) == 1 else random.Random(f"template:{seed}:{index}").choice(templates)
+    return CAPTION_TEMPLATES[template](scene)
 
 
 def draw_scene(scene: list[SceneObject], image_size: int = 64, background=(245, 245, 240)) -> Image.Image:
@@ -143,36 +223,44 @@ def draw_scene(scene: list[SceneObject], image_size: int = 64, background=(245, 
 
 
 def demo_pairs(num_pairs: int, seed: int = 0, image_size: int = 64, max_objects: int = 3):
-    """`num_pairs` (image, caption, scene) triples, the same for the same seed."""
+    """`num_pairs` (image, caption, scene) triples, the same for the same seed (no scene reserved for evaluation)."""
     rng = random.Random(seed)
     pairs = []
     for _ in range(num_pairs):
-        scene = random_scene(rng, max_objects)
+        scene = training_scene(lambda draw: random_scene(draw, max_objects), rng)
         pairs.append((draw_scene(scene, image_size), caption(scene), scene))
     return pairs
 
 
 def demo_scene(seed: int, index: int, max_objects: int = 3) -> list[SceneObject]:
     """Scene `index` of the demo data of `seed`, from its own RNG (seeded by `(seed, index)`), so that any scene can
-    be drawn alone: `write_demo_dataset` and `DemoCaptionDataset` with the same seed hold the same pairs."""
-    return random_scene(random.Random(f"demo:{seed}:{index}"), max_objects)
+    be drawn alone: `write_demo_dataset` and `DemoCaptionDataset` with the same seed hold the same pairs. Never a
+    scene reserved for evaluation (`is_evaluation_scene`)."""
+    return training_scene(lambda rng: random_scene(rng, max_objects), random.Random(f"demo:{seed}:{index}"))
 
 
 def write_demo_dataset(
-    folder, num_pairs: int, seed: int = 0, image_size: int = 64, max_objects: int = 3, file_format: str = "json"
+    folder,
+    num_pairs: int,
+    seed: int = 0,
+    image_size: int = 64,
+    max_objects: int = 3,
+    file_format: str = "json",
+    templates: tuple[str, ...] = ("list",),
 ) -> Path:
     """Write demo pairs as a caption dataset that `CaptionDataset` reads: PNG images `folder/images/000000.png`, ...
     and an ALBEF-style annotation file with relative image paths, `folder/captions.json` (a JSON list of
     `{"image", "caption"}`) or, with `file_format="jsonl"`, `folder/captions.jsonl` (one object per line).
 
-    The files depend on the arguments only: the same seed writes byte-identical files. Returns the path of the
-    annotation file.
+    Captions use `templates` (of `TRAINING_TEMPLATES`), one chosen per pair. The files depend on the arguments only:
+    the same seed writes byte-identical files. Returns the path of the annotation file.
 
     Raises:
-        ValueError: for a `file_format` other than "json" and "jsonl".
+        ValueError: for a `file_format` other than "json" and "jsonl", or templates outside `TRAINING_TEMPLATES`.
     """
     if file_format not in ("json", "jsonl"):
         raise ValueError(f"file_format must be 'json' or 'jsonl', got {file_format!r}.")
+    check_training_templates(templates)
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     records = []
@@ -180,7 +268,7 @@ def write_demo_dataset(
         scene = demo_scene(seed, index, max_objects)
         image = f"images/{index:06d}.png"
         draw_scene(scene, image_size).save(folder / image, format="PNG")
-        records.append({"image": image, "caption": caption(scene)})
+        records.append({"image": image, "caption": scene_caption(scene, templates, seed, index)})
     annotation_file = folder / f"captions.{file_format}"
     if file_format == "json":
         annotation_file.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
@@ -204,6 +292,7 @@ class DemoCaptionDataset(MapCaptionDataset):
         minimal_pairs (`float`): the fraction of `minimal_pair_scene`s (0: plain demo scenes): items `2k` and
             `2k + 1` then differ only in which object has which attribute. Batched together (`block_size=2` of the
             training sampler), each is the other's hard negative, a signal that only binding can fit.
+        templates (`tuple[str, ...]`): caption templates of `TRAINING_TEMPLATES`, one chosen per item.
 
     Items are those of `mamo_hf.data.records` (`image`, `caption`, `image_id` = the index, `skipped` = ()).
     """
@@ -217,7 +306,9 @@ class DemoCaptionDataset(MapCaptionDataset):
         transform=None,
         max_words: int | None = 30,
         minimal_pairs: float = 0.0,
+        templates: tuple[str, ...] = ("list",),
     ):
+        check_training_templates(templates)
         # Generated pairs are never bad: anything that fails is a bug, so it raises.
         super().__init__(
             CaptionOptions(transform=transform, max_words=max_words, strict=True, seed=seed, max_image_pixels=None)
@@ -226,6 +317,7 @@ class DemoCaptionDataset(MapCaptionDataset):
         self.image_size = image_size
         self.max_objects = max_objects
         self.minimal_pairs = minimal_pairs
+        self.templates = tuple(templates)
 
     def __len__(self) -> int:
         return self.num_pairs
@@ -235,7 +327,17 @@ class DemoCaptionDataset(MapCaptionDataset):
             scene = minimal_pair_scene(self.seed, index, self.max_objects, self.minimal_pairs)
         else:
             scene = demo_scene(self.seed, index, self.max_objects)
-        return Pair(f"demo scene {index}", draw_scene(scene, self.image_size), caption(scene), image_id=index)
+        text = scene_caption(scene, self.templates, self.seed, index)
+        return Pair(f"demo scene {index}", draw_scene(scene, self.image_size), text, image_id=index)
+
+
+def check_training_templates(templates: tuple[str, ...]) -> None:
+    """Raise a `ValueError` unless `templates` is a non-empty selection of `TRAINING_TEMPLATES`."""
+    if not templates or not set(templates) <= set(TRAINING_TEMPLATES):
+        raise ValueError(
+            f'Demo caption templates must be some of {TRAINING_TEMPLATES} ("attribute" is reserved for evaluation), '
+            f"got {tuple(templates)}."
+        )
 
 
 def demo_tokenizer() -> BertTokenizer:

@@ -1,0 +1,250 @@
+"""Does MAMO learn binding from plain captions? The decisive experiments of issue 17, on the demo world.
+
+Every arm pre-trains a tiny MAMO on plain demo data (no minimal pairs; captions in the "list" and "relation"
+templates) with the demo's recipe (64 px, batch 32, 1,500 steps, lr 1e-3), then scores it on the fine-grained
+benchmark (`mamo_hf.data.finegrained`: 600 scenes of configurations that training never produces, in the seen "list"
+and "relation" templates and the held-out "attribute" template). One process per run, one thread; results are
+appended to a JSON-lines file, one line per (arm, seed), and runs already there are skipped.
+
+    python benchmarks/binding.py run --arms ttm_hn mamo_hn --seeds 0 1 2 3 4 5 --jobs 2
+    python benchmarks/binding.py summary --reference ttm_hn
+
+Arms (`ARMS`): `ttm` (ITC+ITM+MLM), `mamo` (all five objectives), `*_hn` with three rule-based caption negatives
+per caption (`mamo_hf.data.negatives`), `mamo_hn_rrc` with the old random-resized crops instead of caption-safe
+ones; `ttm_ft` / `mamo_ft` (E1: after pre-training, one identical ITC+ITM fine-tune of 300 steps, then the test);
+`warm_ttm` / `warm_mamo` (E2: 750 steps of ITC+ITM+MLM shared per seed, then 750 steps of each objective set).
+
+The primary metric, fixed before any run: `list_itm_accuracy`, ITM 6-way accuracy on the "list" template (the true
+caption beats its five negatives; chance 1/6 = 16.7 %). `summary` compares arms on the seeds both have with an exact
+paired sign-flip permutation test (2^n sign patterns; with 6 seeds the smallest two-sided p is 2/64 = 0.031).
+"""
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results" / "binding.jsonl"
+OFF = 0.0
+TTM = {"mim_weight": OFF, "mrm_weight": OFF}
+# The demo recipe on plain data, without checkpoints and trackers.
+BASE_RUN = {
+    "model": "tiny",
+    "image_size": 64,
+    "demo_pairs": 20000,
+    "demo_max_objects": 3,
+    "demo_minimal_pairs": 0.0,
+    "demo_templates": ["list", "relation"],
+    "eval_pairs": 200,
+    "batch_size": 32,
+    "max_steps": 1500,
+    "learning_rate": 1e-3,
+    "min_learning_rate": 1e-4,
+    "warmup_steps": 100,
+    "num_workers": 1,
+    "checkpoint_every": 0,
+    "log_every": 50,
+    "report_to": [],
+}
+NEGATIVES = {"caption_negatives": 3}
+# E1: the same short ITC+ITM fine-tune for every arm.
+FINE_TUNE = {
+    "max_steps": 300,
+    "learning_rate": 2e-4,
+    "min_learning_rate": 2e-5,
+    "warmup_steps": 30,
+    "eval_pairs": 0,
+    "model_config": {"mlm_weight": OFF, "mim_weight": OFF, "mrm_weight": OFF},
+}
+ARMS = {
+    "ttm": {"model_config": TTM},
+    "mamo": {"model_config": {}},
+    "ttm_hn": {"model_config": TTM, **NEGATIVES},
+    "mamo_hn": {"model_config": {}, **NEGATIVES},
+    "mamo_hn_rrc": {"model_config": {}, **NEGATIVES, "caption_safe_crops": False},
+    "ttm_ft": {"model_config": TTM, "fine_tune": True},
+    "mamo_ft": {"model_config": {}, "fine_tune": True},
+    "warm_ttm": {"model_config": TTM, "warm_start": True, "max_steps": 750},
+    "warm_mamo": {"model_config": {"normalize_targets": True}, "warm_start": True, "max_steps": 750},
+}
+TEMPLATES = ("list", "relation", "attribute")
+BENCHMARK_SEED = 12345
+PRIMARY = "list_itm_accuracy"
+
+
+def parse_arm(name: str) -> dict:
+    """`arm[@steps=N]` → its settings (`@steps=N` trains N steps, for equal wall-clock comparisons)."""
+    base, _, option = name.partition("@")
+    if base not in ARMS:
+        raise SystemExit(f"Unknown arm {base!r}; known: {', '.join(ARMS)}")
+    settings = json.loads(json.dumps(ARMS[base]))
+    if option:
+        key, _, value = option.partition("=")
+        if key != "steps":
+            raise SystemExit(f"Unknown option {option!r} in {name!r}: only @steps=N.")
+        settings["max_steps"] = int(value)
+    return settings
+
+
+def train(settings: dict, seed: int, output_dir: str, **extra):
+    from mamo_hf.training import PretrainingArguments, pretrain
+
+    arguments = {**BASE_RUN, **settings, **extra, "seed": seed, "output_dir": output_dir}
+    return pretrain(PretrainingArguments(**arguments))
+
+
+def benchmark(model, processor) -> dict:
+    """Fine-grained accuracies (%) per template, prefixed with the template's name."""
+    from mamo_hf.data.finegrained import finegrained_examples
+    from mamo_hf.evaluation.finegrained import evaluate_finegrained
+
+    metrics = {}
+    for template in TEMPLATES:
+        examples = finegrained_examples(600, seed=BENCHMARK_SEED, image_size=BASE_RUN["image_size"], template=template)
+        scores = evaluate_finegrained(model, processor, examples)
+        metrics.update({f"{template}_{name}": round(value, 2) for name, value in scores.items()})
+    return metrics
+
+
+def warm_start_checkpoint(seed: int, cache: Path) -> str:
+    """E2's shared stage 1 of a seed: 750 steps of ITC+ITM+MLM, trained once and kept in `cache`."""
+    folder = cache / f"warm-stage1-seed{seed}"
+    if not (folder / "model.safetensors").exists():
+        train({"model_config": TTM, "max_steps": 750}, seed, str(folder))
+    return str(folder)
+
+
+def run_one(arm: str, seed: int, cache: Path) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    settings = parse_arm(arm)
+    fine_tune, warm_start = settings.pop("fine_tune", False), settings.pop("warm_start", False)
+    row = {"arm": arm, "seed": seed}
+    with tempfile.TemporaryDirectory() as output_dir:
+        extra = {"init": warm_start_checkpoint(seed, cache)} if warm_start else {}
+        result = train(settings, seed, output_dir, **extra)
+        row.update(steps=result.summary["steps"], train_seconds=result.summary["seconds"])
+        retrieval = result.summary["retrieval_after"]
+        if retrieval:
+            row.update(retrieval_itc_tr_r1=retrieval["itc"]["txt_r1"], retrieval_itm_tr_r1=retrieval["itm"]["txt_r1"])
+        started = time.perf_counter()
+        row.update(benchmark(result.model, result.processor))
+        row["eval_seconds"] = round(time.perf_counter() - started, 1)
+        if fine_tune:
+            row.update({f"pre_{name}": value for name, value in row.items() if name.startswith(TEMPLATES)})
+            with tempfile.TemporaryDirectory() as tuned_dir:
+                tuned = train(FINE_TUNE, seed, tuned_dir, init=output_dir)
+                row["fine_tune_seconds"] = tuned.summary["seconds"]
+                row.update(benchmark(tuned.model, tuned.processor))
+    return row
+
+
+def load_results(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def run_grid(args) -> None:
+    for arm in args.arms:
+        parse_arm(arm)  # fail before any work on a bad name
+    done = {(row["arm"], row["seed"]) for row in load_results(args.results)}
+    todo = [(arm, seed) for seed in args.seeds for arm in args.arms if (arm, seed) not in done]
+    print(f"{len(todo)} runs to do ({len(done)} already in {args.results})", flush=True)
+    args.cache.mkdir(parents=True, exist_ok=True)
+
+    def launch(job):
+        arm, seed = job
+        command = [sys.executable, __file__, "one", arm, str(seed), "--cache", str(args.cache)]
+        environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+        finished = subprocess.run(command, capture_output=True, text=True, env=environment)
+        if finished.returncode != 0:
+            print(f"FAILED {arm} seed {seed}:\n{finished.stderr[-3000:]}", flush=True)
+            return
+        row = json.loads(finished.stdout.strip().splitlines()[-1])
+        with args.results.open("a") as handle:
+            handle.write(json.dumps(row) + "\n")
+        print(f"{arm:16s} seed {seed}: {PRIMARY} {row[PRIMARY]:.1f} ({row['train_seconds']:.0f} s)", flush=True)
+
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(launch, todo))
+
+
+def sign_flip_p_value(differences: list[float]) -> float:
+    """Exact two-sided paired permutation test of mean(differences) = 0: the share of the 2^n sign patterns whose
+    mean is at least as far from 0 as the observed one."""
+    observed = abs(statistics.mean(differences))
+    patterns = list(itertools.product((1, -1), repeat=len(differences)))
+    extreme = sum(
+        abs(statistics.mean(sign * value for sign, value in zip(signs, differences))) >= observed - 1e-12
+        for signs in patterns
+    )
+    return extreme / len(patterns)
+
+
+def summarize(args) -> None:
+    by_arm: dict[str, dict[int, dict]] = {}
+    for row in load_results(args.results):
+        by_arm.setdefault(row["arm"], {})[row["seed"]] = row
+    reference = by_arm.get(args.reference, {})
+    metrics = args.metrics
+    print("| arm | seeds | s/run | " + " | ".join(metrics) + f" | Δ {metrics[0]} vs {args.reference}, paired |")
+    print("|" + "---|" * (4 + len(metrics)))
+    for arm, runs in by_arm.items():
+        cells = []
+        for metric in metrics:
+            values = [run[metric] for run in runs.values() if metric in run]
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.1f} ± {spread:.1f}" if values else "—")
+        common = sorted(set(runs) & set(reference))
+        comparison = ""
+        if arm != args.reference and len(common) > 1:
+            differences = [runs[seed][metrics[0]] - reference[seed][metrics[0]] for seed in common]
+            comparison = (
+                f"{statistics.mean(differences):+.1f} (n={len(common)}, p={sign_flip_p_value(differences):.3f})"
+            )
+        seconds = statistics.median(run["train_seconds"] for run in runs.values())
+        seeds = ",".join(str(seed) for seed in sorted(runs))
+        print(f"| {arm} | {seeds} | {seconds:.0f} | " + " | ".join(cells) + f" | {comparison} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    cache = Path(tempfile.gettempdir()) / "mamo-binding-cache"
+    grid = commands.add_parser("run", help="run every (arm, seed) not yet in the results file")
+    grid.add_argument("--arms", nargs="+", required=True)
+    grid.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4, 5])
+    grid.add_argument("--jobs", type=int, default=2)
+    grid.add_argument("--results", type=Path, default=RESULTS)
+    grid.add_argument("--cache", type=Path, default=cache, help="E2's shared stage-1 checkpoints")
+    one = commands.add_parser("one", help="run one (arm, seed) and print its result as JSON")
+    one.add_argument("arm")
+    one.add_argument("seed", type=int)
+    one.add_argument("--cache", type=Path, default=cache)
+    summary = commands.add_parser("summary", help="mean ± std per arm, paired permutation test against a reference")
+    summary.add_argument("--reference", default="ttm_hn")
+    summary.add_argument(
+        "--metrics",
+        nargs="+",
+        default=[PRIMARY, "list_itc_accuracy", "relation_itm_accuracy", "attribute_itm_accuracy"],
+    )
+    summary.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.command == "run":
+        run_grid(args)
+    elif args.command == "one":
+        print(json.dumps(run_one(args.arm, args.seed, args.cache)))
+    else:
+        summarize(args)
+
+
+if __name__ == "__main__":
+    main()

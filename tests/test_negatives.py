@@ -1,0 +1,235 @@
+"""Compositional hard negatives from any caption, and how pre-training uses them (ITC's softmax, ITM)."""
+
+import json
+import random
+from collections import Counter
+
+import pytest
+import torch
+from helpers import TINY_RUN, tiny_tokenizer
+from PIL import Image
+
+from mamo_hf import JointMasking, MamoForPreTraining
+from mamo_hf.data import (
+    CaptionDataset,
+    CaptionNegatives,
+    DemoCaptionDataset,
+    PretrainingCollator,
+    tiny_config_and_processor,
+)
+from mamo_hf.data.negatives import (
+    ATTRIBUTE_KINDS,
+    FAMILIES,
+    replace_attribute,
+    shuffle,
+    swap_attributes,
+    swap_objects,
+    swap_relation,
+)
+from mamo_hf.losses_mamo import caption_negative_logits, image_text_contrastive_loss
+from mamo_hf.training import EpochShuffleSampler, PretrainingArguments, pretrain, validate_arguments
+
+CAPTION = "a large red circle left of a small blue square"
+KIND_OF = {word: kind for kind, words in ATTRIBUTE_KINDS.items() for word in words}
+
+
+def words(text):
+    return text.split()
+
+
+@pytest.mark.parametrize(
+    "family, expected",
+    [
+        (
+            swap_attributes,
+            {"a large blue circle left of a small red square", "a small red circle left of a large blue square"},
+        ),
+        (swap_objects, {"a large red square left of a small blue circle"}),
+        (
+            swap_relation,
+            {"a small blue square left of a large red circle", "a large red circle right of a small blue square"},
+        ),
+    ],
+)
+def test_each_family_changes_the_caption_in_its_own_way(family, expected):
+    produced = {" ".join(family(words(CAPTION), random.Random(seed))) for seed in range(30)}
+    assert produced == expected
+
+
+def test_attribute_replacement_stays_within_the_kind_and_shuffle_keeps_the_words():
+    for seed in range(30):
+        replaced = replace_attribute(words(CAPTION), random.Random(seed))
+        changed = [(old, new) for old, new in zip(words(CAPTION), replaced) if old != new]
+        assert len(changed) == 1
+        old, new = changed[0]
+        assert KIND_OF[old] == KIND_OF[new]
+        assert new not in CAPTION.split()
+        shuffled = shuffle(words(CAPTION), random.Random(seed))
+        assert Counter(shuffled) == Counter(words(CAPTION)) and shuffled != words(CAPTION)
+
+
+def test_negatives_are_deterministic_distinct_and_never_the_caption():
+    generator = CaptionNegatives(4, seed=3)
+    for key in range(20):
+        negatives = generator(CAPTION, key)
+        assert negatives == generator(CAPTION, key)  # same caption, key and seed
+        assert len(negatives) == 4 and len(set(negatives)) == 4 and CAPTION not in negatives
+    assert any(generator(CAPTION, key) != generator(CAPTION, 0) for key in range(1, 20))
+    assert generator("A Large red circle.", 1)  # case and punctuation are no obstacle
+
+
+def test_captions_with_nothing_to_change_get_none_or_fewer():
+    assert CaptionNegatives(3)("hello", 0) == []  # one word: nothing any family can change
+    assert CaptionNegatives(3, families=("swap_attributes", "swap_objects"))("a photo of the sky", 0) == []
+    only_shuffle = CaptionNegatives(5, families=("shuffle",))("a red b", 0)
+    assert 0 < len(only_shuffle) <= 5 and "a red b" not in only_shuffle
+    with pytest.raises(ValueError, match="unknown families"):
+        CaptionNegatives(2, families=("swap_colours",))
+    with pytest.raises(ValueError, match="at least 1"):
+        CaptionNegatives(0)
+
+
+def test_real_english_captions_get_negatives_from_every_family():
+    caption = "A man riding a brown horse next to two white dogs on the beach"
+    generator = CaptionNegatives(1)
+    for family in FAMILIES:
+        (negative,) = CaptionNegatives(1, families=(family,))(caption, 0)
+        assert negative.lower() != caption.lower()
+    assert generator(caption, 0) != [caption]
+
+
+def setup(**overrides):
+    config, processor = tiny_config_and_processor(32, 8, tiny_tokenizer(), **overrides)
+    collator = PretrainingCollator(processor, masking=JointMasking.from_config(config), negatives=CaptionNegatives(3))
+    return config, processor, collator
+
+
+def items_of(captions):
+    return [
+        {
+            "image": Image.new("RGB", (32, 32), (40 * i, 90, 200)),
+            "caption": text,
+            "image_id": i,
+            "skipped": (),
+            "sample_key": i,
+        }
+        for i, text in enumerate(captions)
+    ]
+
+
+def test_the_collator_encodes_each_captions_negatives_and_pads_missing_ones():
+    config, processor, collator = setup()
+    batch = collator(items_of([CAPTION, "a cat", "a red circle and a blue square"]))
+    ids, mask = batch["negative_input_ids"], batch["negative_attention_mask"]
+    assert ids.shape[:2] == mask.shape[:2] == (3, 3)
+    valid = mask.bool().any(-1)
+    assert valid[0].all() and valid[2].all() and valid[1].sum() == 1  # "a cat": only a shuffle exists
+    decoded = processor.tokenizer.decode(ids[0, 0][mask[0, 0].bool()], skip_special_tokens=True)
+    assert decoded in CaptionNegatives(3)(CAPTION, 0)
+    assert (ids[1, 1:] == processor.tokenizer.pad_token_id).all()
+
+
+def test_caption_negatives_enter_the_itc_softmax_of_their_own_image_only():
+    image, text = torch.nn.functional.normalize(torch.randn(2, 2, 8), dim=-1)
+    negatives = torch.nn.functional.normalize(torch.randn(2, 3, 8), dim=-1)
+    valid = torch.tensor([[True, True, False], [True, False, False]])
+    temperature = torch.tensor(0.1)
+    extra = caption_negative_logits(image, negatives, valid, temperature)
+    targets = torch.eye(2)
+    loss, _ = image_text_contrastive_loss(image, text, image, text, temperature, targets, targets, extra)
+    # Reference: image b's row holds every text of the batch and its own existing negatives.
+    i2t = []
+    for b in range(2):
+        logits = torch.cat([image[b] @ text.t(), image[b] @ negatives[b][valid[b]].t()]) / temperature
+        i2t.append(-logits.log_softmax(-1)[b])
+    t2i = [-(text[b] @ image.t() / temperature).log_softmax(-1)[b] for b in range(2)]
+    torch.testing.assert_close(loss, (torch.stack(i2t).mean() + torch.stack(t2i).mean()) / 2)
+    assert torch.isfinite(loss)
+
+
+def test_pretraining_with_caption_negatives_adds_one_itm_view_per_image_and_changes_itc():
+    config, processor, collator = setup()
+    dataset = DemoCaptionDataset(6, seed=1, image_size=32, max_objects=2, templates=("list", "relation"))
+    batch = collator([dataset[index] for index in range(6)])
+    torch.manual_seed(0)
+    model = MamoForPreTraining(config).train()
+    with_negatives = model(**batch, generator=torch.Generator().manual_seed(0))
+    plain = {name: value for name, value in batch.items() if not name.startswith("negative")}
+    without = model(**plain, generator=torch.Generator().manual_seed(0))
+    assert with_negatives.itm_logits.shape == (24, 2) and without.itm_logits.shape == (18, 2)
+    assert with_negatives.itm_labels[18:].tolist() == [0] * 6
+    assert with_negatives.loss_itc > without.loss_itc  # more negatives in each image's softmax
+    torch.testing.assert_close(with_negatives.loss_mlm, without.loss_mlm)  # masked modeling is untouched
+    with_negatives.loss.backward()
+    assert model.mamo.text_encoder.embeddings.word_embeddings.weight.grad is not None
+    with pytest.raises(ValueError, match="together"):
+        model(**plain, negative_input_ids=batch["negative_input_ids"])
+
+
+def test_every_rank_draws_the_negatives_one_process_draws():
+    """Negatives come from each item's key, so splitting the batches over ranks changes none."""
+    _, _, collator = setup()
+    dataset = DemoCaptionDataset(16, seed=2, image_size=32, max_objects=2)
+
+    def negatives_by_pair(num_replicas):
+        found = {}
+        for rank in range(num_replicas):
+            sampler = EpochShuffleSampler(16, seed=0, batch_size=4, num_replicas=num_replicas, rank=rank)
+            loader = torch.utils.data.DataLoader(dataset, batch_size=4, sampler=sampler, collate_fn=collator)
+            for batch in loader:
+                for row, image_id in enumerate(batch["image_ids"].tolist()):
+                    found[image_id] = batch["negative_input_ids"][row][batch["negative_attention_mask"][row].bool()]
+        return found
+
+    one, two = negatives_by_pair(1), negatives_by_pair(2)
+    assert one.keys() == two.keys() == set(range(16))
+    assert all(torch.equal(one[key], two[key]) for key in one)
+
+
+def test_caption_negatives_work_from_a_caption_file_and_are_checked_before_any_work(tmp_path):
+    for index, colour in enumerate(((200, 30, 30), (30, 30, 200))):
+        Image.new("RGB", (32, 32), colour).save(tmp_path / f"{index}.png")
+    records = [
+        {"image": f"{i % 2}.png", "caption": f"a red circle left of a blue square number {i}"} for i in range(32)
+    ]
+    (tmp_path / "captions.json").write_text(json.dumps(records))
+    arguments = {
+        **TINY_RUN,
+        "output_dir": str(tmp_path / "run"),
+        "train_file": [str(tmp_path / "captions.json")],
+        "max_steps": 3,
+    }
+    result = pretrain(PretrainingArguments(**arguments, caption_negatives=2))
+    assert result.summary["steps"] == 3 and all(
+        map(torch.isfinite, map(torch.tensor, result.summary["final_losses"].values()))
+    )
+    with pytest.raises(ValueError, match="--caption-negative-families"):
+        validate_arguments(PretrainingArguments(**arguments, caption_negatives=2, caption_negative_families=["nope"]))
+    with pytest.raises(ValueError, match="--caption-negatives"):
+        validate_arguments(PretrainingArguments(**arguments, caption_negatives=-1))
+    assert CaptionDataset(tmp_path / "captions.json")[0]["caption"].startswith("a red circle")
+
+
+def test_caption_negatives_come_with_every_kind_of_dataset(tmp_path):
+    """Map-style 🤗 datasets and streams (the path of WebDataset/Parquet shards too) give items with a key."""
+    import itertools
+
+    import datasets
+
+    from mamo_hf.data import HFCaptionDataset, StreamingCaptionDataset
+
+    _, _, collator = setup()
+    images = [Image.new("RGB", (16, 16), (60 * i, 20, 200)) for i in range(4)]
+    table = datasets.Dataset.from_dict({"image": images, "caption": [CAPTION] * 4}).cast_column(
+        "image", datasets.Image()
+    )
+    sources = {
+        "map": HFCaptionDataset(table),
+        "stream": StreamingCaptionDataset.from_hf_dataset(table.to_iterable_dataset(), rank=0, world_size=1),
+    }
+    for name, dataset in sources.items():
+        items = list(itertools.islice(iter(dataset), 4)) if name == "stream" else [dataset[i] for i in range(4)]
+        batch = collator(items)
+        assert batch["negative_attention_mask"].bool().any(-1).all(), name
+        again = collator(items)
+        assert torch.equal(batch["negative_input_ids"], again["negative_input_ids"]), name
