@@ -233,3 +233,10 @@ def test_caption_negatives_come_with_every_kind_of_dataset(tmp_path):
         assert batch["negative_attention_mask"].bool().any(-1).all(), name
         again = collator(items)
         assert torch.equal(batch["negative_input_ids"], again["negative_input_ids"]), name
+
+
+def test_places_in_the_frame_are_swapped_as_whole_phrases():
+    caption = "there is a large red circle at the top left and a small blue square at the bottom".split()
+    produced = {" ".join(swap_attributes(caption, random.Random(seed))) for seed in range(40)}
+    assert "there is a large red circle at the bottom and a small blue square at the top left" in produced
+    assert all(Counter(text.split()) == Counter(caption) for text in produced)

@@ -5,8 +5,9 @@ left of a red square". Minimal pairs teach the difference, but a user's captions
 make them from the captions themselves, in the spirit of NegCLIP and SugarCrepe, with small lexicons and no parser
 (so they cost microseconds and need no model download). Each family changes a caption in one way:
 
-- `swap_attributes`: two different words of one kind (colour, size, material) exchange places ("a red circle and a
-  blue square" → "a blue circle and a red square"); the bag of words is unchanged, the binding is not;
+- `swap_attributes`: two different words of one kind (colour, size, material), or two different places in the
+  frame ("at the top left", "on the right"), exchange places ("a red circle and a blue square" → "a blue circle and
+  a red square"); the bag of words is unchanged, the binding is not;
 - `replace_attribute`: one attribute word becomes another of its kind ("red" → "green", "two" → "three");
 - `swap_objects`: two different object nouns exchange places ("a red circle and a blue square" → "a red square and
   a blue circle");
@@ -61,6 +62,8 @@ RELATION_OPPOSITES = {
     "on": "under",
 }
 FAMILIES = ("swap_attributes", "replace_attribute", "swap_objects", "swap_relation", "shuffle")
+# Words of a place in the frame, after "at the", "on the" or "in the": "at the top left", "in the bottom corner".
+PLACE_WORDS = frozenset("top bottom middle center centre left right upper lower corner side front back".split())
 # Words a noun phrase may start with or hold before its noun.
 _DETERMINERS = {"a", "an", "the", "this", "that", "some", "his", "her", "its", "their", *ATTRIBUTE_KINDS["count"]}
 _ATTRIBUTES = {word for words in ATTRIBUTE_KINDS.values() for word in words}
@@ -87,15 +90,43 @@ def _swap(words: list[str], first: int, second: int) -> list[str]:
     return swapped
 
 
+def _place_spans(words: list[str]) -> list[tuple[int, int]]:
+    """`(start, end)` of the place words of every "at/on/in the <place words>" phrase."""
+    spans, index = [], 0
+    while index + 2 < len(words):
+        if words[index].lower() in {"at", "on", "in"} and words[index + 1].lower() == "the":
+            end = index + 2
+            while end < len(words) and words[end].lower() in PLACE_WORDS:
+                end += 1
+            if end > index + 2:
+                spans.append((index + 2, end))
+                index = end
+                continue
+        index += 1
+    return spans
+
+
+def _swap_spans(words: list[str], first: tuple[int, int], second: tuple[int, int]) -> list[str]:
+    (a, b), (c, d) = sorted((first, second))
+    return words[:a] + words[c:d] + words[b:c] + words[a:b] + words[d:]
+
+
 def swap_attributes(words: list[str], rng: random.Random) -> list[str] | None:
-    """Two different attribute words of one kind exchange places (the bag of words is kept)."""
-    candidates = []
+    """Two different attribute words of one kind, or two different places in the frame, exchange places (the bag of
+    words is kept). The kind is drawn first, among those with something to swap."""
+    candidates = {}
     for kind in ("colour", "size", "material"):
         places = _positions(words, ATTRIBUTE_KINDS[kind])
-        candidates += [(a, b) for a in places for b in places if a < b and words[a].lower() != words[b].lower()]
+        pairs = [(a, b) for a in places for b in places if a < b and words[a].lower() != words[b].lower()]
+        if pairs:
+            candidates[kind] = [lambda pair=pair: _swap(words, *pair) for pair in pairs]
+    spans = _place_spans(words)
+    span_pairs = [(x, y) for x in spans for y in spans if x < y and words[x[0] : x[1]] != words[y[0] : y[1]]]
+    if span_pairs:
+        candidates["place"] = [lambda pair=pair: _swap_spans(words, *pair) for pair in span_pairs]
     if not candidates:
         return None
-    return _swap(words, *rng.choice(candidates))
+    return rng.choice(candidates[rng.choice(sorted(candidates))])()
 
 
 def replace_attribute(words: list[str], rng: random.Random) -> list[str] | None:
