@@ -78,6 +78,7 @@ DEMO_SETTINGS = {
     "checkpoint_every": 500,
     "log_every": 50,
     "output_dir": "mamo-demo",
+    "overwrite_output_dir": True,  # the demo's own folder: running the demo again replaces it
 }
 
 
@@ -118,16 +119,29 @@ def demo_data(args: argparse.Namespace) -> None:
     from .data import write_demo_dataset
 
     path = write_demo_dataset(
-        args.output, args.num_pairs, seed=args.seed, image_size=args.image_size, max_objects=args.max_objects
+        args.output,
+        args.num_pairs,
+        seed=args.seed,
+        image_size=args.image_size,
+        max_objects=args.max_objects,
+        templates=tuple(args.templates),
     )
     print(f"Wrote {args.num_pairs} pairs: {path}")
 
 
 def push(args: argparse.Namespace) -> None:
     """Upload a saved MAMO folder to the Hub."""
+    from huggingface_hub.errors import HfHubHTTPError
+
     from .hub import push_to_hub
 
-    push_to_hub(args.folder, args.repo_id, private=args.private, commit_message=args.commit_message)
+    if not (Path(args.folder) / "config.json").is_file():
+        raise SystemExit(f"mamo-hf push: error: {args.folder}: not a saved model folder (no config.json).")
+    try:
+        push_to_hub(args.folder, args.repo_id, private=args.private, commit_message=args.commit_message)
+    except (HfHubHTTPError, OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SystemExit(f"mamo-hf push: error: {args.repo_id}: {first_line}") from None
     print(f"Pushed {args.folder} to the Hub repository {args.repo_id}.")
 
 
@@ -192,11 +206,39 @@ def _yaml_settings(argv: list[str] | None) -> dict:
     config_file = probe.parse_known_args(argv)[0].config
     if not config_file:
         return {}
-    values = yaml.safe_load(Path(config_file).read_text()) or {}
+    try:
+        values = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+    except OSError as error:
+        raise SystemExit(f"mamo-hf: error: --config {config_file}: cannot read it ({error.strerror}).") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        where = getattr(error, "problem_mark", None)
+        place = f" (line {where.line + 1})" if where is not None else ""
+        raise SystemExit(f"mamo-hf: error: --config {config_file}: not valid YAML{place}.") from None
+    if not isinstance(values, dict):
+        raise SystemExit(f"mamo-hf: error: --config {config_file}: expected a mapping of PretrainingArguments fields.")
     unknown = sorted(set(values) - {field.name for field in dataclasses.fields(PretrainingArguments)})
     if unknown:
-        raise SystemExit(f"{config_file}: unknown key(s) {unknown}; the keys are PretrainingArguments fields.")
+        raise SystemExit(
+            f"mamo-hf: error: --config {config_file}: unknown key(s) {unknown}; the keys are PretrainingArguments "
+            "fields."
+        )
     return values
+
+
+def _at_least(minimum: int, maximum: int | None = None):
+    """An argparse type: an integer in [minimum, maximum]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
 
 
 def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
@@ -217,10 +259,19 @@ def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
 
     data_parser = commands.add_parser("demo-data", help="write the built-in demo data as images + caption JSON")
     data_parser.add_argument("--output", required=True, help="folder to write")
-    data_parser.add_argument("--num-pairs", type=int, default=1000, help="number of pairs (default 1000)")
+    data_parser.add_argument("--num-pairs", type=_at_least(1), default=1000, help="number of pairs (default 1000)")
     data_parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    data_parser.add_argument("--image-size", type=int, default=64, help="image side in pixels (default 64)")
-    data_parser.add_argument("--max-objects", type=int, default=3, help="objects per scene, 1 to 3 (default 3)")
+    data_parser.add_argument("--image-size", type=_at_least(8), default=64, help="image side in pixels (default 64)")
+    data_parser.add_argument(
+        "--max-objects", type=_at_least(1, 3), default=3, help="objects per scene, 1 to 3 (default 3)"
+    )
+    data_parser.add_argument(
+        "--templates",
+        nargs="+",
+        choices=["list", "relation"],
+        default=["list"],
+        help="caption templates: list and/or relation (default: list)",
+    )
     data_parser.set_defaults(run=demo_data)
 
     push_parser = commands.add_parser("push", help="upload a saved MAMO folder (model, processor, code, card)")

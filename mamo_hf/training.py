@@ -24,6 +24,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -78,6 +79,7 @@ logger = logging.get_logger(__name__)
 CHECKPOINT_PREFIX = "checkpoint-"
 
 TRAINING_STATE = "training_state.json"
+SUMMARY_FILE = "pretraining_summary.json"
 
 LOCK_FILE = ".mamo_run.lock"
 
@@ -249,6 +251,17 @@ class PretrainingArguments:
     checkpoint_every: int = field(default=1000, metadata={"help": "steps between checkpoints (0: none)"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (older ones are deleted)"})
     resume: str | None = field(default=None, metadata={"help": "'latest' or a checkpoint folder to continue from"})
+    allow_changed_arguments: bool = field(
+        default=False,
+        metadata={
+            "help": "with --resume: continue although arguments that define the run (batch size, seed, data, model "
+            "config, schedule, ...) differ from the checkpoint's; the new values are used"
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "start a fresh run in a folder that holds another run's checkpoints, logs or model"},
+    )
     log_every: int = field(default=10, metadata={"help": "steps between log lines"})
     report_to: list[str] = field(
         default_factory=lambda: ["tensorboard", "csv"], metadata={"help": "trackers: tensorboard, csv"}
@@ -414,6 +427,25 @@ def validate_arguments(args: PretrainingArguments) -> None:
     )
     unknown = sorted(set(args.model_config) - set(MamoConfig().to_dict()))
     require(not unknown, "model_config", f"has unknown MamoConfig field(s) {unknown}.")
+    require(
+        args.image_size is None or (isinstance(args.image_size, int) and args.image_size >= 16),
+        "image_size",
+        f"must be an integer >= 16 (a multiple of the patch size), got {args.image_size!r}.",
+    )
+    unknown_trackers = sorted(set(args.report_to) - {"tensorboard", "csv"})
+    require(not unknown_trackers, "report_to", f"knows tensorboard and csv, got {unknown_trackers}.")
+    require(
+        not (args.hf_dataset and args.train_file),
+        "hf_dataset",
+        "and --train-file name two training sets: give one of them.",
+    )
+    require(
+        args.push_to_hub or args.hub_model_id is None,
+        "hub_model_id",
+        "is only used with --push-to-hub: add --push-to-hub, or leave --hub-model-id out.",
+    )
+    for name in ("init", "tokenizer"):
+        _check_model_location(getattr(args, name), name)
     for name in ("eval_file", "hf_dataset", "image_root"):
         path = getattr(args, name)
         require(not path or Path(path).exists(), name, f"{path}: no such file or folder.")
@@ -428,6 +460,70 @@ def validate_arguments(args: PretrainingArguments) -> None:
 
 
 _SHARD_NAMES = {"webdataset": "WebDataset", "parquet": "Parquet"}
+
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def _check_model_location(location: str | None, name: str) -> None:
+    """`--init`/`--tokenizer`: an existing local folder, or a name that can be a Hub repository (`user/name`)."""
+    if location is None:
+        return
+    path = Path(location)
+    if path.exists():
+        if not path.is_dir():
+            raise InvalidArgumentError(f"--{name} {location}: a file; give the folder written by save_pretrained.")
+        return
+    if not _REPO_ID.match(location) or location.startswith(".") or "//" in location:
+        raise InvalidArgumentError(f"--{name} {location}: no such folder (and not a Hub repository name).")
+
+
+def check_output_dir_is_free(args: PretrainingArguments) -> None:
+    """A run folder belongs to one run: a fresh run (no `--resume`) refuses a folder that holds another run's
+    checkpoints, logs or final model, unless `--overwrite-output-dir` (which removes them, `clear_previous_run`)."""
+    if args.resume or args.overwrite_output_dir:
+        return
+    found = previous_run_files(Path(args.output_dir))
+    if found:
+        raise OutputDirInUseError(
+            f"--output-dir {args.output_dir} holds another run's results ({', '.join(found[:3])}): continue it with "
+            "--resume latest, replace it with --overwrite-output-dir, or choose another folder."
+        )
+
+
+def _claim_output_dir(accelerator: Accelerator, args: PretrainingArguments) -> None:
+    """With the folder locked, the main process checks that it holds no other run's results (or, with
+    `--overwrite-output-dir`, removes them); every rank raises the same error if it does."""
+    message = [None]
+    if accelerator.is_main_process:
+        try:
+            check_output_dir_is_free(args)
+        except OutputDirInUseError as error:
+            message = [str(error)]
+        else:
+            if args.overwrite_output_dir and not args.resume:
+                clear_previous_run(Path(args.output_dir))
+    if accelerator.num_processes > 1:
+        broadcast_object_list(message)
+    if message[0] is not None:
+        raise OutputDirInUseError(message[0])
+
+
+def previous_run_files(output_dir: Path) -> list[str]:
+    """What an earlier run left in `output_dir`: checkpoints, the final model and summary, logs."""
+    names = [path.name for path in sorted(output_dir.glob(f"{CHECKPOINT_PREFIX}*"))]
+    names += [name for name in (SUMMARY_FILE, "model.safetensors", "logs", "runs") if (output_dir / name).exists()]
+    return names
+
+
+def clear_previous_run(output_dir: Path) -> None:
+    """Remove what a previous run wrote (checkpoints, staging folders, logs, summary); the model files are
+    overwritten by the new run's save."""
+    for path in [*output_dir.glob(f"{CHECKPOINT_PREFIX}*"), *output_dir.glob(f".{CHECKPOINT_PREFIX}*.tmp")]:
+        shutil.rmtree(path, ignore_errors=True)
+    for name in ("logs", "runs"):
+        shutil.rmtree(output_dir / name, ignore_errors=True)
+    (output_dir / SUMMARY_FILE).unlink(missing_ok=True)
 
 
 def _validate_train_files(args: PretrainingArguments) -> None:
@@ -531,6 +627,17 @@ class OutputDirLock:
         return False
 
 
+def check_process_count(accelerator: Accelerator) -> None:
+    """A launcher that started several processes must get a process group: without `--cpu` on a machine without
+    GPUs, Accelerate would give each process a run of its own, all racing for one output folder."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and accelerator.num_processes != launched:
+        raise InvalidArgumentError(
+            f"--cpu is needed: the launcher started {launched} processes but Accelerate sees "
+            f"{accelerator.num_processes} (no GPU here); add --cpu to run them as one CPU run."
+        )
+
+
 def _lock_output_dir(accelerator: Accelerator, output_dir: Path) -> OutputDirLock | None:
     """The main process takes the lock; every rank raises the same error if it could not."""
     lock, message = None, [None]
@@ -626,6 +733,34 @@ def build_train_dataset(args: PretrainingArguments, image_size: int):
         minimal_pairs=args.demo_minimal_pairs,
         templates=tuple(args.demo_templates),
     )
+
+
+# Above this share of words read as [UNK], the tokenizer cannot read the training captions: the run is refused.
+MAX_UNKNOWN_WORD_SHARE = 0.2
+
+
+def check_vocabulary(args: PretrainingArguments, dataset, tokenizer) -> None:
+    """Own captions read with the built-in demo tokenizer (no `--tokenizer`, no `--init`): refuse when more than
+    `MAX_UNKNOWN_WORD_SHARE` of their words become [UNK] (warn above 1 %), naming the flag that fixes it."""
+    if args.init or args.tokenizer or not (args.train_file or args.hf_dataset):
+        return
+    if not hasattr(dataset, "sample_captions"):  # a stream: not read ahead
+        return
+    words = [word for caption in dataset.sample_captions() for word in caption.split()]
+    if not words:
+        return
+    pieces = tokenizer(words, add_special_tokens=False)["input_ids"]
+    share = sum(tokenizer.unk_token_id in word_pieces for word_pieces in pieces) / len(words)
+    source = "--train-file" if args.train_file else "--hf-dataset"
+    message = (
+        f"{source}: {share:.0%} of the words of its captions are unknown to the built-in demo tokenizer "
+        f"({len(tokenizer)} tokens), which reads them as [UNK]; pass --tokenizer (a BERT tokenizer folder or Hub "
+        "name, e.g. bert-base-uncased) or --init a model saved with its tokenizer."
+    )
+    if share > MAX_UNKNOWN_WORD_SHARE:
+        raise InvalidArgumentError(message)
+    if share > 0.01:
+        logger.warning(message)
 
 
 def caption_negatives(args: PretrainingArguments) -> CaptionNegatives | None:
@@ -824,6 +959,74 @@ def _end_training(accelerator: Accelerator) -> None:
     accelerator.end_training()
 
 
+# The arguments that define what a run computes: a resumed run must have the same (or say it changes them).
+# `--max-steps` and `--epochs` may change: a resumed run can be extended (the schedule follows the new length).
+RUN_DEFINING_ARGUMENTS = (
+    "model",
+    "init",
+    "tokenizer",
+    "model_config",
+    "image_size",
+    "train_file",
+    "hf_dataset",
+    "image_column",
+    "text_column",
+    "demo_pairs",
+    "demo_max_objects",
+    "demo_minimal_pairs",
+    "demo_templates",
+    "augment",
+    "caption_safe_crops",
+    "caption_negatives",
+    "caption_negative_families",
+    "max_length",
+    "max_words",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "min_learning_rate",
+    "warmup_steps",
+    "weight_decay",
+    "max_grad_norm",
+    "mixed_precision",
+    "seed",
+)
+
+
+def run_defining_arguments(args: PretrainingArguments, num_processes: int) -> dict:
+    """The values of `RUN_DEFINING_ARGUMENTS` and the number of processes, as JSON, kept in every checkpoint."""
+    values = {name: getattr(args, name) for name in RUN_DEFINING_ARGUMENTS}
+    return json.loads(json.dumps({**values, "num_processes": num_processes}))
+
+
+def check_resumed_arguments(saved: dict | None, current: dict, checkpoint: Path, allow_changes: bool) -> None:
+    """Refuse (`CheckpointError`) to resume with arguments that define the run differently from the checkpoint's,
+    unless `allow_changes` (then warn). A checkpoint of an older version, without its arguments, is not checked."""
+    if saved is None:
+        logger.warning(f"{checkpoint} does not record its run's arguments: they cannot be checked.")
+        return
+    changed = {name: (saved.get(name), value) for name, value in current.items() if saved.get(name) != value}
+    if not changed:
+        return
+    described = "; ".join(
+        f"{'processes' if name == 'num_processes' else '--' + name.replace('_', '-')} was {old!r}, now {new!r}"
+        for name, (old, new) in changed.items()
+    )
+    if not allow_changes:
+        raise CheckpointError(
+            f"--resume {checkpoint}: this run's arguments differ from the checkpoint's ({described}). Resume with "
+            "the same arguments, or pass --allow-changed-arguments to continue with the new ones."
+        )
+    logger.warning(f"Resuming {checkpoint} with changed arguments ({described}).")
+
+
+def _reset_learning_rate(scheduler, step: int) -> None:
+    """Set the optimizer's learning rates to the schedule's values at `step` (after its peak changed)."""
+    for group, base_lr, factor in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base_lr * factor(step)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+
 def resolve_resume(resume: str, output_dir: Path) -> Path:
     """The checkpoint folder `--resume` names: "latest" (the newest complete checkpoint of `output_dir`) or a path."""
     if resume == "latest":
@@ -894,8 +1097,10 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
     check_bf16_speed(args, accelerator.device)
+    check_process_count(accelerator)
     lock = _lock_output_dir(accelerator, output_dir)
     try:
+        _claim_output_dir(accelerator, args)
         return _pretrain(args, accelerator, output_dir)
     finally:
         if lock is not None:
@@ -925,6 +1130,7 @@ class _Run:
     guard: "DivergenceGuard"
     progress: object
     last_losses: dict = field(default_factory=dict)
+    last_applied_step: int | None = None
     pairs_seen: int = 0
     started: float = field(default_factory=time.perf_counter)
 
@@ -946,6 +1152,7 @@ def _build_run(args: PretrainingArguments, accelerator: Accelerator, output_dir:
     model, processor = build_model_and_processor(args)
     image_size = processor.image_processor.size["height"]
     dataset = build_train_dataset(args, image_size)
+    check_vocabulary(args, dataset, processor.tokenizer)
     sampler = None
     if not isinstance(dataset, torch.utils.data.IterableDataset):
         sampler = EpochShuffleSampler(
@@ -977,7 +1184,7 @@ def _build_run(args: PretrainingArguments, accelerator: Accelerator, output_dir:
     optimizer = torch.optim.AdamW(optimizer_parameter_groups(model, args.weight_decay), lr=args.learning_rate)
     steps_per_epoch = None if sampler is None else sampler.batches_per_epoch // args.gradient_accumulation_steps
     total_steps = args.max_steps or args.epochs * steps_per_epoch
-    if not total_steps:
+    if steps_per_epoch == 0 or not total_steps:  # no step would ever end: an epoch holds none
         raise InvalidArgumentError(
             f"--batch-size {args.batch_size}: {len(dataset)} pairs make no full optimizer step of "
             f"{args.batch_size} × {accelerator.num_processes} process(es) × {args.gradient_accumulation_steps} "
@@ -991,10 +1198,16 @@ def _build_run(args: PretrainingArguments, accelerator: Accelerator, output_dir:
     prepared_model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(prepared_model)
 
+    arguments = run_defining_arguments(args, accelerator.num_processes)
     state = {"step": 0, "micro_step": 0, "epoch": 0, "batches_in_epoch": 0, "skipped": {}, "nonfinite_steps": []}
     if checkpoint is not None:
         state = {**state, **load_checkpoint(accelerator, checkpoint, scheduler)}
+        check_resumed_arguments(state.get("arguments"), arguments, checkpoint, args.allow_changed_arguments)
+        if args.allow_changed_arguments:  # the new schedule's peak and floor, at the checkpoint's step
+            scheduler.base_lrs = [args.learning_rate for _ in scheduler.base_lrs]
+            _reset_learning_rate(scheduler, state["step"])
         accelerator.print(f"Resumed from {checkpoint} at step {state['step']}.")
+    state["arguments"] = arguments
     _init_trackers(accelerator, args, resumed_step=state["step"] if checkpoint is not None else None)
 
     # Every rank takes part in the evaluation: it shards the work and gathers the results over the ranks.
@@ -1072,11 +1285,11 @@ def _optimizer_step(run: _Run, losses: dict[str, float], queue: dict | None) -> 
         run.optimizer.step()
         run.scheduler.step()
         run.unwrapped.update_teacher()
+        run.last_losses, run.last_applied_step = losses, state["step"]  # the summary reports an applied step
     else:
         run.unwrapped.load_queue_state(queue)
         state["nonfinite_steps"].append(state["step"])
     run.optimizer.zero_grad()
-    run.last_losses = losses
     run.progress.update(1)
     pairs_per_second = run.pairs_seen / (time.perf_counter() - run.started)
     run.progress.set_postfix(loss=f"{losses['loss']:.3f}", pairs_per_s=f"{pairs_per_second:.0f}")
@@ -1094,11 +1307,17 @@ def _finish_run(run: _Run, elapsed: float) -> PretrainingResult:
     summary.update(
         steps=run.state["step"],
         final_losses=run.last_losses,
+        final_losses_step=run.last_applied_step,
         seconds=round(elapsed, 1),
         skipped_records=skipped,
         nonfinite_steps=run.state["nonfinite_steps"],
         loss_spikes=run.guard.spikes,
     )
+    if run.last_applied_step != run.state["step"]:
+        logger.warning(
+            f"The last {run.state['step'] - (run.last_applied_step or 0)} step(s) had non-finite losses and were "
+            f"skipped; the summary reports the losses of step {run.last_applied_step}, the last one applied."
+        )
     if run.held_out is not None:
         summary["retrieval_after"] = evaluate_zero_shot(run.unwrapped, run.processor, run.held_out, args.eval_k)
         accelerator.print(f"Zero-shot retrieval after training   {_retrieval_line(summary['retrieval_after'])}")
@@ -1108,7 +1327,7 @@ def _finish_run(run: _Run, elapsed: float) -> PretrainingResult:
     if accelerator.is_main_process:
         run.unwrapped.save_pretrained(run.output_dir)
         run.processor.save_pretrained(run.output_dir)
-        (run.output_dir / "pretraining_summary.json").write_text(json.dumps(summary, indent=2))
+        (run.output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
         accelerator.print(_skip_report(skipped))
         hub_model_id = (args.hub_model_id or run.output_dir.name) if args.push_to_hub else None
         finish_run(run.output_dir, hub_model_id, **_card_arguments(args, summary, run.output_dir))

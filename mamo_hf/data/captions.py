@@ -26,6 +26,7 @@ from datasets.distributed import split_dataset_by_node
 from .files import READERS, STREAMING_READERS, annotation_paths, expand_data_files, parse_record, raw_records
 from .records import BadRecordError, CaptionOptions, ItemBuilder, Pair, SkippedSample, caption_list, stable_id
 from .shards import shard_dataset, shard_format, shard_pairs
+from .transforms import clean_caption
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,13 @@ class MapCaptionDataset(ItemBuilder, torch.utils.data.Dataset):
 
     def _pair(self, index: int) -> Pair:
         raise NotImplementedError
+
+    def sample_captions(self, count: int = 200) -> list[str]:
+        """The cleaned captions of up to `count` records spread over the dataset, read without their images (to
+        check a tokenizer's coverage before training)."""
+        step = max(1, len(self) // count)
+        captions = (clean_caption(self._pair(index).caption, self.max_words) for index in range(0, len(self), step))
+        return [caption for caption in itertools.islice(captions, count) if caption]
 
     def __getitem__(self, index: int) -> dict:
         """The item at `index`, or, when that record is bad, the next good record after it (wrapping around) with

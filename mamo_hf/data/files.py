@@ -140,7 +140,7 @@ def json_records(file: Path) -> Iterator[tuple[str, dict]]:
     Raises:
         ValueError: naming the file, for text that is not UTF-8, not valid JSON, or not a JSON list.
     """
-    with open(file, encoding="utf-8") as handle:
+    with open(file, encoding="utf-8-sig") as handle:  # a byte-order mark is not part of the JSON
         try:
             records = json.load(handle)
         except json.JSONDecodeError as error:
@@ -164,7 +164,7 @@ def _jsonl_lines(file: Path) -> Iterator[tuple[str, _JsonLine | bytes]]:
     with open(file, "rb") as handle:
         for number, line in enumerate(handle, 1):
             try:
-                text = line.decode("utf-8")
+                text = line.decode("utf-8-sig" if number == 1 else "utf-8")  # a byte-order mark opens line 1
             except UnicodeDecodeError:
                 yield f"{file}, line {number}", line
                 continue
@@ -175,7 +175,7 @@ def _jsonl_lines(file: Path) -> Iterator[tuple[str, _JsonLine | bytes]]:
 def _csv_rows(file: Path) -> Iterator[tuple[str, dict]]:
     """`(where, row)` for the rows of a CSV file with the columns `image` and `caption`; raises `ValueError` naming
     the file for another header or text that is not UTF-8."""
-    with open(file, newline="", encoding="utf-8") as handle:
+    with open(file, newline="", encoding="utf-8-sig") as handle:
         try:
             reader = csv.DictReader(handle)
             if not {"image", "caption"} <= set(reader.fieldnames or ()):

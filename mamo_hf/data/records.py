@@ -20,12 +20,14 @@ Augmentation is deterministic whatever the worker scheduling: the randomness of 
 
 import hashlib
 import io
+import os
 import random
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from PIL import Image
 
+from ..image_processing_mamo import to_rgb_array
 from .transforms import clean_caption
 
 # Images above this many pixels are decoded at reduced size (JPEG) or skipped, so that one huge image cannot take a
@@ -121,15 +123,22 @@ class _ImageTooLargeError(ValueError):
 
 
 def load_image(image: str | bytes | Image.Image, max_pixels: int | None = None) -> Image.Image:
-    """An RGB image from a path, encoded bytes or a PIL image; raises what PIL raises for a bad file, and a
-    `ValueError` for a file above `max_pixels` that cannot be decoded below it (`_fit_pixel_limit`)."""
+    """An RGB image from a path, encoded bytes or a PIL image, converted as `MamoImageProcessor` converts (16-bit
+    images scaled to 8 bits, alpha composited on white); raises what PIL raises for a bad file, `IsADirectoryError`
+    for a path that is not a regular file (a folder, a FIFO), and a `ValueError` for a file above `max_pixels` that
+    cannot be decoded below it (`_fit_pixel_limit`)."""
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        return Image.fromarray(to_rgb_array(image))
+    if isinstance(image, (str, os.PathLike)) and os.path.exists(image) and not os.path.isfile(image):
+        # A FIFO or a device would block or never end; a folder is no image.
+        raise IsADirectoryError(f"not a regular file: {image}")
     with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as opened:
         if max_pixels:
             _fit_pixel_limit(opened, max_pixels)
         opened.load()
-        return opened.convert("RGB")
+        # The image processor's conversion (16-bit scaled to 8, alpha on white), so that training sees what
+        # inference sees.
+        return Image.fromarray(to_rgb_array(opened))
 
 
 def _fit_pixel_limit(opened: Image.Image, max_pixels: int) -> None:
@@ -159,6 +168,8 @@ def read_image(pair: Pair, max_pixels: int | None = None) -> Image.Image:
         return load_image(pair.image, max_pixels)
     except _ImageTooLargeError as error:
         raise BadRecordError(pair.source, str(error)) from None
+    except IsADirectoryError:
+        raise BadRecordError(pair.source, "not an image file: a folder, a FIFO or a device") from None
     except FileNotFoundError:
         raise BadRecordError(pair.source, "missing image file") from None
     except Image.UnidentifiedImageError:

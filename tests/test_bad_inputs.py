@@ -1,0 +1,292 @@
+"""Reliability, round 2: bad inputs get one line naming the problem, nothing hangs, nothing is lost silently.
+
+Each test is one defect class of issue 18; the cases that hung on the old code run in a subprocess with a timeout,
+so that a regression fails instead of stalling the suite.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from accelerate.state import AcceleratorState, GradientState
+from helpers import TINY_RUN
+from PIL import Image
+
+from mamo_hf import training
+from mamo_hf.cli import main
+from mamo_hf.data import CaptionDataset, load_image
+from mamo_hf.image_processing_mamo import to_rgb_array
+from mamo_hf.training import CheckpointError, OutputDirInUseError, PretrainingArguments, pretrain
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def tiny_run(tmp_path, name="run", **overrides) -> PretrainingArguments:
+    return PretrainingArguments(**(TINY_RUN | {"output_dir": str(tmp_path / name)} | overrides))
+
+
+def cli(*arguments: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    """`mamo-hf ARGUMENTS` in a fresh process (a hang fails the test through the timeout)."""
+    return subprocess.run(
+        [sys.executable, "-m", "mamo_hf.cli", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess | None, stderr: str, *expected: str) -> None:
+    assert "Traceback" not in stderr, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if "error" in line]
+    assert len(lines) == 1, stderr[-2000:]
+    for text in expected:
+        assert text in lines[0], lines[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Hangs
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "batching", [["--batch-size", "64"], ["--batch-size", "4", "--gradient-accumulation-steps", "8"]]
+)
+def test_a_step_that_needs_more_pairs_than_the_data_has_is_refused_instead_of_hanging(tmp_path, batching):
+    result = cli(
+        "pretrain", "--output-dir", str(tmp_path / "run"), "--image-size", "32", "--demo-pairs", "16",
+        "--eval-pairs", "0", "--max-steps", "3", "--num-workers", "0", "--report-to", "csv", *batching,
+    )  # fmt: skip
+    assert result.returncode == 1
+    one_line_error(result, result.stderr, "mamo-hf pretrain: error: --batch-size", "16 pairs make no full")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+def test_a_fifo_where_an_image_should_be_is_a_skipped_record_not_a_hang(tmp_path):
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(tmp_path / "red.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    records = [{"image": "pipe.png", "caption": "a pipe"}, {"image": "red.png", "caption": "a red square"}]
+    (tmp_path / "captions.json").write_text(json.dumps(records))
+    code = (
+        "import sys; from mamo_hf.data import CaptionDataset; item = CaptionDataset(sys.argv[1])[0]; "
+        "print(item['caption'], '|', item['skipped'][0].reason)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "captions.json")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "a red square | not an image file: a folder, a FIFO or a device"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A run folder belongs to one run
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def metrics_steps(run_dir) -> list[int]:
+    with open(Path(run_dir) / "logs" / "mamo" / "metrics.csv") as handle:
+        return [int(row["step"]) for row in csv.DictReader(handle) if row["name"] == "train/loss"]
+
+
+def test_a_fresh_run_refuses_a_folder_with_another_runs_results_and_overwriting_replaces_them(tmp_path):
+    first = tiny_run(tmp_path, checkpoint_every=3, max_steps=6)
+    pretrain(first)
+    before = (tmp_path / "run" / "model.safetensors").read_bytes()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(OutputDirInUseError, match="--resume latest.*--overwrite-output-dir"):
+        pretrain(tiny_run(tmp_path, checkpoint_every=2, max_steps=4, seed=9))
+    assert (tmp_path / "run" / "model.safetensors").read_bytes() == before  # nothing of the first run touched
+    assert sorted(path.name for path in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
+    AcceleratorState._reset_state(reset_partial_state=True)
+    pretrain(tiny_run(tmp_path, checkpoint_every=2, max_steps=4, seed=9, overwrite_output_dir=True))
+    assert sorted(path.name for path in (tmp_path / "run").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert metrics_steps(tmp_path / "run") == [1, 2, 3, 4]  # one log, the new run's
+
+
+def test_a_rerun_after_a_kill_before_the_first_checkpoint_does_not_log_steps_twice(tmp_path):
+    (tmp_path / "run" / "logs" / "mamo").mkdir(parents=True)
+    (tmp_path / "run" / "logs" / "mamo" / "metrics.csv").write_text("step,name,value\n1,train/loss,9.0\n")
+    with pytest.raises(OutputDirInUseError, match="logs"):
+        pretrain(tiny_run(tmp_path))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    pretrain(tiny_run(tmp_path, overwrite_output_dir=True))
+    assert metrics_steps(tmp_path / "run") == list(range(1, 7))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Resume checks its arguments against the checkpoint's
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"batch_size": 4}, "--batch-size was 8, now 4"),
+        ({"seed": 4}, "--seed was 3, now 4"),
+        ({"model_config": {"mim_weight": 0.0}}, "--model-config"),
+        ({"demo_pairs": 128}, "--demo-pairs"),
+        ({"learning_rate": 5e-4}, "--learning-rate was 0.001, now 0.0005"),
+    ],
+)
+def test_resume_refuses_changed_arguments_naming_them(tmp_path, change, named):
+    pretrain(tiny_run(tmp_path, checkpoint_every=3, max_steps=3))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(CheckpointError, match="--allow-changed-arguments") as raised:
+        pretrain(tiny_run(tmp_path, checkpoint_every=3, max_steps=6, resume="latest", **change))
+    assert named in str(raised.value)
+
+
+def test_resume_with_allowed_changes_uses_the_new_learning_rate(tmp_path, monkeypatch):
+    pretrain(tiny_run(tmp_path, checkpoint_every=3, max_steps=3, warmup_steps=0))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    rates = []
+    real_step = training._optimizer_step
+
+    def record(run, losses, queue):
+        rates.append(run.optimizer.param_groups[0]["lr"])
+        real_step(run, losses, queue)
+
+    monkeypatch.setattr(training, "_optimizer_step", record)
+    arguments = {"checkpoint_every": 3, "max_steps": 4, "warmup_steps": 0, "resume": "latest"}
+    pretrain(tiny_run(tmp_path, learning_rate=1e-4, min_learning_rate=1e-5, allow_changed_arguments=True, **arguments))
+    # Step 4 of a 4-step cosine from 1e-4 to 1e-5 starts from the schedule's value at step 3, near the floor,
+    # not from the old peak of 1e-3.
+    assert rates and rates[0] < 1e-4
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data read right: byte-order marks, 16-bit images
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl", ".csv"])
+def test_annotation_files_with_a_byte_order_mark_keep_their_first_record(tmp_path, suffix):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    records = [{"image": "a.png", "caption": "first"}, {"image": "a.png", "caption": "second"}]
+    if suffix == ".json":
+        text = json.dumps(records)
+    elif suffix == ".jsonl":
+        text = "\n".join(json.dumps(record) for record in records)
+    else:
+        text = "image,caption\n" + "\n".join(f"{r['image']},{r['caption']}" for r in records)
+    (tmp_path / f"captions{suffix}").write_text("\ufeff" + text, encoding="utf-8")
+    dataset = CaptionDataset(tmp_path / f"captions{suffix}")
+    assert [dataset[index]["caption"] for index in range(len(dataset))] == ["first", "second"]
+    assert dataset.annotation_errors == []
+
+
+def test_training_reads_16_bit_and_transparent_images_as_the_processor_does(tmp_path):
+    ramp = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    rgba = Image.new("RGBA", (8, 8), (255, 0, 0, 0))  # fully transparent red
+    rgba.save(tmp_path / "clear.png")
+    deep = load_image(str(tmp_path / "deep.png"))
+    assert np.array_equal(np.array(deep), to_rgb_array(Image.open(tmp_path / "deep.png")))
+    assert 0 < np.array(deep).mean() < 255  # not saturated
+    assert np.array(load_image(str(tmp_path / "clear.png")))[0, 0].tolist() == [255, 255, 255]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A NaN streak at the very end
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_non_finite_last_steps_leave_the_summary_with_the_last_applied_losses(tmp_path, monkeypatch):
+    real = training._forward_backward
+
+    def late_nan(accelerator, model, batch, args, micro_step):
+        outputs = real(accelerator, model, batch, args, micro_step)
+        if micro_step >= 4:  # steps 5 and 6 of 6
+            outputs["loss"] = outputs["loss"] * float("nan")
+        return outputs
+
+    monkeypatch.setattr(training, "_forward_backward", late_nan)
+    summary = pretrain(tiny_run(tmp_path)).summary
+    assert summary["nonfinite_steps"] == [5, 6] and summary["final_losses_step"] == 4
+    assert all(np.isfinite(value) for value in summary["final_losses"].values())
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "nan" not in card.lower()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One line naming the problem, before any work
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def run_main(capsys, *arguments):
+    try:
+        code = main(list(arguments))
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+        if not isinstance(exit_.code, int):
+            print(exit_.code, file=sys.stderr)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["--image-size", "0"], "--image-size must be an integer >= 16"),
+        (["--report-to", "wandb"], "--report-to knows tensorboard and csv"),
+        (["--hf-dataset", "{folder}", "--train-file", "{folder}/c.json"], "--hf-dataset and --train-file"),
+        (["--hub-model-id", "me/model"], "--hub-model-id is only used with --push-to-hub"),
+        (["--init", "./no/such/folder"], "--init ./no/such/folder: no such folder"),
+        (["--tokenizer", "/no/such/tokenizer"], "--tokenizer /no/such/tokenizer: no such folder"),
+        (["--caption-negatives", "-1"], "--caption-negatives must be an integer >= 0"),
+        (["--demo-templates", "poem"], "--demo-templates must be some of list, relation"),
+    ],
+)
+def test_bad_pretraining_arguments_are_one_line_before_any_work(tmp_path, capsys, arguments, expected):
+    (tmp_path / "c.json").write_text("[]")
+    arguments = [value.format(folder=tmp_path) for value in arguments]
+    code, stderr = run_main(capsys, "pretrain", "--output-dir", str(tmp_path / "run"), *arguments)
+    assert code == 1
+    one_line_error(None, stderr, "mamo-hf pretrain: error:", expected)
+    assert not (tmp_path / "run" / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(None, "cannot read it"), ("a: [", "not valid YAML (line"), ("- 1\n- 2\n", "expected a mapping")],
+)
+def test_bad_config_files_are_one_line(tmp_path, capsys, content, expected):
+    config = tmp_path / "run.yaml"
+    if content is not None:
+        config.write_text(content)
+    code, stderr = run_main(capsys, "pretrain", "--config", str(config))
+    assert code != 0
+    one_line_error(None, stderr, f"--config {config}", expected)
+
+
+def test_demo_data_refuses_a_negative_number_of_pairs(tmp_path, capsys):
+    code, stderr = run_main(capsys, "demo-data", "--output", str(tmp_path / "data"), "--num-pairs", "-3")
+    assert code == 2 and "--num-pairs: must be >= 1, got -3" in stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_own_captions_with_the_demo_vocabulary_are_refused_naming_the_tokenizer_flag(tmp_path, capsys):
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.jpg")
+    captions = [
+        "A man riding a wave on top of a surfboard.",
+        "Two giraffes standing next to each other in a zoo enclosure.",
+        "A kitchen with wooden cabinets and a stainless steel refrigerator.",
+    ]
+    records = [{"image": "a.jpg", "caption": captions[index % 3]} for index in range(24)]
+    (tmp_path / "coco.json").write_text(json.dumps(records))
+    code, stderr = run_main(
+        capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--train-file", str(tmp_path / "coco.json"),
+        "--image-size", "32", "--batch-size", "8", "--max-steps", "1", "--eval-pairs", "0", "--num-workers", "0",
+    )  # fmt: skip
+    assert code == 1
+    one_line_error(None, stderr, "--train-file:", "unknown to the built-in demo tokenizer", "pass --tokenizer")
