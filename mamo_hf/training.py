@@ -19,6 +19,7 @@ per optimizer step, mixed precision, gradient clipping, atomic checkpoints with 
 logs, and zero-shot retrieval before and after training. For `Trainer`, use `MamoTeacherUpdateCallback`.
 """
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -68,6 +69,7 @@ from .data import (
 )
 from .data.demo import TRAINING_TEMPLATES
 from .data.negatives import FAMILIES as NEGATIVE_FAMILIES
+from .data.records import BadRecordError
 from .evaluation.retrieval import evaluate_retrieval
 from .hub import finish_run, retrieval_results
 from .losses_mamo import JointMasking
@@ -109,6 +111,11 @@ class CheckpointError(PretrainingError, ValueError):
 
 class TrainingDivergedError(PretrainingError, RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient, or the weights became non-finite."""
+
+
+class BadDataError(PretrainingError, ValueError):
+    """The training data cannot be read: an annotation file or shard that is not what it should be, or (with
+    `--strict`) a bad record."""
 
 
 class MamoTeacherUpdateCallback(TrainerCallback):
@@ -1135,11 +1142,30 @@ class _Run:
     started: float = field(default_factory=time.perf_counter)
 
 
+@contextlib.contextmanager
+def data_errors_named(flag: str):
+    """Turn what the data readers raise for a bad file (a `ValueError` or `OSError` naming it) into a
+    `BadDataError` that the command line prints as one line after `flag`."""
+    try:
+        yield
+    except PretrainingError:
+        raise
+    except (ValueError, OSError) as error:
+        raise BadDataError(f"{flag}: {error}") from None
+
+
 def _pretrain(args: PretrainingArguments, accelerator: Accelerator, output_dir: Path) -> PretrainingResult:
     run = _build_run(args, accelerator, output_dir)
     run.model.train()
     while run.state["step"] < run.total_steps:
-        _train_epoch(run)
+        try:
+            _train_epoch(run)
+        except (BadRecordError, RuntimeError) as error:  # a DataLoader worker re-raises a record's error as either
+            first_line = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+            if not isinstance(error, BadRecordError) and "Bad record" not in first_line:
+                raise
+            message = re.sub(r"^[\w.]*BadRecordError: ", "", first_line)
+            raise BadDataError(f"--strict: {message.replace('pass strict=False', 'drop --strict')}") from None
     run.progress.close()
     return _finish_run(run, elapsed=time.perf_counter() - run.started)
 
@@ -1151,7 +1177,8 @@ def _build_run(args: PretrainingArguments, accelerator: Accelerator, output_dir:
     set_seed(args.seed)
     model, processor = build_model_and_processor(args)
     image_size = processor.image_processor.size["height"]
-    dataset = build_train_dataset(args, image_size)
+    with data_errors_named(args.hf_dataset and "--hf-dataset" or "--train-file"):
+        dataset = build_train_dataset(args, image_size)
     check_vocabulary(args, dataset, processor.tokenizer)
     sampler = None
     if not isinstance(dataset, torch.utils.data.IterableDataset):
@@ -1211,7 +1238,8 @@ def _build_run(args: PretrainingArguments, accelerator: Accelerator, output_dir:
     _init_trackers(accelerator, args, resumed_step=state["step"] if checkpoint is not None else None)
 
     # Every rank takes part in the evaluation: it shards the work and gathers the results over the ranks.
-    held_out = held_out_pairs(args, image_size)
+    with data_errors_named("--eval-file"):
+        held_out = held_out_pairs(args, image_size)
     summary = {"retrieval_before": None, "retrieval_after": None}
     if held_out is not None and state["step"] == 0:
         summary["retrieval_before"] = evaluate_zero_shot(unwrapped, processor, held_out, args.eval_k)

@@ -290,3 +290,52 @@ def test_own_captions_with_the_demo_vocabulary_are_refused_naming_the_tokenizer_
     )  # fmt: skip
     assert code == 1
     one_line_error(None, stderr, "--train-file:", "unknown to the built-in demo tokenizer", "pass --tokenizer")
+
+
+def write_bad_annotation(folder: Path, kind: str) -> Path:
+    records = json.dumps([{"image": "a.png", "caption": "a red circle"}])
+    files = {
+        "not a list": ("c.json", json.dumps({"image": "a.png"}).encode()),
+        "empty": ("c.json", b""),
+        "UTF-16": ("c.json", records.encode("utf-16")),
+        "unknown suffix": ("c.txt", b"a.png,a red circle"),
+        "broken Parquet": ("c.parquet", b"PAR1garbagePAR1"),
+    }
+    name, data = files[kind]
+    (folder / name).write_bytes(data)
+    return folder / name
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("not a list", "expected a JSON list"),
+        ("empty", "not valid JSON"),
+        ("UTF-16", "not UTF-8 text"),
+        ("unknown suffix", "unknown format '.txt'"),
+        ("broken Parquet", "not a readable Parquet file"),
+    ],
+)
+def test_unreadable_annotation_files_and_shards_are_one_line_naming_the_file(tmp_path, capsys, kind, expected):
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
+    path = write_bad_annotation(tmp_path, kind)
+    code, stderr = run_main(
+        capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--train-file", str(path), "--max-steps", "2",
+        "--image-size", "32", "--eval-pairs", "0", "--num-workers", "0", "--report-to", "csv",
+    )  # fmt: skip
+    assert code == 1
+    one_line_error(None, stderr, "mamo-hf pretrain: error: --train-file:", path.name, expected)
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_strict_stops_at_a_bad_record_with_one_line_naming_it(tmp_path, capsys, workers):
+    Image.new("RGB", (16, 16), (200, 0, 0)).save(tmp_path / "a.png")
+    records = [{"image": "gone.png", "caption": "a red circle"}] + [{"image": "a.png", "caption": "a red square"}] * 15
+    (tmp_path / "c.json").write_text(json.dumps(records))
+    code, stderr = run_main(
+        capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--train-file", str(tmp_path / "c.json"),
+        "--strict", "--batch-size", "4", "--max-steps", "2", "--image-size", "32", "--eval-pairs", "0",
+        "--num-workers", workers, "--report-to", "csv",
+    )  # fmt: skip
+    assert code == 1
+    one_line_error(None, stderr, "mamo-hf pretrain: error: --strict: Bad record", "gone.png: missing image file")
