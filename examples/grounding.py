@@ -95,6 +95,14 @@ class GroundingArguments:
     image_root: str | None = field(default=None, metadata={"help": "folder the RefCOCO+ image paths are relative to"})
 
 
+def refcoco_needs_checkpoint(args: GroundingArguments) -> str | None:
+    """RefCOCO+ files are evaluated with a fine-tuned `--checkpoint`; without one they would be ignored."""
+    given = [name for name in ("refcoco_files", "detections", "refs", "instances") if getattr(args, name)]
+    if given and not args.checkpoint:
+        return f"--{given[0]} is evaluated with a fine-tuned model: add --checkpoint (the model to evaluate)."
+    return None
+
+
 # The example's choices for `TrainingArguments` (the run documented above). Batches are drawn, not epochs of a
 # dataset: training is `max_steps` long and saves every `save_steps`.
 TRAINING_DEFAULTS = {
@@ -295,7 +303,9 @@ def save_and_describe(trainer: GroundingTrainer, summary: dict, args: GroundingA
 
 
 def main() -> None:
-    args, training_args = parse_arguments(GroundingArguments, __doc__, TRAINING_DEFAULTS)
+    args, training_args = parse_arguments(
+        GroundingArguments, __doc__, TRAINING_DEFAULTS, check=refcoco_needs_checkpoint
+    )
     torch.set_num_threads(1)  # leave the other core to whoever shares the machine
     seed = training_args.seed
     torch.manual_seed(seed)

@@ -13,6 +13,7 @@ from pathlib import Path
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 
 from mamo_hf.hub import create_model_card, push_to_hub
+from mamo_hf.training import InvalidArgumentError, check_model_location
 
 # What every example does unless a flag says otherwise: log to TensorBoard (`<output_dir>/runs`), keep a checkpoint
 # at each epoch's end (the last two) for `--resume_from_checkpoint`, and hand the collator the dataset items as they
@@ -33,18 +34,51 @@ OLD_FLAGS = {
 }
 
 
+# The examples' own flags that name files or folders which must exist, and those that may name a Hub repository.
+EXISTING_PATHS = ("train_file", "test_file", "image_root", "refcoco_files", "detections", "refs", "instances")
+MODEL_LOCATIONS = ("init", "checkpoint")
+# Integer flags that may be 0 (every other integer flag of an example is a count or a size: at least 1).
+MINIMUMS = {"overlays": 0, "layer": 0}
+
+
+def argument_problem(arguments) -> str | None:
+    """What is wrong with an example's own arguments, in one line, or None: an integer below its minimum (1 unless
+    `MINIMUMS` says otherwise: counts, sizes, k), a file or folder that does not exist, a model location that is
+    neither a folder nor a Hub name, an image size that the patch size does not divide."""
+    for spec in dataclasses.fields(arguments):
+        value, flag = getattr(arguments, spec.name), "--" + spec.name
+        minimum = MINIMUMS.get(spec.name, 1)
+        if isinstance(value, int) and not isinstance(value, bool) and value < minimum:
+            return f"{flag} must be an integer >= {minimum}, got {value}."
+        if spec.name in EXISTING_PATHS and value is not None:
+            for path in value if isinstance(value, list) else [value]:
+                if not Path(path).exists():
+                    return f"{flag} {path}: no such file or folder."
+        if spec.name in MODEL_LOCATIONS:
+            try:
+                check_model_location(value, spec.name)
+            except InvalidArgumentError as error:
+                return str(error)
+    image_size, patch_size = getattr(arguments, "image_size", None), getattr(arguments, "patch_size", None)
+    if image_size and patch_size and image_size % patch_size:
+        return f"--image_size {image_size} must be a multiple of --patch_size {patch_size}."
+    return None
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """`--help` shows the module docstring as written and every flag's default (the example's, where it sets one)."""
 
 
 def parse_arguments(
-    example_arguments: type, description: str, defaults: dict, args: list[str] | None = None
+    example_arguments: type, description: str, defaults: dict, args: list[str] | None = None, check=None
 ) -> tuple[object, TrainingArguments]:
     """Parse the command line (or `args`) into the example's own arguments (the dataclass `example_arguments`) and
     `TrainingArguments`; every flag has both spellings (`--output_dir`, `--output-dir`).
 
     `TRAINER_DEFAULTS` and the example's `defaults` (its epochs, learning rate, output folder...) become the parser's
-    defaults rather than values set after parsing, so that a flag given on the command line always wins.
+    defaults rather than values set after parsing, so that a flag given on the command line always wins. The
+    example's own arguments are checked (`argument_problem`, then `check(arguments)` when given, which returns a
+    problem or None): a problem ends the run before any work with one line, `<example>: error: ...` (exit status 2).
     """
     known = {field.name for dtype in (example_arguments, TrainingArguments) for field in dataclasses.fields(dtype)}
     defaults = {**TRAINER_DEFAULTS, **defaults}
@@ -56,7 +90,11 @@ def parse_arguments(
     for flag, (name, type_) in OLD_FLAGS.items():
         parser.add_argument(flag, dest=name, type=type_, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.set_defaults(**defaults)
-    return parser.parse_args_into_dataclasses(args=args)
+    arguments, training_arguments = parser.parse_args_into_dataclasses(args=args)
+    problem = argument_problem(arguments) or (check(arguments) if check else None)
+    if problem:  # one line: the usage of an example lists every TrainingArguments flag
+        parser.exit(2, f"{parser.prog}: error: {problem}\n")
+    return arguments, training_arguments
 
 
 def write_card_and_push(trainer: Trainer, **card_arguments) -> None:

@@ -452,7 +452,7 @@ def validate_arguments(args: PretrainingArguments) -> None:
         "is only used with --push-to-hub: add --push-to-hub, or leave --hub-model-id out.",
     )
     for name in ("init", "tokenizer"):
-        _check_model_location(getattr(args, name), name)
+        check_model_location(getattr(args, name), name)
     for name in ("eval_file", "hf_dataset", "image_root"):
         path = getattr(args, name)
         require(not path or Path(path).exists(), name, f"{path}: no such file or folder.")
@@ -472,7 +472,7 @@ _SHARD_NAMES = {"webdataset": "WebDataset", "parquet": "Parquet"}
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
-def _check_model_location(location: str | None, name: str) -> None:
+def check_model_location(location: str | None, name: str) -> None:
     """`--init`/`--tokenizer`: an existing local folder, or a name that can be a Hub repository (`user/name`)."""
     if location is None:
         return

@@ -339,3 +339,36 @@ def test_strict_stops_at_a_bad_record_with_one_line_naming_it(tmp_path, capsys, 
     )  # fmt: skip
     assert code == 1
     one_line_error(None, stderr, "mamo-hf pretrain: error: --strict: Bad record", "gone.png: missing image file")
+
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+@pytest.mark.parametrize(
+    ("example", "arguments", "expected"),
+    [
+        ("finetune_vqa.py", ["--num_answers", "0"], "--num_answers must be an integer >= 1, got 0"),
+        ("finetune_vqa.py", ["--train_file", "/no/such.json"], "--train_file /no/such.json: no such file"),
+        ("finetune_vqa.py", ["--image_size", "50"], "--image_size 50 must be a multiple of --patch_size 8"),
+        ("finetune_retrieval.py", ["--k", "0"], "--k must be an integer >= 1, got 0"),
+        ("finetune_retrieval.py", ["--test_file", "/no/such.json"], "--test_file /no/such.json: no such file"),
+        ("finetune_nlvr2.py", ["--train_samples", "0"], "--train_samples must be an integer >= 1"),
+        ("finetune_nlvr2.py", ["--init", "./no/such/model"], "--init ./no/such/model: no such folder"),
+        ("grounding.py", ["--train_scenes", "0"], "--train_scenes must be an integer >= 1, got 0"),
+        ("grounding.py", ["--refs", "{file}"], "--refs is evaluated with a fine-tuned model: add --checkpoint"),
+        ("pretrain_with_trainer.py", ["--train_pairs", "-1"], "--train_pairs must be an integer >= 1, got -1"),
+    ],
+)
+def test_the_examples_answer_a_bad_argument_with_one_line_naming_it(tmp_path, example, arguments, expected):
+    (tmp_path / "refs.p").write_bytes(b"")
+    arguments = [value.format(file=tmp_path / "refs.p") for value in arguments]
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / example), *arguments, "--output_dir", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2
+    one_line_error(result, result.stderr, f"{example}: error:", expected)
+    assert not (tmp_path / "out").exists()
