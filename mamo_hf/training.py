@@ -446,6 +446,12 @@ def validate_arguments(args: PretrainingArguments) -> None:
         "hf_dataset",
         "and --train-file name two training sets: give one of them.",
     )
+    repository = args.hub_model_id or Path(args.output_dir).resolve().name
+    require(
+        not args.push_to_hub or bool(_REPO_ID.match(repository)),
+        "hub_model_id",
+        f"{repository!r} is not a Hub repository name (user/name): --push-to-hub would fail after training.",
+    )
     require(
         args.push_to_hub or args.hub_model_id is None,
         "hub_model_id",
@@ -900,13 +906,15 @@ def save_checkpoint(
     if accelerator.is_main_process and staging.exists():
         shutil.rmtree(staging)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))
-    accelerator.wait_for_everyone()  # every rank has written its files (save_state itself ends with no barrier)
+    with written_or_cleared(staging, f"checkpoint-{state['step']}"):
+        accelerator.save_state(str(staging))
+        accelerator.wait_for_everyone()  # every rank has written its files (save_state itself ends with no barrier)
+        if accelerator.is_main_process:
+            for pickled in staging.glob("random_states_*.pkl"):
+                pickled.unlink()
+            saved = {**state, "scheduler": scheduler.state_dict()}
+            (staging / TRAINING_STATE).write_text(json.dumps(saved, indent=2))
     if accelerator.is_main_process:
-        for pickled in staging.glob("random_states_*.pkl"):
-            pickled.unlink()
-        saved = {**state, "scheduler": scheduler.state_dict()}
-        (staging / TRAINING_STATE).write_text(json.dumps(saved, indent=2))
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -914,6 +922,36 @@ def save_checkpoint(
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
     return final
+
+
+@contextlib.contextmanager
+def written_or_cleared(staging: Path, what: str):
+    """Write into `staging`; when writing fails (a full disk: an `OSError`, or torch's "enforce fail at
+    inline_container.cc"), remove the partial folder and raise a `CheckpointError` saying what is kept."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        if isinstance(error, RuntimeError) and "inline_container" not in str(error) and "write" not in str(error):
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+        reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[0]
+        raise CheckpointError(
+            f"--output-dir {staging.parent}: could not write the {what} ({reason}); nothing partial was left, the "
+            "last complete checkpoint is kept: free space, then run again with --resume latest."
+        ) from None
+
+
+def save_final_model(output_dir: Path, model, processor) -> None:
+    """`save_pretrained` of the model and the processor into a staging folder, then moved into `output_dir` file by
+    file: a failed save (a full disk) leaves no `config.json` without its weights."""
+    staging = output_dir / ".final-model.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    with written_or_cleared(staging, "final model"):
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+    for path in staging.iterdir():
+        os.replace(path, output_dir / path.name)
+    staging.rmdir()
 
 
 def load_checkpoint(accelerator: Accelerator, checkpoint: Path, scheduler) -> dict:
@@ -1353,8 +1391,7 @@ def _finish_run(run: _Run, elapsed: float) -> PretrainingResult:
         run.unwrapped, "final model"
     )  # on every rank (they hold the same weights): all stop together
     if accelerator.is_main_process:
-        run.unwrapped.save_pretrained(run.output_dir)
-        run.processor.save_pretrained(run.output_dir)
+        save_final_model(run.output_dir, run.unwrapped, run.processor)
         (run.output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
         accelerator.print(_skip_report(skipped))
         hub_model_id = (args.hub_model_id or run.output_dir.name) if args.push_to_hub else None

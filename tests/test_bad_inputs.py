@@ -372,3 +372,46 @@ def test_the_examples_answer_a_bad_argument_with_one_line_naming_it(tmp_path, ex
     assert result.returncode == 2
     one_line_error(result, result.stderr, f"{example}: error:", expected)
     assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A full disk
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_a_full_disk_during_a_checkpoint_keeps_the_last_one_and_leaves_nothing_partial(tmp_path, monkeypatch):
+    from accelerate import Accelerator
+
+    real_save_state = Accelerator.save_state
+
+    def full_at_step_4(self, output_dir, *args, **kwargs):
+        if "checkpoint-4" in str(output_dir):
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            (Path(output_dir) / "model.safetensors").write_bytes(b"half")
+            raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
+        return real_save_state(self, output_dir, *args, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "save_state", full_at_step_4)
+    with pytest.raises(CheckpointError, match="could not write the checkpoint-4.*--resume latest"):
+        pretrain(tiny_run(tmp_path, checkpoint_every=2))
+    folder = tmp_path / "run"
+    assert sorted(path.name for path in folder.iterdir() if "checkpoint" in path.name) == ["checkpoint-2"]
+
+
+def test_a_full_disk_during_the_final_save_leaves_no_config_without_weights(tmp_path, monkeypatch, capsys):
+    from mamo_hf import MamoForPreTraining
+
+    def config_then_full(self, folder, *args, **kwargs):
+        (Path(folder)).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / "config.json").write_text("{}")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(MamoForPreTraining, "save_pretrained", config_then_full)
+    code, stderr = run_main(
+        capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--image-size", "32", "--demo-pairs", "64",
+        "--batch-size", "8", "--max-steps", "2", "--eval-pairs", "0", "--num-workers", "0", "--report-to", "csv",
+    )  # fmt: skip
+    assert code == 1
+    one_line_error(None, stderr, "could not write the final model (No space left on device)")
+    assert not (tmp_path / "run" / "config.json").exists()
+    assert not any(path.name.endswith(".tmp") for path in (tmp_path / "run").iterdir())
