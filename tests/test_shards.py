@@ -385,3 +385,37 @@ def test_pretraining_on_parquet_shards(tmp_path):
     summary = pretrain(tiny_run(tmp_path, train_file=[str(tmp_path / "parquet" / "part-*.parquet")])).summary
     assert summary["steps"] == 2
     assert summary["skipped_records"] == bad
+
+
+def test_an_archive_cut_at_a_block_boundary_is_counted_not_silently_shorter(tmp_path):
+    whole = write_tar(tmp_path / "whole.tar", [good_sample(index) for index in range(6)])
+    with tarfile.open(whole) as archive:
+        member = archive.getmember("000000004.png")
+    (tmp_path / "cut.tar").write_bytes(whole.read_bytes()[: member.offset])  # a header boundary: 512-byte aligned
+    assert member.offset % 512 == 0
+    captions, skipped = one_pass(StreamingCaptionDataset.from_shards([tmp_path / "cut.tar"]))
+    assert captions == ["pair 0", "pair 1", "pair 2", "pair 3"]
+    assert skipped == [
+        SkippedSample(
+            str(tmp_path / "cut.tar"),
+            "unreadable shard: the archive is cut short after sample 000000003 (no end-of-archive)",
+        )
+    ]
+
+
+def test_a_member_above_the_size_limit_is_skipped_unread(tmp_path, monkeypatch):
+    from mamo_hf.data import shards
+
+    monkeypatch.setattr(shards, "MAX_MEMBER_BYTES", 4096)
+    samples = [good_sample(index) for index in range(3)]
+    samples[1][1]["png"] = samples[1][1]["png"] + b"\0" * 8000  # a file of 8 kB that the limit refuses
+    path = tmp_path / "big.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        for key, fields in samples:
+            for extension, data in fields.items():
+                member = tarfile.TarInfo(f"{key}.{extension}")
+                member.size = len(data)
+                archive.addfile(member, io.BytesIO(data))
+    captions, skipped = one_pass(StreamingCaptionDataset.from_shards([path]))
+    assert captions == ["pair 0", "pair 2"]
+    assert skipped == [SkippedSample(f"{path}, sample 000000001", "file too large: 000000001.png is above 4096 bytes")]

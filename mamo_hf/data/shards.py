@@ -10,6 +10,7 @@ so that they are skipped and reported like any bad record, naming their source (
 
 import json
 import logging
+import os
 import tarfile
 from collections.abc import Iterator, Sequence
 
@@ -66,6 +67,21 @@ def _shard_record(source: str, image: bytes | None = None, captions=(), error: s
     return {"source": source, "image": image, "caption": list(captions), "error": error}
 
 
+# A tar member larger than this is not read: one member of a compressed shard could otherwise expand to gigabytes.
+MAX_MEMBER_BYTES = 256 * 2**20
+
+
+def _has_end_of_archive(path: str) -> bool:
+    """Whether an uncompressed tar file ends with the end-of-archive marker (zero blocks): an archive cut short at a
+    block boundary reads as if it had simply ended."""
+    size = os.path.getsize(path)
+    if size < 1024:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(size - 1024)
+        return not handle.read().strip(b"\0")
+
+
 def _tar_samples(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     """`(key, {extension: bytes})` for the samples of a WebDataset tar archive, read in one sequential pass.
 
@@ -85,6 +101,9 @@ def _tar_samples(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
                 if key is not None:
                     yield key, fields
                 key, fields = member_key, {}
+            if member.size > MAX_MEMBER_BYTES:
+                fields["too_large"] = member.name.encode()  # the sample is skipped (`_webdataset_records`)
+                continue
             fields[extension.lower()] = archive.extractfile(member).read()
     if key is not None:
         yield key, fields
@@ -121,6 +140,10 @@ def _webdataset_records(shards: list[str]) -> Iterator[dict]:
                 source = f"{path}, sample {key}"
                 image_key = next((name for name in IMAGE_KEYS if name in fields), None)
                 try:
+                    if "too_large" in fields:
+                        raise ValueError(
+                            f"file too large: {fields['too_large'].decode()} is above {MAX_MEMBER_BYTES} bytes"
+                        )
                     captions = _webdataset_captions(fields)
                     if image_key is None:
                         raise ValueError(f"missing image: the sample has no {_IMAGE_FILES} file")
@@ -131,6 +154,10 @@ def _webdataset_records(shards: list[str]) -> Iterator[dict]:
         except (tarfile.TarError, OSError, EOFError) as error:
             after = f"; the samples after {key} are skipped" if key is not None else ""
             yield _shard_record(path, error=f"unreadable shard: {error}{after}")
+            continue
+        if path.lower().endswith(".tar") and not _has_end_of_archive(path):
+            after = f" after sample {key}" if key is not None else ""
+            yield _shard_record(path, error=f"unreadable shard: the archive is cut short{after} (no end-of-archive)")
 
 
 def _column_name(path: str, schema: pa.Schema, asked: str, default: str, fallbacks: Sequence[str], what: str) -> str:
