@@ -45,6 +45,7 @@ from accelerate.utils import (
     gather_object,
     set_seed,
 )
+from huggingface_hub.errors import StrictDataclassError
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, TrainerCallback, get_cosine_with_min_lr_schedule_with_warmup
@@ -69,7 +70,7 @@ from .data import (
 )
 from .data.demo import TRAINING_TEMPLATES
 from .data.negatives import FAMILIES as NEGATIVE_FAMILIES
-from .data.records import BadRecordError
+from .data.records import BadRecordError, NoUsableRecordsError
 from .evaluation.retrieval import evaluate_retrieval
 from .hub import finish_run, retrieval_results
 from .losses_mamo import JointMasking
@@ -677,9 +678,11 @@ def build_model_and_processor(args: PretrainingArguments):
     configuration (from `--model-config`, the tokenizer or the `--init` folder) raises `InvalidArgumentError`."""
     try:
         return _build_model_and_processor(args)
-    except ValueError as error:
+    except (ValueError, StrictDataclassError) as error:  # the latter: a value of the wrong type for a field
         source = f"--init {args.init}" if args.init else "--model-config"
-        raise InvalidArgumentError(f"{source}: {error}") from error
+        cause = error.__cause__ if isinstance(error, StrictDataclassError) and error.__cause__ else error
+        first_line = str(cause).strip().splitlines()[0].split(" Errors:")[0]
+        raise InvalidArgumentError(f"{source}: {first_line}") from None
 
 
 def _build_model_and_processor(args: PretrainingArguments):
@@ -1180,6 +1183,19 @@ class _Run:
     started: float = field(default_factory=time.perf_counter)
 
 
+def _data_error(args: PretrainingArguments, error: Exception) -> BadDataError:
+    """The one-line error of a bad record (`--strict`) or of data without a usable record, met while training; a
+    DataLoader worker re-raises those as a `RuntimeError` holding the original's text. Any other error is raised."""
+    last_line = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+    kind = next((name for name in ("BadRecordError", "NoUsableRecordsError") if name in last_line), None)
+    if isinstance(error, RuntimeError) and kind is None:
+        raise error
+    message = re.sub(r"^[\w.]*(BadRecordError|NoUsableRecordsError): ", "", last_line)
+    if isinstance(error, BadRecordError) or kind == "BadRecordError":
+        return BadDataError(f"--strict: {message.replace('pass strict=False', 'drop --strict')}")
+    return BadDataError(f"{'--hf-dataset' if args.hf_dataset else '--train-file'}: {message}")
+
+
 @contextlib.contextmanager
 def data_errors_named(flag: str):
     """Turn what the data readers raise for a bad file (a `ValueError` or `OSError` naming it) into a
@@ -1198,12 +1214,8 @@ def _pretrain(args: PretrainingArguments, accelerator: Accelerator, output_dir: 
     while run.state["step"] < run.total_steps:
         try:
             _train_epoch(run)
-        except (BadRecordError, RuntimeError) as error:  # a DataLoader worker re-raises a record's error as either
-            first_line = str(error).strip().splitlines()[-1] if str(error).strip() else ""
-            if not isinstance(error, BadRecordError) and "Bad record" not in first_line:
-                raise
-            message = re.sub(r"^[\w.]*BadRecordError: ", "", first_line)
-            raise BadDataError(f"--strict: {message.replace('pass strict=False', 'drop --strict')}") from None
+        except (BadRecordError, NoUsableRecordsError, RuntimeError) as error:
+            raise _data_error(args, error) from None
     run.progress.close()
     return _finish_run(run, elapsed=time.perf_counter() - run.started)
 
@@ -1321,9 +1333,10 @@ def _epoch_batches(run: _Run):
 
 
 def _train_epoch(run: _Run) -> None:
-    """Train until the end of the epoch or the last step: micro-batches accumulate until an optimizer step."""
-    state, window = run.state, []  # the losses of this optimizer step's micro-batches
-    for batch in _epoch_batches(run):
+    """Train until the end of the epoch or the last step: micro-batches accumulate until an optimizer step. An epoch
+    that gives no batch at all (an empty stream, every record bad) stops the run instead of looping forever."""
+    state, window, batches = run.state, [], 0  # the losses of this optimizer step's micro-batches
+    for batches, batch in enumerate(_epoch_batches(run), 1):
         if not window:
             queue = run.unwrapped.queue_state()
         run.skipped.update((record.source, record.reason) for record in batch.skipped)
@@ -1338,6 +1351,12 @@ def _train_epoch(run: _Run) -> None:
         window = []
         if state["step"] >= run.total_steps:
             return
+    if batches == 0 and state["batches_in_epoch"] == 0:
+        flag = "--hf-dataset" if run.args.hf_dataset else "--train-file"
+        raise BadDataError(
+            f"{flag}: an epoch gave no batch of {run.args.batch_size} pairs: the data is empty or every record is "
+            "bad (the skipped records are counted in the log)."
+        )
     state["epoch"] += 1
     state["batches_in_epoch"] = 0
 

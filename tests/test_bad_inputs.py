@@ -415,3 +415,25 @@ def test_a_full_disk_during_the_final_save_leaves_no_config_without_weights(tmp_
     one_line_error(None, stderr, "could not write the final model (No space left on device)")
     assert not (tmp_path / "run" / "config.json").exists()
     assert not any(path.name.endswith(".tmp") for path in (tmp_path / "run").iterdir())
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_an_empty_shard_set_is_one_line_not_a_hang(tmp_path, workers):
+    import tarfile
+
+    tarfile.open(tmp_path / "empty.tar", "w").close()
+    result = cli(
+        "pretrain", "--output-dir", str(tmp_path / "run"), "--train-file", str(tmp_path / "empty.tar"),
+        "--max-steps", "2", "--image-size", "32", "--batch-size", "4", "--eval-pairs", "0", "--num-workers", workers,
+        "--report-to", "csv", timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 1
+    one_line_error(result, result.stderr, "mamo-hf pretrain: error: --train-file:")
+
+
+def test_a_model_config_value_of_the_wrong_type_is_one_line(tmp_path, capsys):
+    code, stderr = run_main(
+        capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--model-config", "mim_weight=abc"
+    )
+    assert code == 1
+    one_line_error(None, stderr, "--model-config: Field 'mim_weight' with value 'abc'")

@@ -24,7 +24,16 @@ import torch
 from datasets.distributed import split_dataset_by_node
 
 from .files import READERS, STREAMING_READERS, annotation_paths, expand_data_files, parse_record, raw_records
-from .records import BadRecordError, CaptionOptions, ItemBuilder, Pair, SkippedSample, caption_list, stable_id
+from .records import (
+    BadRecordError,
+    CaptionOptions,
+    ItemBuilder,
+    NoUsableRecordsError,
+    Pair,
+    SkippedSample,
+    caption_list,
+    stable_id,
+)
 from .shards import shard_dataset, shard_format, shard_pairs
 from .transforms import clean_caption
 
@@ -439,12 +448,17 @@ class StreamingCaptionDataset(ItemBuilder, torch.utils.data.IterableDataset):
         for epoch in itertools.count(self.epoch):
             records, items = yield from self._epoch_items(epoch, rank, world_size, skipped)
             if records and not items:
-                raise ValueError(f"Every record of this shard was bad for a whole pass; the first: {skipped[0]}.")
+                raise NoUsableRecordsError(
+                    f"Every record of this shard was bad for a whole pass; the first: {skipped[0].source}: "
+                    f"{skipped[0].reason}."
+                )
             if not records and torch.utils.data.get_worker_info() is not None:
                 logger.warning("Rank %d: a DataLoader worker got no records (more shards than records).", rank)
                 return
             if not records:
-                raise ValueError(f"Rank {rank} of {world_size} got no records: use fewer processes or more data.")
+                raise NoUsableRecordsError(
+                    f"Rank {rank} of {world_size} got no records: the data is empty, or use fewer processes."
+                )
 
     def _epoch_items(self, epoch: int, rank: int, world_size: int, skipped: list[SkippedSample]):
         """Yield the good items of one pass over this shard; collect bad records in `skipped` (emptied as they are

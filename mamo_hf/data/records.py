@@ -86,6 +86,10 @@ class BadRecordError(ValueError):
         self.skipped = SkippedSample(source, reason)
 
 
+class NoUsableRecordsError(ValueError):
+    """A stream has no good record to give: its data is empty, or every record of a whole pass was bad."""
+
+
 class Pair(NamedTuple):
     """One image–caption pair before loading.
 
