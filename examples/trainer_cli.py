@@ -11,6 +11,7 @@ import dataclasses
 from pathlib import Path
 
 from transformers import HfArgumentParser, Trainer, TrainingArguments
+from transformers.integrations import is_tensorboard_available
 
 from mamo_hf.hub import create_model_card, push_to_hub
 from mamo_hf.training import InvalidArgumentError, check_model_location
@@ -19,7 +20,8 @@ from mamo_hf.training import InvalidArgumentError, check_model_location
 # at each epoch's end (the last two) for `--resume_from_checkpoint`, and hand the collator the dataset items as they
 # are (images and texts, which `remove_unused_columns` would drop since the model takes tensors).
 TRAINER_DEFAULTS = {
-    "report_to": "tensorboard",
+    # TensorBoard when it is installed (the dev extra brings it); otherwise no tracker, as `mamo-hf pretrain` does.
+    "report_to": "tensorboard" if is_tensorboard_available() else "none",
     "save_strategy": "epoch",
     "save_total_limit": 2,
     "remove_unused_columns": False,

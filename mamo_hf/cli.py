@@ -182,7 +182,9 @@ def _add_pretraining_flags(parser: argparse.ArgumentParser, defaults: dict) -> N
         default = defaults.get(
             spec.name, spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
         )
-        help_text = spec.metadata.get("help", "") + f" (default: {default})"
+        help_text = spec.metadata.get("help", "")
+        if default is not None and "default:" not in help_text:  # a help that explains its default keeps it
+            help_text += f" (default: {default})"
         scalar = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
         if hint is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)

@@ -184,3 +184,19 @@ def test_pretrain_with_trainer_example(tmp_path, monkeypatch):
     assert sorted(logged(tmp_path, "loss")) == [1, 2] and has_tensorboard_events(tmp_path)
     assert trainer_state(tmp_path / "checkpoint-2")["global_step"] == 2
     assert_card(tmp_path, None, MamoForPreTraining, monkeypatch)
+
+
+def test_the_trainer_examples_run_without_tensorboard_installed(tmp_path):
+    """The documented install does not bring TensorBoard: the examples then log to no tracker instead of failing."""
+    code = """
+import sys
+import transformers.integrations
+transformers.integrations.is_tensorboard_available = lambda: False  # as on a machine without it
+sys.path.insert(0, sys.argv[1])
+import trainer_cli
+print(trainer_cli.TRAINER_DEFAULTS["report_to"])
+"""
+    examples = Path(__file__).parent.parent / "examples"
+    result = subprocess.run([sys.executable, "-c", code, str(examples)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "none"
