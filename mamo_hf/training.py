@@ -586,6 +586,22 @@ def check_bf16_speed(args: PretrainingArguments, device: torch.device) -> None:
     logger.warning(f"{message}; running anyway (--allow-slow-bf16).")
 
 
+def check_precision_and_device(args: PretrainingArguments, accelerator: Accelerator) -> None:
+    """fp16 is a GPU precision: on a CPU Accelerate would run fp32 while the card said fp16, so it is refused. Then
+    the run says which device, processes and precision it really uses."""
+    if args.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        raise InvalidArgumentError(
+            "--mixed-precision fp16 needs a GPU; this run is on the CPU, where it would silently run in fp32: use "
+            "--mixed-precision no (or bf16 on a CPU with native bf16)."
+        )
+    accelerator.print(
+        f"Training on {accelerator.device} × {accelerator.num_processes} process(es), precision "
+        f"{accelerator.mixed_precision if accelerator.mixed_precision != 'no' else 'fp32'}."
+    )
+    if args.model == "base" and not args.init and accelerator.device.type == "cpu":
+        logger.warning("--model base on a CPU: expect about a minute per step; a GPU is the place for mamo-base.")
+
+
 class OutputDirLock:
     """One run per output folder: `<output_dir>/.mamo_run.lock`, created atomically, holds the owner's pid, host and
     start time. A lock whose owner is gone (same host, no such process) is stale and taken over with a warning; a
@@ -1145,6 +1161,7 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
     )
     check_bf16_speed(args, accelerator.device)
+    check_precision_and_device(args, accelerator)
     check_process_count(accelerator)
     lock = _lock_output_dir(accelerator, output_dir)
     try:

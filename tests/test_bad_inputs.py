@@ -437,3 +437,12 @@ def test_a_model_config_value_of_the_wrong_type_is_one_line(tmp_path, capsys):
     )
     assert code == 1
     one_line_error(None, stderr, "--model-config: Field 'mim_weight' with value 'abc'")
+
+
+def test_fp16_on_a_cpu_is_refused_and_the_run_says_its_device_and_precision(tmp_path, capsys):
+    code, stderr = run_main(capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--mixed-precision", "fp16")
+    assert code == 1
+    one_line_error(None, stderr, "--mixed-precision fp16 needs a GPU")
+    AcceleratorState._reset_state(reset_partial_state=True)
+    pretrain(tiny_run(tmp_path, "cpu-run", max_steps=1))
+    assert "Training on cpu × 1 process(es), precision fp32." in capsys.readouterr().out
