@@ -17,14 +17,12 @@ equal-wall-clock comparison), e.g. `itc_itm_mlm@steps=2040`.
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from seed_grid import load_results, run_missing
 
 from mamo_hf.cli import DEMO_SETTINGS
 
@@ -142,37 +140,22 @@ def step_time_ratio(variants: list[str], steps: int, rounds: int) -> dict:
     return {"seconds_per_step": medians, "ratio_to_first": {v: medians[v] / medians[variants[0]] for v in variants}}
 
 
-def load_results(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def run_grid(args) -> None:
-    done = {(row["variant"], row["seed"]) for row in load_results(args.results)}
-    todo = [(variant, seed) for seed in args.seeds for variant in args.variants if (variant, seed) not in done]
     for variant in args.variants:
         parse_variant(variant)  # fail before any work on a bad name
-    print(f"{len(todo)} runs to do ({len(done)} already in {args.results})", flush=True)
-
-    def launch(job):
-        variant, seed = job
-        command = [sys.executable, __file__, "one", variant, str(seed), "--benchmark-size", str(args.benchmark_size)]
-        environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-        finished = subprocess.run(command, capture_output=True, text=True, env=environment)
-        if finished.returncode != 0:
-            print(f"FAILED {variant} seed {seed}:\n{finished.stderr[-3000:]}", flush=True)
-            return
-        row = json.loads(finished.stdout.strip().splitlines()[-1])
-        with args.results.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
-        print(
-            f"{variant:32s} seed {seed}: ITM {row['itm_accuracy']:.1f} ITC {row['itc_accuracy']:.1f} "
-            f"({row['train_seconds']:.0f} s)",
-            flush=True,
-        )
-
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(launch, todo))
+    run_missing(
+        __file__,
+        "variant",
+        args.variants,
+        args.seeds,
+        args.results,
+        args.jobs,
+        ["--benchmark-size", str(args.benchmark_size)],
+        lambda row: (
+            f"{row['variant']:32s} seed {row['seed']}: ITM {row['itm_accuracy']:.1f} "
+            f"ITC {row['itc_accuracy']:.1f} ({row['train_seconds']:.0f} s)"
+        ),
+    )
 
 
 def paired_t_test(differences: list[float]) -> tuple[float, float]:

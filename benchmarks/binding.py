@@ -22,35 +22,24 @@ paired sign-flip permutation test (2^n sign patterns; with 6 seeds the smallest 
 import argparse
 import itertools
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from seed_grid import load_results, run_missing
+
+from mamo_hf.cli import DEMO_SETTINGS
 
 RESULTS = Path(__file__).parent / "results" / "binding.jsonl"
 OFF = 0.0
 TTM = {"mim_weight": OFF, "mrm_weight": OFF}
-# The demo recipe on plain data, without checkpoints and trackers.
+# The demo recipe on plain data (no minimal pairs; "list" and "relation" captions), without checkpoints and trackers.
 BASE_RUN = {
-    "model": "tiny",
-    "image_size": 64,
-    "demo_pairs": 20000,
-    "demo_max_objects": 3,
+    **{name: value for name, value in DEMO_SETTINGS.items() if name not in ("output_dir", "overwrite_output_dir")},
     "demo_minimal_pairs": 0.0,
     "demo_templates": ["list", "relation"],
-    "eval_pairs": 200,
-    "batch_size": 32,
-    "max_steps": 1500,
-    "learning_rate": 1e-3,
-    "min_learning_rate": 1e-4,
-    "warmup_steps": 100,
-    "num_workers": 1,
     "checkpoint_every": 0,
-    "log_every": 50,
     "report_to": [],
 }
 NEGATIVES = {"caption_negatives": 3}
@@ -147,34 +136,22 @@ def run_one(arm: str, seed: int, cache: Path) -> dict:
     return row
 
 
-def load_results(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def run_grid(args) -> None:
     for arm in args.arms:
         parse_arm(arm)  # fail before any work on a bad name
-    done = {(row["arm"], row["seed"]) for row in load_results(args.results)}
-    todo = [(arm, seed) for seed in args.seeds for arm in args.arms if (arm, seed) not in done]
-    print(f"{len(todo)} runs to do ({len(done)} already in {args.results})", flush=True)
     args.cache.mkdir(parents=True, exist_ok=True)
-
-    def launch(job):
-        arm, seed = job
-        command = [sys.executable, __file__, "one", arm, str(seed), "--cache", str(args.cache)]
-        environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
-        finished = subprocess.run(command, capture_output=True, text=True, env=environment)
-        if finished.returncode != 0:
-            print(f"FAILED {arm} seed {seed}:\n{finished.stderr[-3000:]}", flush=True)
-            return
-        row = json.loads(finished.stdout.strip().splitlines()[-1])
-        with args.results.open("a") as handle:
-            handle.write(json.dumps(row) + "\n")
-        print(f"{arm:16s} seed {seed}: {PRIMARY} {row[PRIMARY]:.1f} ({row['train_seconds']:.0f} s)", flush=True)
-
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(launch, todo))
+    run_missing(
+        __file__,
+        "arm",
+        args.arms,
+        args.seeds,
+        args.results,
+        args.jobs,
+        ["--cache", str(args.cache)],
+        lambda row: (
+            f"{row['arm']:16s} seed {row['seed']}: {PRIMARY} {row[PRIMARY]:.1f} ({row['train_seconds']:.0f} s)"
+        ),
+    )
 
 
 def sign_flip_p_value(differences: list[float]) -> float:

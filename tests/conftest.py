@@ -52,3 +52,14 @@ def _seed_transformers_common_inputs():
     if common is not None:
         common.global_rng.seed(0)
     yield
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """For tests that build Accelerators: the process-wide Accelerate state must not leak from one to the next.
+    Test files use it with `pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")`."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from accelerate.state import AcceleratorState, GradientState
+from accelerate.state import AcceleratorState
 from helpers import TINY_RUN
 from PIL import Image
 
@@ -23,12 +23,7 @@ from mamo_hf.data import CaptionDataset, load_image
 from mamo_hf.image_processing_mamo import to_rgb_array
 from mamo_hf.training import CheckpointError, OutputDirInUseError, PretrainingArguments, pretrain
 
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 def tiny_run(tmp_path, name="run", **overrides) -> PretrainingArguments:

@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState
 from helpers import tiny_tokenizer
 from PIL import Image
 from transformers import Trainer, TrainingArguments
@@ -30,11 +29,7 @@ from mamo_hf.data import (
 OBJECTIVES = ("itc", "itm", "mlm", "mim", "mrm")
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 def setup(image_size=32, **overrides):

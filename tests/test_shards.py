@@ -44,9 +44,9 @@ def image_bytes(index: int, image_format: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
-def write_tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> Path:
-    """A WebDataset shard: the files `KEY.EXTENSION` of each sample, sample after sample."""
-    with tarfile.open(path, "w") as archive:
+def write_tar(path: Path, samples: list[tuple[str, dict[str, bytes]]], mode: str = "w") -> Path:
+    """A WebDataset shard: the files `KEY.EXTENSION` of each sample, sample after sample (`mode="w:gz"`: gzipped)."""
+    with tarfile.open(path, mode) as archive:
         for key, fields in samples:
             for extension, data in fields.items():
                 member = tarfile.TarInfo(f"{key}.{extension}")
@@ -409,13 +409,7 @@ def test_a_member_above_the_size_limit_is_skipped_unread(tmp_path, monkeypatch):
     monkeypatch.setattr(shards, "MAX_MEMBER_BYTES", 4096)
     samples = [good_sample(index) for index in range(3)]
     samples[1][1]["png"] = samples[1][1]["png"] + b"\0" * 8000  # a file of 8 kB that the limit refuses
-    path = tmp_path / "big.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:
-        for key, fields in samples:
-            for extension, data in fields.items():
-                member = tarfile.TarInfo(f"{key}.{extension}")
-                member.size = len(data)
-                archive.addfile(member, io.BytesIO(data))
+    path = write_tar(tmp_path / "big.tar.gz", samples, mode="w:gz")
     captions, skipped = one_pass(StreamingCaptionDataset.from_shards([path]))
     assert captions == ["pair 0", "pair 2"]
     assert skipped == [SkippedSample(f"{path}, sample 000000001", "file too large: 000000001.png is above 4096 bytes")]
