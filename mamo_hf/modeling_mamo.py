@@ -980,7 +980,9 @@ class MamoModel(MamoPreTrainedModel):
 
 class MamoModelWithHeads(MamoPreTrainedModel):
     """Base of the models that put heads on a `MamoModel` (`self.mamo`): pre-training and the task models. Its word
-    embeddings are their input embeddings. Subclasses add their heads, then call `post_init()`."""
+    embeddings are their input embeddings, and its features API is theirs, as CLIP offers it on every class:
+    `get_image_features` and `get_text_features` return the L2-normalised ITC features in `pooler_output`.
+    Subclasses add their heads, then call `post_init()`."""
 
     def __init__(self, config: MamoConfig):
         super().__init__(config)
@@ -988,6 +990,16 @@ class MamoModelWithHeads(MamoPreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.mamo.get_input_embeddings()
+
+    def get_image_features(self, pixel_values: torch.Tensor, **kwargs) -> BaseModelOutputWithPooling:
+        """`MamoModel.get_image_features` of the student: ITC image features in `pooler_output`."""
+        return self.mamo.get_image_features(pixel_values, **kwargs)
+
+    def get_text_features(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> BaseModelOutputWithPooling:
+        """`MamoModel.get_text_features` of the student: ITC text features in `pooler_output`."""
+        return self.mamo.get_text_features(input_ids, attention_mask=attention_mask, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------------------------------

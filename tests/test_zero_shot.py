@@ -156,3 +156,25 @@ def test_every_head_and_the_pipeline_load_with_trust_remote_code_without_the_pac
     local = pipeline("zero-shot-image-classification", model=str(saved))(images(saved)[0], candidate_labels=LABELS)
     assert [entry["label"] for entry in remote["pipeline"]] == [entry["label"] for entry in local]
     assert [entry["score"] for entry in remote["pipeline"]] == pytest.approx([entry["score"] for entry in local])
+
+
+@pytest.mark.parametrize(
+    "head", ["MamoForImageTextRetrieval", "MamoForPreTraining", "MamoForQuestionAnswering", "MamoForVisualReasoning"]
+)
+def test_every_head_offers_the_features_api_of_its_encoders(head):
+    import mamo_hf
+    from mamo_hf import MamoModel
+
+    config = tiny_config()
+    torch.manual_seed(0)
+    model = getattr(mamo_hf, head)(config).eval()
+    base = MamoModel(config).eval()
+    base.load_state_dict(model.mamo.state_dict())
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    ids = torch.tensor([[2, 10, 11, 3], [2, 12, 3, 0]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        image, text = model.get_image_features(pixels), model.get_text_features(ids, attention_mask=mask)
+        torch.testing.assert_close(image.pooler_output, base.get_image_features(pixels).pooler_output)
+        torch.testing.assert_close(text.pooler_output, base.get_text_features(ids, attention_mask=mask).pooler_output)
+    torch.testing.assert_close(image.pooler_output.norm(dim=-1), torch.ones(2))
