@@ -20,6 +20,7 @@ commit, through transformers' shared `HfApi`.
 """
 
 import json
+import re
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -82,6 +83,18 @@ def retrieval_results(metrics: dict, dataset: str) -> list[MeasuredResult]:
     return results
 
 
+# A Hub repository id: `name` or `owner/name`.
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def hub_base_model(base_model: str | None) -> str | None:
+    """The card's `base_model`: a Hub repository id, or None for a local folder (whose path means nothing on the Hub
+    and that the Hub rejects)."""
+    if base_model is None or Path(base_model).exists() or not REPO_ID.match(base_model):
+        return None
+    return base_model
+
+
 def create_model_card(
     model_name: str,
     summary: str,
@@ -101,6 +114,7 @@ def create_model_card(
     """
     if pipeline_tag is None:
         pipeline_tag = PIPELINE_TAGS.get(model_class)
+    base_model = hub_base_model(base_model)
     eval_results = [
         EvalResult(
             task_type=result.task,

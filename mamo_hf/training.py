@@ -72,7 +72,7 @@ from .data.demo import TRAINING_TEMPLATES
 from .data.negatives import FAMILIES as NEGATIVE_FAMILIES
 from .data.records import BadRecordError, NoUsableRecordsError
 from .evaluation.retrieval import evaluate_retrieval
-from .hub import finish_run, retrieval_results
+from .hub import REPO_ID, finish_run, retrieval_results
 from .losses_mamo import JointMasking
 from .modeling_mamo import OBJECTIVES, MamoForPreTraining
 from .processing_mamo import MamoProcessor
@@ -449,7 +449,7 @@ def validate_arguments(args: PretrainingArguments) -> None:
     )
     repository = args.hub_model_id or Path(args.output_dir).resolve().name
     require(
-        not args.push_to_hub or bool(_REPO_ID.match(repository)),
+        not args.push_to_hub or bool(REPO_ID.match(repository)),
         "hub_model_id",
         f"{repository!r} is not a Hub repository name (user/name): --push-to-hub would fail after training.",
     )
@@ -476,9 +476,6 @@ def validate_arguments(args: PretrainingArguments) -> None:
 _SHARD_NAMES = {"webdataset": "WebDataset", "parquet": "Parquet"}
 
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
-
-
 def check_model_location(location: str | None, name: str) -> None:
     """`--init`/`--tokenizer`: an existing local folder, or a name that can be a Hub repository (`user/name`)."""
     if location is None:
@@ -488,7 +485,7 @@ def check_model_location(location: str | None, name: str) -> None:
         if not path.is_dir():
             raise InvalidArgumentError(f"--{name} {location}: a file; give the folder written by save_pretrained.")
         return
-    if not _REPO_ID.match(location) or location.startswith(".") or "//" in location:
+    if not REPO_ID.match(location) or location.startswith(".") or "//" in location:
         raise InvalidArgumentError(f"--{name} {location}: no such folder (and not a Hub repository name).")
 
 

@@ -254,3 +254,11 @@ def test_a_card_loads_the_class_that_keeps_its_head_and_names_a_v5_pipeline(mode
     assert card.data.pipeline_tag == pipeline_tag and (pipeline_tag is None or pipeline_tag in SUPPORTED_TASKS)
     assert f'{model_class}.from_pretrained("someone/mamo")' in card.text
     assert f'{auto_class}.from_pretrained("someone/mamo", trust_remote_code=True)' in card.text
+
+
+def test_a_local_base_model_path_is_left_out_of_the_card(tmp_path):
+    from mamo_hf.hub import create_model_card
+
+    assert create_model_card("m", "s", base_model=str(tmp_path)).data.base_model is None  # an existing folder
+    assert create_model_card("m", "s", base_model="./runs/mamo-base").data.base_model is None  # not a Hub id
+    assert create_model_card("m", "s", base_model="someone/mamo-base").data.base_model == "someone/mamo-base"
