@@ -281,7 +281,11 @@ def save_and_describe(trainer: GroundingTrainer, summary: dict, args: GroundingA
     trainer.save_state()
     results = [
         MeasuredResult(
-            "visual-grounding", "held-out generated scenes", f"accuracy ({name} read-out)", readout["accuracy"]
+            "visual-grounding",
+            "held-out generated scenes",
+            "accuracy",
+            readout["accuracy"],
+            name=f"accuracy ({name} read-out)",
         )
         for name, readout in summary["test"].items()
     ]

@@ -55,14 +55,20 @@ class MeasuredResult:
     Args:
         task: a Hub task type, e.g. `"image-text-retrieval"`, `"visual-question-answering"`.
         dataset: what it was measured on, e.g. `"easy-vqa test"`, `"held-out demo pairs"`.
-        metric: e.g. `"accuracy"`, `"recall@1 (text retrieval, ITC)"`.
+        metric: the metric's type, an identifier the Hub knows: `"accuracy"`, `"recall"`.
         value: the number (percent for accuracies and recalls).
+        name: what exactly was measured, in words, e.g. `"R@1, text retrieval, ITC"` (default: `metric`).
     """
 
     task: str
     dataset: str
     metric: str
     value: float
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.metric
 
 
 def retrieval_results(metrics: dict, dataset: str) -> list[MeasuredResult]:
@@ -76,8 +82,9 @@ def retrieval_results(metrics: dict, dataset: str) -> list[MeasuredResult]:
                     MeasuredResult(
                         "image-text-retrieval",
                         dataset,
-                        f"recall@{recall} ({direction}, {ranking.upper()})",
+                        "recall",
                         round(values[f"{key}_r{recall}"], 2),
+                        name=f"R@{recall}, {direction}, {ranking.upper()}",
                     )
                 )
     return results
@@ -121,6 +128,7 @@ def create_model_card(
             dataset_type=result.dataset.replace(" ", "-"),
             dataset_name=result.dataset,
             metric_type=result.metric,
+            metric_name=result.label,
             metric_value=result.value,
         )
         for result in results
@@ -146,7 +154,7 @@ def create_model_card(
         _usage_section(model_name, model_class),
     ]
     if results:
-        rows = "\n".join(f"| {r.task} | {r.dataset} | {r.metric} | {r.value:g} |" for r in results)
+        rows = "\n".join(f"| {r.task} | {r.dataset} | {r.label} | {r.value:g} |" for r in results)
         sections.append(
             "## Results measured by this run\n\n| task | data | metric | value |\n|---|---|---|---|\n" + rows
         )
