@@ -1307,6 +1307,7 @@ def _build_run(args: PretrainingArguments, accelerator: Accelerator, output_dir:
     summary = {"retrieval_before": None, "retrieval_after": None}
     if held_out is not None and state["step"] == 0:
         summary["retrieval_before"] = evaluate_zero_shot(unwrapped, processor, held_out, args.eval_k)
+        _log_retrieval(accelerator, summary["retrieval_before"], step=0)
         accelerator.print(f"Zero-shot retrieval before training  {_retrieval_line(summary['retrieval_before'])}")
 
     skipped = dict(state["skipped"])
@@ -1419,6 +1420,7 @@ def _finish_run(run: _Run, elapsed: float) -> PretrainingResult:
         )
     if run.held_out is not None:
         summary["retrieval_after"] = evaluate_zero_shot(run.unwrapped, run.processor, run.held_out, args.eval_k)
+        _log_retrieval(accelerator, summary["retrieval_after"], step=run.state["step"])
         accelerator.print(f"Zero-shot retrieval after training   {_retrieval_line(summary['retrieval_after'])}")
     assert_finite_weights(
         run.unwrapped, "final model"
@@ -1431,6 +1433,14 @@ def _finish_run(run: _Run, elapsed: float) -> PretrainingResult:
         finish_run(run.output_dir, hub_model_id, **_card_arguments(args, summary, run.output_dir))
     _end_training(accelerator)
     return PretrainingResult(model=run.unwrapped, processor=run.processor, summary=summary)
+
+
+def _log_retrieval(accelerator: Accelerator, metrics: dict, step: int) -> None:
+    """The zero-shot retrieval recalls, to the trackers (`zero_shot/itc_txt_r1`, ...), beside the training losses."""
+    accelerator.log(
+        {f"zero_shot/{kind}_{name}": value for kind, values in metrics.items() for name, value in values.items()},
+        step=step,
+    )
 
 
 def _log_step(accelerator: Accelerator, state: dict, losses: dict, scheduler, skipped_records: int) -> None:

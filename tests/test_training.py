@@ -371,3 +371,10 @@ def test_demo_improves_zero_shot_retrieval(tmp_path, capsys):
     assert after["txt_r1"] > before["txt_r1"] and after["img_r1"] > before["img_r1"]
     printed = capsys.readouterr().out
     assert "zero-shot R@1" in printed and "AutoModel.from_pretrained" in printed
+
+
+def test_zero_shot_recalls_are_logged_beside_the_losses(tmp_path):
+    pretrain(tiny_run(tmp_path, eval_pairs=12, eval_k=4, max_steps=2))
+    with open(tmp_path / "run" / "logs" / "mamo" / "metrics.csv") as handle:
+        logged = {(row["name"], int(row["step"])) for row in csv.DictReader(handle)}
+    assert ("zero_shot/itc_txt_r1", 0) in logged and ("zero_shot/itm_img_r1", 2) in logged
