@@ -75,6 +75,7 @@ from .evaluation.retrieval import evaluate_retrieval
 from .hub import REPO_ID, finish_run, retrieval_results
 from .losses_mamo import JointMasking
 from .modeling_mamo import OBJECTIVES, MamoForPreTraining
+from .plots import plot_curves, read_curves
 from .processing_mamo import MamoProcessor
 
 logger = logging.get_logger(__name__)
@@ -1428,11 +1429,21 @@ def _finish_run(run: _Run, elapsed: float) -> PretrainingResult:
     if accelerator.is_main_process:
         save_final_model(run.output_dir, run.unwrapped, run.processor)
         (run.output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+        _plot_training_curves(run.output_dir)
         accelerator.print(_skip_report(skipped))
         hub_model_id = (args.hub_model_id or run.output_dir.name) if args.push_to_hub else None
         finish_run(run.output_dir, hub_model_id, **_card_arguments(args, summary, run.output_dir))
     _end_training(accelerator)
     return PretrainingResult(model=run.unwrapped, processor=run.processor, summary=summary)
+
+
+def _plot_training_curves(output_dir: Path) -> None:
+    """`training_curves.png` beside the model: every `train/*` value of the CSV log against the step (nothing
+    without a CSV log)."""
+    metrics_csv = output_dir / "logs" / "mamo" / "metrics.csv"
+    curves = read_curves(metrics_csv) if metrics_csv.exists() else {}
+    if curves:
+        plot_curves(curves, output_dir / "training_curves.png")
 
 
 def _log_retrieval(accelerator: Accelerator, metrics: dict, step: int) -> None:

@@ -378,3 +378,12 @@ def test_zero_shot_recalls_are_logged_beside_the_losses(tmp_path):
     with open(tmp_path / "run" / "logs" / "mamo" / "metrics.csv") as handle:
         logged = {(row["name"], int(row["step"])) for row in csv.DictReader(handle)}
     assert ("zero_shot/itc_txt_r1", 0) in logged and ("zero_shot/itm_img_r1", 2) in logged
+
+
+def test_a_run_draws_its_training_curves(tmp_path):
+    from PIL import Image
+
+    pretrain(tiny_run(tmp_path, max_steps=4))
+    picture = Image.open(tmp_path / "run" / "training_curves.png")
+    assert picture.format == "PNG" and picture.width >= 3 * 360 and picture.height >= 2 * 200  # 8 train/* curves
+    assert len(set(picture.convert("RGB").getdata())) > 3  # lines and text drawn, not a blank page
