@@ -11,7 +11,7 @@ appended to a JSON-lines file, one line per (arm, seed), and runs already there 
 
 Arms (`ARMS`): `ttm` (ITC+ITM+MLM), `mamo` (all five objectives), `*_hn` with three rule-based caption negatives
 per caption (`mamo_hf.data.negatives`), `mamo_hn_rrc` with the old random-resized crops instead of caption-safe
-ones; `ttm_ft` / `mamo_ft` (E1: after pre-training, one identical ITC+ITM fine-tune of 300 steps, then the test);
+ones; `ttm_rrc` (ITC+ITM+MLM on plain data with random-resized crops); `ttm_ft` / `mamo_ft` (E1: after pre-training, one identical ITC+ITM fine-tune of 300 steps, then the test);
 `warm_ttm` / `warm_mamo` (E2: 750 steps of ITC+ITM+MLM shared per seed, then 750 steps of each objective set).
 
 The primary metric, fixed before any run: `list_itm_accuracy`, ITM 6-way accuracy on the "list" template (the true
@@ -58,6 +58,7 @@ ARMS = {
     "ttm_hn": {"model_config": TTM, **NEGATIVES},
     "mamo_hn": {"model_config": {}, **NEGATIVES},
     "mamo_hn_rrc": {"model_config": {}, **NEGATIVES, "caption_safe_crops": False},
+    "ttm_rrc": {"model_config": TTM, "caption_safe_crops": False},
     "ttm_ft": {"model_config": TTM, "fine_tune": True},
     "mamo_ft": {"model_config": {}, "fine_tune": True},
     "warm_ttm": {"model_config": TTM, "warm_start": True, "max_steps": 750},
