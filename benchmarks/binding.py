@@ -9,10 +9,11 @@ appended to a JSON-lines file, one line per (arm, seed), and runs already there 
     python benchmarks/binding.py run --arms ttm_hn mamo_hn --seeds 0 1 2 3 4 5 --jobs 2
     python benchmarks/binding.py summary --reference ttm_hn
 
-Arms (`ARMS`): `ttm` (ITC+ITM+MLM), `mamo` (all five objectives), `*_hn` with three rule-based caption negatives
-per caption (`mamo_hf.data.negatives`), `mamo_hn_rrc` with the old random-resized crops instead of caption-safe
-ones; `ttm_rrc` (ITC+ITM+MLM on plain data with random-resized crops); `ttm_ft` / `mamo_ft` (E1: after pre-training, one identical ITC+ITM fine-tune of 300 steps, then the test);
-`warm_ttm` / `warm_mamo` (E2: 750 steps of ITC+ITM+MLM shared per seed, then 750 steps of each objective set).
+Arms (`ARMS`): `ttm` (ITC+ITM+MLM), `mamo` (all five objectives), `*_hn` with three rule-based caption negatives per
+caption (`mamo_hf.data.negatives`), `mamo_hn_rrc` with the old random-resized crops instead of caption-safe ones;
+`ttm_rrc` (ITC+ITM+MLM on plain data with random-resized crops); `ttm_ft` / `mamo_ft` (E1: after pre-training, one
+identical ITC+ITM fine-tune of 300 steps, then the test); `warm_ttm` / `warm_mamo` (E2: 750 steps of ITC+ITM+MLM
+shared per seed, then 750 steps of each objective set).
 
 The primary metric, fixed before any run: `list_itm_accuracy`, ITM 6-way accuracy on the "list" template (the true
 caption beats its five negatives; chance 1/6 = 16.7 %). `summary` compares arms on the seeds both have with an exact
