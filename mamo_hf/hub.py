@@ -94,12 +94,14 @@ def retrieval_results(metrics: dict, dataset: str) -> list[MeasuredResult]:
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
-def hub_base_model(base_model: str | None) -> str | None:
-    """The card's `base_model`: a Hub repository id, or None for a local folder (whose path means nothing on the Hub
-    and that the Hub rejects)."""
-    if base_model is None or Path(base_model).exists() or not REPO_ID.match(base_model):
+def hub_base_model(base_model: str | list[str] | None) -> str | list[str] | None:
+    """The card's `base_model`: the Hub repository ids among the given ones; a local folder is left out (its path
+    means nothing on the Hub, which rejects it)."""
+    models = [base_model] if isinstance(base_model, str) else list(base_model or [])
+    kept = [model for model in models if not Path(model).exists() and REPO_ID.match(model)]
+    if not kept:
         return None
-    return base_model
+    return kept[0] if isinstance(base_model, str) else kept
 
 
 def create_model_card(
@@ -107,7 +109,7 @@ def create_model_card(
     summary: str,
     results: list[MeasuredResult] = (),
     datasets: list[str] = (),
-    base_model: str | None = None,
+    base_model: str | list[str] | None = None,
     training: dict | None = None,
     pipeline_tag: str | None = None,
     model_class: str = "MamoModel",

@@ -261,3 +261,5 @@ def test_a_local_base_model_path_is_left_out_of_the_card(tmp_path):
     assert create_model_card("m", "s", base_model=str(tmp_path)).data.base_model is None  # an existing folder
     assert create_model_card("m", "s", base_model="./runs/mamo-base").data.base_model is None  # not a Hub id
     assert create_model_card("m", "s", base_model="someone/mamo-base").data.base_model == "someone/mamo-base"
+    both = create_model_card("m", "s", base_model=[str(tmp_path), "google-bert/bert-base-uncased"]).data.base_model
+    assert both == ["google-bert/bert-base-uncased"]  # init-base from a local ViT and a Hub BERT
