@@ -239,36 +239,30 @@ def demo_scene(seed: int, index: int, max_objects: int = 3) -> list[SceneObject]
     return training_scene(lambda rng: random_scene(rng, max_objects), random.Random(f"demo:{seed}:{index}"))
 
 
-def write_demo_dataset(
-    folder,
-    num_pairs: int,
-    seed: int = 0,
-    image_size: int = 64,
-    max_objects: int = 3,
-    file_format: str = "json",
-    templates: tuple[str, ...] = ("list",),
-) -> Path:
-    """Write demo pairs as a caption dataset that `CaptionDataset` reads: PNG images `folder/images/000000.png`, ...
-    and an ALBEF-style annotation file with relative image paths, `folder/captions.json` (a JSON list of
-    `{"image", "caption"}`) or, with `file_format="jsonl"`, `folder/captions.jsonl` (one object per line).
+def write_demo_dataset(folder, num_pairs: int, file_format: str = "json", **scenes) -> Path:
+    """Write the pairs of `DemoCaptionDataset(num_pairs, **scenes)` as a caption dataset that `CaptionDataset` reads:
+    PNG images `folder/images/000000.png`, ... and an ALBEF-style annotation file with relative image paths,
+    `folder/captions.json` (a JSON list of `{"image", "caption"}`) or, with `file_format="jsonl"`,
+    `folder/captions.jsonl` (one object per line).
 
-    Captions use `templates` (of `TRAINING_TEMPLATES`), one chosen per pair. The files depend on the arguments only:
-    the same seed writes byte-identical files. Returns the path of the annotation file.
+    `scenes` are `DemoCaptionDataset`'s arguments (`seed`, `image_size`, `max_objects`, `minimal_pairs`,
+    `templates`), so that the files hold exactly the pairs the dataset serves for them, byte-identical for the same
+    arguments. Returns the path of the annotation file.
 
     Raises:
         ValueError: for a `file_format` other than "json" and "jsonl", or templates outside `TRAINING_TEMPLATES`.
     """
     if file_format not in ("json", "jsonl"):
         raise ValueError(f"file_format must be 'json' or 'jsonl', got {file_format!r}.")
-    check_training_templates(templates)
+    dataset = DemoCaptionDataset(num_pairs, **scenes)
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     records = []
     for index in range(num_pairs):
-        scene = demo_scene(seed, index, max_objects)
+        pair = dataset.scene_pair(index)
         image = f"images/{index:06d}.png"
-        draw_scene(scene, image_size).save(folder / image, format="PNG")
-        records.append({"image": image, "caption": scene_caption(scene, templates, seed, index)})
+        pair.image.save(folder / image, format="PNG")
+        records.append({"image": image, "caption": pair.caption})
     annotation_file = folder / f"captions.{file_format}"
     if file_format == "json":
         annotation_file.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
@@ -323,6 +317,11 @@ class DemoCaptionDataset(MapCaptionDataset):
         return self.num_pairs
 
     def _pair(self, index: int) -> Pair:
+        return self.scene_pair(index)
+
+    def scene_pair(self, index: int) -> Pair:
+        """Pair `index` before it becomes an item: the drawn scene and its caption (what `write_demo_dataset`
+        writes)."""
         if self.minimal_pairs > 0:
             scene = minimal_pair_scene(self.seed, index, self.max_objects, self.minimal_pairs)
         else:
