@@ -281,3 +281,11 @@ def test_trainer_steps_and_auto_class_round_trip(easy_vqa_setup, tmp_path):
     model.eval()
     with torch.no_grad():
         assert torch.allclose(model(**inputs).logits, loaded(**inputs).logits, atol=1e-6)
+
+
+def test_a_caption_file_given_as_vqa_data_is_named_not_a_key_error(tmp_path):
+    from mamo_hf.data import VQADataset
+
+    (tmp_path / "captions.json").write_text(json.dumps([{"image": "a.png", "caption": "a red circle"}]))
+    with pytest.raises(ValueError, match=r"captions.json, record 0: not a VQA record \(no question_id, question\)"):
+        VQADataset.from_json(tmp_path / "captions.json")

@@ -60,16 +60,33 @@ class VQADataset(Dataset):
     @classmethod
     def from_json(cls, annotation_file, image_root=None, transform: Callable | None = None) -> "VQADataset":
         """Read the ALBEF / LAVIS format: a JSON list of `{"question_id", "question", "image": relative path,
-        "answer": [annotator answers]}` (`answer` may be a single string, or absent for test questions)."""
-        records = [
-            {
-                "question_id": entry["question_id"],
-                "question": entry["question"],
-                "image": entry["image"],
-                "answers": _as_answer_list(entry.get("answer")),
-            }
-            for entry in _read_json(annotation_file)
-        ]
+        "answer": [annotator answers]}` (`answer` may be a single string, or absent for test questions).
+
+        Raises:
+            ValueError: naming the file and the record, for a file that is not such a list (e.g. a caption file).
+        """
+        entries = _read_json(annotation_file)
+        if not isinstance(entries, list):
+            raise ValueError(f"{annotation_file}: expected a JSON list of VQA records (question_id, question, image).")
+        records = []
+        for number, entry in enumerate(entries):
+            missing = [
+                key for key in ("question_id", "question", "image") if not isinstance(entry, dict) or key not in entry
+            ]
+            if missing:
+                raise ValueError(
+                    f"{annotation_file}, record {number}: not a VQA record (no {', '.join(missing)}); is it a file "
+                    "of another task?"
+                )
+            answers = _as_answer_list(entry.get("answer"))
+            records.append(
+                {
+                    "question_id": entry["question_id"],
+                    "question": entry["question"],
+                    "image": entry["image"],
+                    "answers": answers,
+                }
+            )
         return cls(records, image_root, transform)
 
     @classmethod
