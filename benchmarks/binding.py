@@ -13,7 +13,9 @@ Arms (`ARMS`): `ttm` (ITC+ITM+MLM), `mamo` (all five objectives), `*_hn` with th
 caption (`mamo_hf.data.negatives`), `mamo_hn_rrc` with the old random-resized crops instead of caption-safe ones;
 `ttm_rrc` (ITC+ITM+MLM on plain data with random-resized crops); `ttm_ft` / `mamo_ft` (E1: after pre-training, one
 identical ITC+ITM fine-tune of 300 steps, then the test); `warm_ttm` / `warm_mamo` (E2: 750 steps of ITC+ITM+MLM
-shared per seed, then 750 steps of each objective set).
+shared per seed, then 750 steps of each objective set); `curve_*` (E3: 6,000 steps with caption negatives, scored
+every 750 steps from that step's checkpoint; each point also carries its training seconds, `steps` × the run's
+mean step time, for the curves against wall-clock: `python benchmarks/binding.py plot`).
 
 The primary metric, fixed before any run: `list_itm_accuracy`, ITM 6-way accuracy on the "list" template (the true
 caption beats its five negatives; chance 1/6 = 16.7 %). `summary` compares arms on the seeds both have with an exact
@@ -21,6 +23,7 @@ paired sign-flip permutation test (2^n sign patterns; with 6 seeds the smallest 
 """
 
 import argparse
+import fcntl
 import itertools
 import json
 import statistics
@@ -35,6 +38,7 @@ from mamo_hf.cli import DEMO_SETTINGS
 RESULTS = Path(__file__).parent / "results" / "binding.jsonl"
 OFF = 0.0
 TTM = {"mim_weight": OFF, "mrm_weight": OFF}
+FULL = {"mim_weight": 1.0, "mrm_weight": 1.0}
 # The demo recipe on plain data (no minimal pairs; "list" and "relation" captions), without checkpoints and trackers.
 BASE_RUN = {
     **{name: value for name, value in DEMO_SETTINGS.items() if name not in ("output_dir", "overwrite_output_dir")},
@@ -63,7 +67,10 @@ ARMS = {
     "ttm_ft": {"model_config": TTM, "fine_tune": True},
     "mamo_ft": {"model_config": {}, "fine_tune": True},
     "warm_ttm": {"model_config": TTM, "warm_start": True, "max_steps": 750},
-    "warm_mamo": {"model_config": {"normalize_targets": True}, "warm_start": True, "max_steps": 750},
+    # The stage-1 checkpoint's config has MIM and MRM off: E2's MAMO arm turns them back on explicitly.
+    "warm_mamo": {"model_config": {**FULL, "normalize_targets": True}, "warm_start": True, "max_steps": 750},
+    "curve_ttm_hn": {"model_config": TTM, **NEGATIVES, "max_steps": 6000, "curve_every": 750},
+    "curve_mamo_hn": {"model_config": {}, **NEGATIVES, "max_steps": 6000, "curve_every": 750},
 }
 TEMPLATES = ("list", "relation", "attribute")
 BENCHMARK_SEED = 12345
@@ -105,11 +112,32 @@ def benchmark(model, processor) -> dict:
 
 
 def warm_start_checkpoint(seed: int, cache: Path) -> str:
-    """E2's shared stage 1 of a seed: 750 steps of ITC+ITM+MLM, trained once and kept in `cache`."""
+    """E2's shared stage 1 of a seed: 750 steps of ITC+ITM+MLM, trained once and kept in `cache`. The arms of one
+    seed may ask for it at the same time: the first trains it, the others wait on the seed's lock file."""
     folder = cache / f"warm-stage1-seed{seed}"
-    if not (folder / "model.safetensors").exists():
-        train({"model_config": TTM, "max_steps": 750}, seed, str(folder))
+    with open(cache / f"warm-stage1-seed{seed}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "model.safetensors").exists():
+            train({"model_config": TTM, "max_steps": 750}, seed, str(folder), overwrite_output_dir=True)
     return str(folder)
+
+
+def learning_curve(result, output_dir: str) -> list[dict]:
+    """The benchmark at every checkpoint of a finished run (loaded into a copy of its model), oldest first."""
+    import copy
+
+    from safetensors.torch import load_model
+
+    from mamo_hf.training import list_checkpoints
+
+    model, seconds_per_step = copy.deepcopy(result.model), result.summary["seconds"] / result.summary["steps"]
+    points = []
+    for checkpoint in list_checkpoints(Path(output_dir)):
+        load_model(model, checkpoint / "model.safetensors", strict=False)
+        step = int(checkpoint.name.rpartition("-")[2])
+        seconds = round(step * seconds_per_step, 1)
+        points.append({"step": step, "seconds": seconds, **benchmark(model, result.processor)})
+    return points
 
 
 def run_one(arm: str, seed: int, cache: Path) -> dict:
@@ -118,11 +146,16 @@ def run_one(arm: str, seed: int, cache: Path) -> dict:
     torch.set_num_threads(1)
     settings = parse_arm(arm)
     fine_tune, warm_start = settings.pop("fine_tune", False), settings.pop("warm_start", False)
+    curve_every = settings.pop("curve_every", 0)
+    if curve_every:
+        settings.update(checkpoint_every=curve_every, save_total_limit=0)
     row = {"arm": arm, "seed": seed}
     with tempfile.TemporaryDirectory() as output_dir:
         extra = {"init": warm_start_checkpoint(seed, cache)} if warm_start else {}
         result = train(settings, seed, output_dir, **extra)
         row.update(steps=result.summary["steps"], train_seconds=result.summary["seconds"])
+        if curve_every:
+            row["curve"] = learning_curve(result, output_dir)
         retrieval = result.summary["retrieval_after"]
         if retrieval:
             row.update(retrieval_itc_tr_r1=retrieval["itc"]["txt_r1"], retrieval_itm_tr_r1=retrieval["itm"]["txt_r1"])
@@ -194,6 +227,27 @@ def summarize(args) -> None:
         print(f"| {arm} | {seeds} | {seconds:.0f} | " + " | ".join(cells) + f" | {comparison} |")
 
 
+def plot(args) -> None:
+    """E3's picture: `metric` (mean ± std over seeds) of every `curve_*` arm against steps and against seconds."""
+    from mamo_hf.plots import plot_panels
+
+    curves: dict[str, list[list[dict]]] = {}
+    for row in load_results(args.results):
+        if "curve" in row:
+            curves.setdefault(row["arm"], []).append(row["curve"])
+    panels: dict[str, dict] = {f"{args.metric} (%) vs steps": {}, f"{args.metric} (%) vs training seconds": {}}
+    for arm, runs in curves.items():
+        steps = sorted(set.intersection(*({point["step"] for point in run} for run in runs)))
+        at = [[next(point for point in run if point["step"] == step) for run in runs] for step in steps]
+        means = [statistics.mean(point[args.metric] for point in points) for points in at]
+        spreads = [statistics.stdev(point[args.metric] for point in points) if len(runs) > 1 else 0.0 for points in at]
+        seconds = [statistics.mean(point["seconds"] for point in points) for points in at]
+        label = f"{arm} ({len(runs)} seeds)"
+        panels[f"{args.metric} (%) vs steps"][label] = list(zip(steps, means, spreads))
+        panels[f"{args.metric} (%) vs training seconds"][label] = list(zip(seconds, means, spreads))
+    print(plot_panels(panels, args.output, columns=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -216,13 +270,19 @@ def main() -> None:
         default=[PRIMARY, "list_itc_accuracy", "relation_itm_accuracy", "attribute_itm_accuracy"],
     )
     summary.add_argument("--results", type=Path, default=RESULTS)
+    picture = commands.add_parser("plot", help="E3: the curve arms against steps and seconds, as a PNG")
+    picture.add_argument("--metric", default=PRIMARY)
+    picture.add_argument("--results", type=Path, default=RESULTS)
+    picture.add_argument("--output", type=Path, default=RESULTS.parent / "binding_curves.png")
     args = parser.parse_args()
     if args.command == "run":
         run_grid(args)
     elif args.command == "one":
         print(json.dumps(run_one(args.arm, args.seed, args.cache)))
-    else:
+    elif args.command == "summary":
         summarize(args)
+    else:
+        plot(args)
 
 
 if __name__ == "__main__":
