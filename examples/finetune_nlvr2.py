@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from trainer_cli import parse_arguments, write_card_and_push
+from trainer_cli import parse_arguments, reading, write_card_and_push
 from transformers import Trainer
 
 from mamo_hf import MamoForVisualReasoning, MamoProcessor
@@ -88,8 +88,9 @@ def main():
     args, training_args = parse_arguments(NLVR2Arguments, __doc__, TRAINING_DEFAULTS)
     model, processor = build_model_and_processor(args, training_args.seed)
     if args.train_file:
-        train = NLVR2Dataset(args.train_file, args.image_root)
-        test = NLVR2Dataset(args.test_file, args.image_root)
+        with reading("--train_file/--test_file"):
+            train = NLVR2Dataset(args.train_file, args.image_root)
+            test = NLVR2Dataset(args.test_file, args.image_root)
     else:
         seed = training_args.seed
         train = CountComparisonDataset(args.train_samples, seed=seed, image_size=args.image_size)

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from trainer_cli import parse_arguments, write_card_and_push
+from trainer_cli import parse_arguments, reading, write_card_and_push
 from transformers import Trainer
 
 from mamo_hf import MamoForImageTextRetrieval, MamoProcessor
@@ -122,8 +122,9 @@ def main():
     args, training_args = parse_arguments(RetrievalArguments, __doc__, TRAINING_DEFAULTS)
     model, processor = build_model_and_processor(args, training_args.seed)
     if args.train_file:
-        train = CaptionDataset([args.train_file], args.image_root)
-        test = load_retrieval_split(args.test_file, args.image_root)
+        with reading("--train_file/--test_file"):
+            train = CaptionDataset([args.train_file], args.image_root)
+            test = load_retrieval_split(args.test_file, args.image_root)
     else:
         seed = training_args.seed
         train = RetrievalPairs(demo_retrieval_split(args.train_images, seed=seed, image_size=args.image_size))

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from trainer_cli import parse_arguments, write_card_and_push
+from trainer_cli import parse_arguments, reading, write_card_and_push
 from transformers import EvalPrediction, Trainer
 
 from mamo_hf import MamoConfig, MamoForQuestionAnswering, MamoImageProcessorPil, MamoProcessor
@@ -181,7 +181,8 @@ def soft_accuracy(prediction: EvalPrediction) -> dict:
 
 def main():
     args, training_args = parse_arguments(VQAArguments, __doc__, TRAINING_DEFAULTS)
-    train, test = load_data(args, training_args.seed)
+    with reading("--train_file/--test_file"):
+        train, test = load_data(args, training_args.seed)
     model, processor = build_model_and_processor(args, train, training_args.seed)
     trainer = Trainer(
         model=model,

@@ -52,7 +52,7 @@ from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader
-from trainer_cli import parse_arguments, write_card_and_push
+from trainer_cli import parse_arguments, reading, write_card_and_push
 from transformers import Trainer
 
 from mamo_hf import MamoForImageTextRetrieval, MamoProcessor
@@ -239,8 +239,9 @@ def evaluate_generated(model, processor, args: GroundingArguments, validation: l
 
 def evaluate_refcoco(model, processor, args) -> dict:
     """Grounding accuracy on RefCOCO+ (per split) with the read-out of `--layer` and `--queries`."""
-    targets = read_refer_targets(args.refs, args.instances) if args.refs else None
-    samples = read_refcoco(args.refcoco_files, args.detections, image_root=args.image_root, targets=targets)
+    with reading("--refcoco_files/--detections/--refs/--instances"):
+        targets = read_refer_targets(args.refs, args.instances) if args.refs else None
+        samples = read_refcoco(args.refcoco_files, args.detections, image_root=args.image_root, targets=targets)
     layer = default_gradcam_layer(len(model.mamo.fusion_encoder.layers)) if args.layer is None else args.layer
     metrics = grounding_accuracy(model, processor, samples, layer=layer, queries=args.queries)
     for split, split_metrics in metrics["splits"].items():

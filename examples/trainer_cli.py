@@ -7,13 +7,15 @@ launch examples/<name>.py` and `torchrun examples/<name>.py` all put on `sys.pat
 """
 
 import argparse
+import contextlib
 import dataclasses
+import sys
 from pathlib import Path
 
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.integrations import is_tensorboard_available
 
-from mamo_hf.hub import create_model_card, push_to_hub
+from mamo_hf.hub import create_model_card, push_to_hub, upload_problem
 from mamo_hf.training import InvalidArgumentError, check_model_location
 
 # What every example does unless a flag says otherwise: log to TensorBoard (`<output_dir>/runs`), keep a checkpoint
@@ -94,9 +96,23 @@ def parse_arguments(
     parser.set_defaults(**defaults)
     arguments, training_arguments = parser.parse_args_into_dataclasses(args=args)
     problem = argument_problem(arguments) or (check(arguments) if check else None)
+    if not problem and training_arguments.push_to_hub and (reason := upload_problem(training_arguments.hub_token)):
+        problem = f"--push_to_hub would fail after training: {reason}."
     if problem:  # one line: the usage of an example lists every TrainingArguments flag
         parser.exit(2, f"{parser.prog}: error: {problem}\n")
     return arguments, training_arguments
+
+
+@contextlib.contextmanager
+def reading(flags: str):
+    """Read the data files named by `flags`: what the readers raise for a bad file (a `ValueError` or `OSError`
+    naming the file and the record) ends the run before any training with one line, `<example>: error: <flags>:
+    <the reader's first line>`, instead of a traceback."""
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SystemExit(f"{Path(sys.argv[0]).name}: error: {flags}: {reason}") from None
 
 
 def write_card_and_push(trainer: Trainer, **card_arguments) -> None:

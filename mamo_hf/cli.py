@@ -133,10 +133,12 @@ def push(args: argparse.Namespace) -> None:
     """Upload a saved MAMO folder to the Hub."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from .hub import push_to_hub
+    from .hub import push_to_hub, upload_problem
 
     if not (Path(args.folder) / "config.json").is_file():
         raise SystemExit(f"mamo-hf push: error: {args.folder}: not a saved model folder (no config.json).")
+    if problem := upload_problem():
+        raise SystemExit(f"mamo-hf push: error: {args.repo_id}: {problem}.")
     try:
         push_to_hub(args.folder, args.repo_id, private=args.private, commit_message=args.commit_message)
     except (HfHubHTTPError, OSError, ValueError) as error:

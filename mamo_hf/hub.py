@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, EvalResult, ModelCard, ModelCardData
+from huggingface_hub import CommitOperationAdd, EvalResult, ModelCard, ModelCardData, constants, get_token
 
 PAPER_URL = "https://arxiv.org/abs/2210.04183"
 TAGS = ["mamo", "vision-language", "multimodal", "masked-modeling", "custom_code"]
@@ -218,6 +218,17 @@ def _files_to_upload(folder: Path) -> list[Path]:
     return sorted(path for path in folder.rglob("*") if path.is_file() and not excluded(path))
 
 
+def upload_problem(token: str | bool | None = None) -> str | None:
+    """Why an upload would fail before it is tried, or `None`: offline mode (`HF_HUB_OFFLINE=1`) or no token (none
+    given, none in `HF_TOKEN`, none saved by `hf auth login`). Checked before training, so that a long run does not
+    end in an error at its last step; whether the token may write to the repository only the Hub can say."""
+    if constants.HF_HUB_OFFLINE:
+        return "uploads are off while HF_HUB_OFFLINE=1 is set: unset it to push"
+    if token is False or (token is None and get_token() is None):
+        return "no Hub token: run `hf auth login` or set HF_TOKEN"
+    return None
+
+
 def push_to_hub(
     folder: str | Path,
     repo_id: str,
@@ -278,6 +289,7 @@ __all__ = [
     "finish_run",
     "create_model_card",
     "push_to_hub",
+    "upload_problem",
     "retrieval_results",
     "write_model_card",
 ]

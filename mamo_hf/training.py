@@ -72,7 +72,7 @@ from .data.demo import TRAINING_TEMPLATES
 from .data.negatives import FAMILIES as NEGATIVE_FAMILIES
 from .data.records import BadRecordError, NoUsableRecordsError
 from .evaluation.retrieval import evaluate_retrieval
-from .hub import REPO_ID, finish_run, retrieval_results
+from .hub import REPO_ID, finish_run, retrieval_results, upload_problem
 from .losses_mamo import JointMasking
 from .modeling_mamo import OBJECTIVES, MamoForPreTraining
 from .plots import plot_curves, read_curves
@@ -454,6 +454,8 @@ def validate_arguments(args: PretrainingArguments) -> None:
         "hub_model_id",
         f"{repository!r} is not a Hub repository name (user/name): --push-to-hub would fail after training.",
     )
+    problem = upload_problem() if args.push_to_hub else None
+    require(problem is None, "push_to_hub", f"would fail after training: {problem}.")
     require(
         args.push_to_hub or args.hub_model_id is None,
         "hub_model_id",

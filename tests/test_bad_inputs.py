@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import huggingface_hub.constants
 import numpy as np
 import pytest
 from accelerate.state import AcceleratorState
@@ -252,6 +253,31 @@ def test_bad_pretraining_arguments_are_one_line_before_any_work(tmp_path, capsys
 
 
 @pytest.mark.parametrize(
+    ("offline", "token", "expected"),
+    [("1", "hf_any", "HF_HUB_OFFLINE=1 is set"), ("0", None, "no Hub token: run `hf auth login` or set HF_TOKEN")],
+)
+def test_a_push_that_would_fail_is_refused_before_training_and_by_mamo_hf_push(
+    tmp_path, capsys, monkeypatch, offline, token, expected
+):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline == "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    if token:
+        monkeypatch.setenv("HF_TOKEN", token)
+    run = tmp_path / "run"
+    code, stderr = run_main(capsys, "pretrain", "--output-dir", str(run), "--push-to-hub", "--hub-model-id", "me/m")
+    assert code == 1
+    one_line_error(None, stderr, "mamo-hf pretrain: error: --push-to-hub would fail after training:", expected)
+    assert not (run / "logs").exists()
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "config.json").write_text("{}")
+    code, stderr = run_main(capsys, "push", str(tmp_path / "saved"), "me/m")
+    assert code == 1
+    one_line_error(None, stderr, "mamo-hf push: error: me/m:", expected)
+
+
+@pytest.mark.parametrize(
     ("content", "expected"),
     [(None, "cannot read it"), ("a: [", "not valid YAML (line"), ("- 1\n- 2\n", "expected a mapping")],
 )
@@ -357,16 +383,47 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 def test_the_examples_answer_a_bad_argument_with_one_line_naming_it(tmp_path, example, arguments, expected):
     (tmp_path / "refs.p").write_bytes(b"")
     arguments = [value.format(file=tmp_path / "refs.p") for value in arguments]
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / example), *arguments, "--output_dir", str(tmp_path / "out")],
+    result = run_example(example, *arguments, "--output_dir", str(tmp_path / "out"))
+    assert result.returncode == 2
+    one_line_error(result, result.stderr, f"{example}: error:", expected)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("example", "files", "expected"),
+    [
+        ("finetune_vqa.py", "captions.json", "captions.json, record 0: not a VQA record (no question_id"),
+        ("finetune_vqa.py", "empty.json", "empty.json: an empty list; expected VQA records"),
+        ("finetune_retrieval.py", "broken.json", "broken.json: not valid JSON (line 1, column 1)"),
+        ("finetune_nlvr2.py", "empty.json", "empty.json: an empty list; expected NLVR2 records"),
+        ("finetune_nlvr2.py", "captions.json", "captions.json, record 0: `images` must list two image paths"),
+    ],
+)
+def test_the_examples_answer_a_bad_data_file_with_one_line_naming_it(tmp_path, example, files, expected):
+    (tmp_path / "captions.json").write_text(json.dumps([{"image": "a.png", "caption": "a red cube"}]))
+    (tmp_path / "empty.json").write_text("[]")
+    (tmp_path / "broken.json").write_text("not json")
+    data = ["--train_file", str(tmp_path / files), "--test_file", str(tmp_path / files), "--image_root", str(tmp_path)]
+    result = run_example(example, *data, "--output_dir", str(tmp_path / "out"))
+    assert result.returncode == 1
+    one_line_error(result, result.stderr, f"{example}: error: --train_file/--test_file:", expected)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_examples_refuse_push_to_hub_before_training_when_the_upload_would_fail(tmp_path):
+    result = run_example("finetune_nlvr2.py", "--push_to_hub", "--output_dir", str(tmp_path / "out"))  # offline
+    assert result.returncode == 2
+    one_line_error(result, result.stderr, "finetune_nlvr2.py: error: --push_to_hub would fail", "HF_HUB_OFFLINE=1")
+
+
+def run_example(example: str, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / example), *arguments],
         capture_output=True,
         text=True,
         timeout=120,
         stdin=subprocess.DEVNULL,
     )
-    assert result.returncode == 2
-    one_line_error(result, result.stderr, f"{example}: error:", expected)
-    assert not (tmp_path / "out").exists()
 
 
 # ----------------------------------------------------------------------------------------------------------------

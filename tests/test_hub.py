@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 import torch
 import transformers.utils.hub
@@ -69,6 +70,8 @@ class RecordingHfApi(HfApi):
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     api = RecordingHfApi(tmp_path / "hub")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # nothing leaves: the API is fake
+    monkeypatch.setenv("HF_TOKEN", "hf_recording")
     monkeypatch.setattr(transformers.utils.hub, "_hf_api", api)
     monkeypatch.setattr(transformers.utils.hub, "create_and_tag_model_card", api.model_card)
     yield api

@@ -115,7 +115,7 @@ def test_nlvr2_json_reader_and_collator(tmp_path):
     assert batch["pixel_values"].shape == (2, 2, 3, 32, 32) and batch["labels"].tolist() == [1, 0]
     torch.testing.assert_close(batch["pixel_values"][0, 0], batch["pixel_values"][1, 1])
     (tmp_path / "bad.json").write_text(json.dumps([{"images": ["a.png"], "sentence": "x", "label": "True"}]))
-    with pytest.raises(ValueError, match="bad.json record 0.*two image paths"):
+    with pytest.raises(ValueError, match="bad.json, record 0.*two image paths"):
         NLVR2Dataset(tmp_path / "bad.json")
 
 

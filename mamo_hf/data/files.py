@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .records import caption_list
 
@@ -133,24 +134,38 @@ def _not_utf8(file: Path, error: UnicodeDecodeError) -> ValueError:
     return ValueError(f"{file}: not UTF-8 text (byte {error.start}: {error.reason}); convert it to UTF-8.")
 
 
-def json_records(file: Path) -> Iterator[tuple[str, dict]]:
-    """`(where, record)` for the records of a JSON file holding a list of records, `where` naming the file and the
-    record's number (`"file.json, record 3"`).
+def read_json(file: str | Path) -> Any:
+    """The JSON value of a file; a byte-order mark before it is skipped.
 
     Raises:
-        ValueError: naming the file, for text that is not UTF-8, not valid JSON, or not a JSON list.
+        ValueError: naming the file, for text that is not UTF-8 or not valid JSON.
     """
     with open(file, encoding="utf-8-sig") as handle:  # a byte-order mark is not part of the JSON
         try:
-            records = json.load(handle)
+            return json.load(handle)
         except json.JSONDecodeError as error:
             raise ValueError(
                 f"{file}: not valid JSON (line {error.lineno}, column {error.colno}): {error.msg}"
             ) from None
         except UnicodeDecodeError as error:
-            raise _not_utf8(file, error) from None
+            raise _not_utf8(Path(file), error) from None
+
+
+def json_records(
+    file: str | Path, holds: str = "{'image': ..., 'caption': ...} records", allow_empty: bool = True
+) -> Iterator[tuple[str, dict]]:
+    """`(where, record)` for the records of a JSON file holding a list of records (`holds` says which, for the
+    errors), `where` naming the file and the record's number (`"file.json, record 3"`).
+
+    Raises:
+        ValueError: naming the file, for text that is not UTF-8, not valid JSON, not a JSON list, or (unless
+            `allow_empty`) an empty list.
+    """
+    records = read_json(file)
     if not isinstance(records, list):
-        raise ValueError(f"{file}: expected a JSON list of {{'image': ..., 'caption': ...}} records.")
+        raise ValueError(f"{file}: expected a JSON list of {holds}.")
+    if not records and not allow_empty:
+        raise ValueError(f"{file}: an empty list; expected {holds}.")
     for number, record in enumerate(records):
         yield f"{file}, record {number}", record
 

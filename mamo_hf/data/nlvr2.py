@@ -5,7 +5,6 @@ pair). `NLVR2Collator` batches items into `pixel_values` `[batch, 2, 3, H, W]`, 
 `labels`, the inputs of `MamoForVisualReasoning`.
 """
 
-import json
 import random
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from PIL import Image
 
 from .collator import ImageTextCollator
 from .demo import COLOURS, SHAPES, SIZES, SceneObject, draw_scene
+from .files import json_records
 
 _TRUE_WORDS = {"true": 1, "false": 0}
 
@@ -23,15 +23,16 @@ class NLVR2Dataset(torch.utils.data.Dataset):
     "False"}` with image paths relative to `image_root` (default: the file's folder).
 
     Raises:
-        ValueError: for a record without two images, a sentence, or a True/False label (naming the file and record).
+        ValueError: naming the file (and the record), for a file that is not a non-empty JSON list, or a record
+            without two images, a sentence, or a True/False label.
     """
 
     def __init__(self, annotation_file: str | Path, image_root: str | Path | None = None):
         annotation_file = Path(annotation_file)
         self.image_root = Path(image_root) if image_root is not None else annotation_file.parent
+        holds = "NLVR2 records {'images': [left, right], 'sentence': ..., 'label': 'True' or 'False'}"
         self.records = [
-            _check_record(record, f"{annotation_file} record {index}")
-            for index, record in enumerate(json.loads(annotation_file.read_text(encoding="utf-8")))
+            _check_record(record, where) for where, record in json_records(annotation_file, holds, allow_empty=False)
         ]
 
     def __len__(self) -> int:

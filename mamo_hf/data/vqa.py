@@ -12,27 +12,21 @@ questions and annotations files of VQA v2) and `easy_vqa_dataset` (the `easy-vqa
 coloured shape, 13 answers).
 """
 
-import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
 from .collator import ImageTextCollator
+from .files import json_records, read_json
 from .vqa_answers import soft_scores
 
 OFFICIAL_IMAGE_TEMPLATE = "COCO_{split}2014_{image_id:012d}.jpg"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _WORD_OR_PUNCTUATION = re.compile(r"\w+|[^\w\s]")  # what BERT's basic tokenizer splits lowercased ASCII text into
-
-
-def _read_json(path) -> Any:
-    with open(path, encoding="utf-8") as file:
-        return json.load(file)
 
 
 def _as_answer_list(answers) -> list[str]:
@@ -63,21 +57,17 @@ class VQADataset(Dataset):
         "answer": [annotator answers]}` (`answer` may be a single string, or absent for test questions).
 
         Raises:
-            ValueError: naming the file and the record, for a file that is not such a list (e.g. a caption file).
+            ValueError: naming the file and the record, for a file that is not such a list (e.g. a caption file, or
+                an empty list).
         """
-        entries = _read_json(annotation_file)
-        if not isinstance(entries, list):
-            raise ValueError(f"{annotation_file}: expected a JSON list of VQA records (question_id, question, image).")
         records = []
-        for number, entry in enumerate(entries):
+        holds = "VQA records (question_id, question, image)"
+        for where, entry in json_records(annotation_file, holds, allow_empty=False):
             missing = [
                 key for key in ("question_id", "question", "image") if not isinstance(entry, dict) or key not in entry
             ]
             if missing:
-                raise ValueError(
-                    f"{annotation_file}, record {number}: not a VQA record (no {', '.join(missing)}); is it a file "
-                    "of another task?"
-                )
+                raise ValueError(f"{where}: not a VQA record (no {', '.join(missing)}); is it a file of another task?")
             answers = _as_answer_list(entry.get("answer"))
             records.append(
                 {
@@ -111,7 +101,7 @@ class VQADataset(Dataset):
         if annotations_file is not None:
             answers = {
                 entry["question_id"]: [answer["answer"] for answer in entry["answers"]]
-                for entry in _read_json(annotations_file)["annotations"]
+                for entry in read_json(annotations_file)["annotations"]
             }
         records = [
             {
@@ -120,7 +110,7 @@ class VQADataset(Dataset):
                 "image": image_template.format(split=split, image_id=entry["image_id"]),
                 "answers": answers[entry["question_id"]] if annotations_file is not None else [],
             }
-            for entry in _read_json(questions_file)["questions"]
+            for entry in read_json(questions_file)["questions"]
         ]
         return cls(records, image_root, transform)
 
