@@ -397,12 +397,17 @@ def test_the_examples_answer_a_bad_argument_with_one_line_naming_it(tmp_path, ex
         ("finetune_retrieval.py", "broken.json", "broken.json: not valid JSON (line 1, column 1)"),
         ("finetune_nlvr2.py", "empty.json", "empty.json: an empty list; expected NLVR2 records"),
         ("finetune_nlvr2.py", "captions.json", "captions.json, record 0: `images` must list two image paths"),
+        ("finetune_nlvr2.py", "pairs.json", "pairs.json: 2 of 2 image files do not exist, the first"),
+        ("finetune_vqa.py", "questions.json", "questions.json: 1 of 1 image files do not exist, the first"),
     ],
 )
 def test_the_examples_answer_a_bad_data_file_with_one_line_naming_it(tmp_path, example, files, expected):
     (tmp_path / "captions.json").write_text(json.dumps([{"image": "a.png", "caption": "a red cube"}]))
     (tmp_path / "empty.json").write_text("[]")
     (tmp_path / "broken.json").write_text("not json")
+    pairs = [{"images": ["l.png", "r.png"], "sentence": "two cubes", "label": "True"}]
+    (tmp_path / "pairs.json").write_text(json.dumps(pairs))
+    (tmp_path / "questions.json").write_text(json.dumps([{"question_id": 1, "question": "q?", "image": "gone.png"}]))
     data = ["--train_file", str(tmp_path / files), "--test_file", str(tmp_path / files), "--image_root", str(tmp_path)]
     result = run_example(example, *data, "--output_dir", str(tmp_path / "out"))
     assert result.returncode == 1

@@ -14,6 +14,7 @@ from PIL import Image
 from .collator import ImageTextCollator
 from .demo import COLOURS, SHAPES, SIZES, SceneObject, draw_scene
 from .files import json_records
+from .records import require_image_files
 
 _TRUE_WORDS = {"true": 1, "false": 0}
 
@@ -25,6 +26,7 @@ class NLVR2Dataset(torch.utils.data.Dataset):
     Raises:
         ValueError: naming the file (and the record), for a file that is not a non-empty JSON list, or a record
             without two images, a sentence, or a True/False label.
+        FileNotFoundError: naming the file, when images it lists do not exist.
     """
 
     def __init__(self, annotation_file: str | Path, image_root: str | Path | None = None):
@@ -34,6 +36,8 @@ class NLVR2Dataset(torch.utils.data.Dataset):
         self.records = [
             _check_record(record, where) for where, record in json_records(annotation_file, holds, allow_empty=False)
         ]
+        paths = [self.image_root / path for images, _, _ in self.records for path in images]
+        require_image_files(paths, str(annotation_file))
 
     def __len__(self) -> int:
         return len(self.records)

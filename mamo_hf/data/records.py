@@ -23,6 +23,7 @@ import io
 import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from PIL import Image
@@ -124,6 +125,20 @@ def stable_id(key: str | bytes) -> int:
 
 class _ImageTooLargeError(ValueError):
     """An image above the pixel limit that cannot be decoded at reduced size."""
+
+
+def require_image_files(paths, where: str) -> None:
+    """Fail before any work, not at the step that first reads a missing image: a `FileNotFoundError` naming
+    `where` (the annotation file), how many of the image files do not exist, and the first of them.
+
+    `paths` holds file paths; other kinds of image (bytes, PIL images) are not checked."""
+    paths = [Path(path) for path in paths if isinstance(path, (str, Path))]
+    missing = [path for path in paths if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{where}: {len(missing)} of {len(paths)} image files do not exist, the first {missing[0]}; check the "
+            "image root (e.g. --image_root)."
+        )
 
 
 def load_image(image: str | bytes | Image.Image, max_pixels: int | None = None) -> Image.Image:

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from .collator import ImageTextCollator
 from .files import json_records, read_json
+from .records import require_image_files
 from .vqa_answers import soft_scores
 
 OFFICIAL_IMAGE_TEMPLATE = "COCO_{split}2014_{image_id:012d}.jpg"
@@ -59,6 +60,7 @@ class VQADataset(Dataset):
         Raises:
             ValueError: naming the file and the record, for a file that is not such a list (e.g. a caption file, or
                 an empty list).
+            FileNotFoundError: naming the file, when image files it lists do not exist.
         """
         records = []
         holds = "VQA records (question_id, question, image)"
@@ -77,7 +79,7 @@ class VQADataset(Dataset):
                     "answers": answers,
                 }
             )
-        return cls(records, image_root, transform)
+        return cls._read_from_files(records, image_root, transform, str(annotation_file))
 
     @classmethod
     def from_official(
@@ -96,6 +98,7 @@ class VQADataset(Dataset):
 
         Raises:
             KeyError: if a question has no annotation while an annotations file is given.
+            FileNotFoundError: naming the questions file, when image files do not exist.
         """
         answers = {}
         if annotations_file is not None:
@@ -112,17 +115,29 @@ class VQADataset(Dataset):
             }
             for entry in read_json(questions_file)["questions"]
         ]
-        return cls(records, image_root, transform)
+        return cls._read_from_files(records, image_root, transform, str(questions_file))
 
     def __len__(self) -> int:
         return len(self.records)
 
+    @classmethod
+    def _read_from_files(cls, records: list[dict], image_root, transform, where: str) -> "VQADataset":
+        """The dataset of records read from `where`, once every image file they name is known to exist."""
+        dataset = cls(records, image_root, transform)
+        require_image_files([dataset._image_path(record) for record in records], where)
+        return dataset
+
+    def _image_path(self, record: dict) -> Path | object:
+        """The record's image file (its path against `image_root`), or the image itself when it is not a path."""
+        image = record["image"]
+        if not isinstance(image, (str, Path)):
+            return image
+        path = Path(image)
+        return self.image_root / path if self.image_root is not None and not path.is_absolute() else path
+
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
-        path = Path(record["image"])
-        if self.image_root is not None and not path.is_absolute():
-            path = self.image_root / path
-        with Image.open(path) as image:
+        with Image.open(self._image_path(record)) as image:
             image = image.convert("RGB")
         if self.transform is not None:
             image = self.transform(image)
