@@ -7,7 +7,7 @@ VENV_PIL ?= .venv-pil
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup setup-pil demo test test-main test-pil style clean
+.PHONY: setup setup-pil demo demo-cpu test test-main test-pil style clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,11 @@ $(VENV_PIL)/.installed: pyproject.toml constraints/ci.txt
 
 demo: setup
 	$(VENV)/bin/mamo-hf demo
+
+# The same demo in the small environment: torch's CPU wheel (190 MB instead of the CUDA build that PyPI serves for
+# Linux, 4.4 GB installed), PIL image backend.
+demo-cpu: setup-pil
+	$(VENV_PIL)/bin/mamo-hf demo
 
 test: test-main test-pil
 

@@ -746,9 +746,10 @@ class MamoModelOutput(ModelOutput):
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*): the ITC loss of the pairs, with `return_loss=True`.
         last_hidden_state (`torch.FloatTensor` of shape `[batch, text_length + 1 + num_patches, hidden]`, *optional*):
-            fusion-encoder states of the pairs, text positions first, then the image [CLS] and every patch position.
+            fusion-encoder states of the pairs, text positions first, then the image [CLS] and every patch position
+            (for images alone or texts alone: that encoder's states).
         pooler_output (`torch.FloatTensor` of shape `[batch, hidden]`, *optional*): fusion state at position 0, the
-            multimodal [CLS] used by ITM and the task heads.
+            multimodal [CLS] used by ITM and the task heads (for one modality alone: its ITC features).
         image_embeds (`torch.FloatTensor` of shape `[N, projection_dim]`): L2-normalised ITC image features.
         text_embeds (`torch.FloatTensor` of shape `[M, projection_dim]`): L2-normalised ITC text features.
         logits_per_image (`torch.FloatTensor` of shape `[N, M]`): `image_embeds · text_embedsᵀ / τ`.
@@ -912,6 +913,10 @@ class MamoModel(MamoPreTrainedModel):
         r"""
         Score `N` images against `M` texts with ITC and, when they come in pairs, fuse each pair.
 
+        Given images only (as `pipeline("image-feature-extraction")` calls it) or texts only (as
+        `pipeline("feature-extraction")` does), encode that modality alone: `last_hidden_state` is its encoder's
+        states, `pooler_output` its L2-normalised ITC features, and no fusion or score is computed.
+
         Args:
             input_ids (`torch.LongTensor` of shape `[M, length]`): token ids from `MamoProcessor`.
             pixel_values (`torch.FloatTensor` of shape `[N, channels, height, width]`): images from `MamoProcessor`.
@@ -927,6 +932,16 @@ class MamoModel(MamoPreTrainedModel):
         Returns:
             [`MamoModelOutput`]
         """
+        if input_ids is None and pixel_values is not None:
+            check_pixel_values(pixel_values, self.config.vision_config.num_channels)
+            image_outputs = self.get_image_features(pixel_values, visible_patch_indices=visible_patch_indices, **kwargs)
+            return _one_modality_output(image_outputs, image_model_output=image_outputs)
+        if pixel_values is None and input_ids is not None:
+            check_text_inputs(input_ids, attention_mask, self.config.text_config.vocab_size)
+            text_outputs = self.get_text_features(
+                input_ids, attention_mask, token_type_ids=token_type_ids, position_ids=position_ids, **kwargs
+            )
+            return _one_modality_output(text_outputs, text_model_output=text_outputs)
         attention_mask = check_image_text_inputs(self.config, input_ids, pixel_values, attention_mask, pairs=False)
         paired = pixel_values.shape[0] == input_ids.shape[0]
         fuse_pairs = paired if fuse_pairs is None else fuse_pairs
@@ -976,6 +991,17 @@ class MamoModel(MamoPreTrainedModel):
             text_model_output=text_outputs,
             fusion_model_output=fusion_outputs,
         )
+
+
+def _one_modality_output(features: BaseModelOutputWithPooling, **model_output) -> MamoModelOutput:
+    """`MamoModel`'s output for images alone or texts alone: that encoder's states and its ITC features."""
+    embeds = "image_embeds" if "image_model_output" in model_output else "text_embeds"
+    return MamoModelOutput(
+        last_hidden_state=features.last_hidden_state,
+        pooler_output=features.pooler_output,
+        **{embeds: features.pooler_output},
+        **model_output,
+    )
 
 
 class MamoModelWithHeads(MamoPreTrainedModel):

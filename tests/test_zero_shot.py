@@ -178,3 +178,29 @@ def test_every_head_offers_the_features_api_of_its_encoders(head):
         torch.testing.assert_close(image.pooler_output, base.get_image_features(pixels).pooler_output)
         torch.testing.assert_close(text.pooler_output, base.get_text_features(ids, attention_mask=mask).pooler_output)
     torch.testing.assert_close(image.pooler_output.norm(dim=-1), torch.ones(2))
+
+
+def test_the_feature_extraction_pipelines_give_the_features_api_of_a_saved_checkpoint(saved):
+    """`pipeline("image-feature-extraction")` (images alone) and `pipeline("feature-extraction")` (texts alone) load
+    the `MamoModel` of a pre-training checkpoint and return what `get_image_features` / `get_text_features` do."""
+    model, processor = MamoModel.from_pretrained(saved).eval(), MamoProcessor.from_pretrained(saved)
+    image = images(saved)[0]
+    pixels = processor(images=[image], return_tensors="pt")["pixel_values"]
+    ids = processor(text=["red circle"], return_tensors="pt")
+    with torch.no_grad():
+        image_features = model.get_image_features(pixels)
+        text_features = model.get_text_features(ids["input_ids"], attention_mask=ids["attention_mask"])
+    pooled = pipeline("image-feature-extraction", model=str(saved))(image, pool=True)
+    torch.testing.assert_close(torch.tensor(pooled), image_features.pooler_output, atol=1e-5, rtol=1e-5)
+    states = pipeline("image-feature-extraction", model=str(saved))(image)
+    torch.testing.assert_close(torch.tensor(states), image_features.last_hidden_state, atol=1e-5, rtol=1e-5)
+    text_states = pipeline("feature-extraction", model=str(saved))("red circle")
+    torch.testing.assert_close(torch.tensor(text_states), text_features.last_hidden_state, atol=1e-5, rtol=1e-5)
+
+
+def test_one_modality_alone_is_checked_like_a_pair():
+    model = MamoModel(tiny_config()).eval()
+    with pytest.raises(ValueError, match="pixel_values"):
+        model(pixel_values=torch.zeros(1, 3, 32, 32, dtype=torch.long))
+    with pytest.raises(ValueError, match="vocabulary|vocab"):
+        model(input_ids=torch.tensor([[2, 10**6, 3]]))
