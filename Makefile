@@ -45,8 +45,8 @@ test-pil: setup-pil
 	$(VENV_PIL)/bin/python -m pytest -n $(PYTEST_WORKERS) tests
 
 style:
-	$(VENV)/bin/ruff format --line-length 119 mamo_hf tests examples benchmarks
-	$(VENV)/bin/ruff check --line-length 119 --select E,F,W,I mamo_hf tests examples benchmarks
+	$(VENV)/bin/ruff format --line-length 119 mamo_hf mamo_hf_cli.py tests examples benchmarks
+	$(VENV)/bin/ruff check --line-length 119 --select E,F,W,I mamo_hf mamo_hf_cli.py tests examples benchmarks
 
 clean:
 	rm -rf $(VENV) $(VENV_PIL) .transformers-tests .pytest_cache

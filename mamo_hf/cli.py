@@ -8,6 +8,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from mamo_hf_cli import command_parsers
+
 
 def _image_processor(image_size: int, source: str | None = None):
     """An image processor resizing to `image_size`, with the normalisation of `source`'s processor when it has one."""
@@ -248,20 +250,17 @@ def _at_least(minimum: int, maximum: int | None = None):
 def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
     """The `mamo-hf` parser; `settings` (from `--config`) are defaults of the pre-training flags."""
     settings = settings or {}
-    parser = argparse.ArgumentParser(prog="mamo-hf", description="MAMO vision-language models for transformers.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser, commands = command_parsers()
 
-    demo_parser = commands.add_parser(
-        "demo", help="pre-train a tiny MAMO on built-in data for a few minutes and show retrieval before/after"
-    )
+    demo_parser = commands["demo"]
     _add_pretraining_flags(demo_parser, {**DEMO_SETTINGS, **settings})
     demo_parser.set_defaults(run=demo)
 
-    pretrain_parser = commands.add_parser("pretrain", help="pre-train MAMO on your image-text data (Accelerate)")
+    pretrain_parser = commands["pretrain"]
     _add_pretraining_flags(pretrain_parser, settings)
     pretrain_parser.set_defaults(run=pretrain)
 
-    data_parser = commands.add_parser("demo-data", help="write the built-in demo data as images + caption JSON")
+    data_parser = commands["demo-data"]
     data_parser.add_argument("--output", required=True, help="folder to write")
     data_parser.add_argument("--num-pairs", type=_at_least(1), default=1000, help="number of pairs (default 1000)")
     data_parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
@@ -278,16 +277,14 @@ def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
     )
     data_parser.set_defaults(run=demo_data)
 
-    push_parser = commands.add_parser("push", help="upload a saved MAMO folder (model, processor, code, card)")
+    push_parser = commands["push"]
     push_parser.add_argument("folder", help="folder written by save_pretrained / mamo-hf pretrain")
     push_parser.add_argument("repo_id", help="Hub repository, e.g. user/mamo-base")
     push_parser.add_argument("--private", action="store_true", help="create the repository as private")
     push_parser.add_argument("--commit-message", default="Upload MAMO model, processor and model card")
     push_parser.set_defaults(run=push)
 
-    init_parser = commands.add_parser(
-        "init-base", help="initialise MAMO from a ViT and a BERT checkpoint and save model, processor and tokenizer"
-    )
+    init_parser = commands["init-base"]
     init_parser.add_argument("--vision", required=True, help="ViT checkpoint (e.g. google/vit-base-patch16-224-in21k)")
     init_parser.add_argument("--text", required=True, help="BERT checkpoint (e.g. bert-base-uncased)")
     init_parser.add_argument("--output", required=True, help="folder to write")

@@ -934,7 +934,7 @@ class MamoModel(MamoPreTrainedModel):
         """
         if input_ids is None and pixel_values is not None:
             check_pixel_values(pixel_values, self.config.vision_config.num_channels)
-            image_outputs = self.get_image_features(pixel_values, visible_patch_indices=visible_patch_indices, **kwargs)
+            image_outputs = self.get_image_features(pixel_values, visible_patch_indices, **kwargs)
             return _one_modality_output(image_outputs, image_model_output=image_outputs)
         if pixel_values is None and input_ids is not None:
             check_text_inputs(input_ids, attention_mask, self.config.text_config.vocab_size)

@@ -1,0 +1,37 @@
+"""The `mamo-hf` command's entry point. It lives outside the `mamo_hf` package, whose import loads torch and
+transformers (seconds), so that `mamo-hf` and `mamo-hf --help` answer at once; every command is then parsed and run
+by `mamo_hf.cli`, which builds on the parser defined here."""
+
+import argparse
+import sys
+
+DESCRIPTION = "MAMO vision-language models for transformers."
+# Each command and its one-line help, in the order `mamo-hf --help` lists them.
+COMMANDS = {
+    "demo": "pre-train a tiny MAMO on built-in data for a few minutes and show retrieval before/after",
+    "pretrain": "pre-train MAMO on your image-text data (Accelerate)",
+    "demo-data": "write the built-in demo data as images + caption JSON",
+    "push": "upload a saved MAMO folder (model, processor, code, card)",
+    "init-base": "initialise MAMO from a ViT and a BERT checkpoint and save model, processor and tokenizer",
+}
+
+
+def command_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The `mamo-hf` parser and one sub-parser per command, still without the commands' own flags."""
+    parser = argparse.ArgumentParser(prog="mamo-hf", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True)
+    return parser, {name: commands.add_parser(name, help=text) for name, text in COMMANDS.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Answer `mamo-hf` alone or with `-h`/`--help` here; hand every command to `mamo_hf.cli.main`."""
+    arguments = sys.argv[1:] if argv is None else argv
+    if not arguments or arguments[0] in ("-h", "--help"):
+        command_parsers()[0].parse_args(arguments)  # prints the help (or the missing-command error) and exits
+    from mamo_hf.cli import main as run_command
+
+    return run_command(arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
