@@ -13,6 +13,8 @@ COMMANDS = {
     "demo-data": "write the built-in demo data as images + caption JSON",
     "push": "upload a saved MAMO folder (model, processor, code, card)",
     "init-base": "initialise MAMO from a ViT and a BERT checkpoint and save model, processor and tokenizer",
+    "index": "embed a folder's images for text search (only the new and changed ones on a re-run)",
+    "search": "find the images of an indexed folder that best match a text (ITC, optional ITM re-ranking)",
 }
 
 

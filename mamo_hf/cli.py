@@ -149,6 +149,48 @@ def push(args: argparse.Namespace) -> None:
     print(f"Pushed {args.folder} to the Hub repository {args.repo_id}.")
 
 
+def _retrieval_model(command: str, location: str):
+    """The `MamoForImageTextRetrieval` and processor saved at `location`, or a one-line error."""
+    from .modeling_mamo import MamoForImageTextRetrieval
+    from .processing_mamo import MamoProcessor
+
+    if not (Path(location) / "config.json").is_file():
+        raise SystemExit(f"mamo-hf {command}: error: --model {location}: not a saved MAMO folder (no config.json).")
+    return MamoForImageTextRetrieval.from_pretrained(location).eval(), MamoProcessor.from_pretrained(location)
+
+
+def index(args: argparse.Namespace) -> None:
+    """Embed the images of a folder that are new or changed since the last run (see `mamo_hf.search`)."""
+    from .search import default_index_path, update_index
+
+    model, processor = _retrieval_model("index", args.model)
+    index_path = Path(args.index) if args.index else default_index_path(args.folder)
+    try:
+        update = update_index(args.folder, model, processor, index_path, batch_size=args.batch_size)
+    except ValueError as error:
+        raise SystemExit(f"mamo-hf index: error: {error}") from None
+    print(update.summary(index_path))
+
+
+def search(args: argparse.Namespace) -> None:
+    """Bring a folder's index up to date (unless --no-update), then print its best images for a text."""
+    from .search import default_index_path, search_index, update_index
+
+    model, processor = _retrieval_model("search", args.model)
+    index_path = Path(args.index) if args.index else default_index_path(args.folder)
+    try:
+        if not args.no_update:
+            update = update_index(args.folder, model, processor, index_path)
+            if update.added or update.updated or update.removed:
+                print(update.summary(index_path))
+        hits = search_index(args.folder, args.text, model, processor, index_path, args.top_k, args.rerank)
+    except ValueError as error:
+        raise SystemExit(f"mamo-hf search: error: {error}") from None
+    for rank, hit in enumerate(hits, start=1):
+        itm = f"  ITM {hit.itm_score:.3f}" if hit.itm_score is not None else ""
+        print(f"{rank:3d}. {hit.path}  ITC cosine {hit.similarity:.3f}{itm}")
+
+
 def _pretraining_arguments(args: argparse.Namespace):
     """`PretrainingArguments` from the parsed flags (the YAML file's values are the parser's defaults)."""
     from .training import PretrainingArguments
@@ -293,6 +335,22 @@ def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
         "--num-text-layers", type=int, default=None, help="BERT layers for the text encoder (default: half)"
     )
     init_parser.set_defaults(run=init_base)
+
+    for name, run in (("index", index), ("search", search)):
+        command = commands[name]
+        command.add_argument("folder", help="the folder of images (searched recursively)")
+        if name == "search":
+            command.add_argument("text", help="what to look for, e.g. 'a red circle at the top left'")
+            command.add_argument("--top-k", type=_at_least(1), default=5, help="images to show (default 5)")
+            command.add_argument(
+                "--rerank", type=_at_least(0), default=0, help="re-rank the k best by ITM (default 0: ITC only)"
+            )
+            command.add_argument("--no-update", action="store_true", help="search the index as it is")
+        else:
+            command.add_argument("--batch-size", type=_at_least(1), default=32, help="images per forward (default 32)")
+        command.add_argument("--model", required=True, help="a saved MAMO folder (e.g. mamo-demo)")
+        command.add_argument("--index", default=None, help="the index file (default: FOLDER/.mamo-index.safetensors)")
+        command.set_defaults(run=run)
     return parser
 
 

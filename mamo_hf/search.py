@@ -1,0 +1,226 @@
+"""Text search of one's own image folder: an embedded index on disk, kept up to date incrementally.
+
+`update_index` embeds every image under a folder with a MAMO model's ITC image encoder and keeps the L2-normalised
+features in one safetensors file (the image list, with each file's size and modification time, in its metadata).
+Run again, it embeds only the images that are new or changed, drops the deleted ones and keeps the rest; a different
+model (its image projection changed) re-embeds everything. The file is replaced atomically, so an interrupted update
+leaves the previous index whole. `search_index` ranks the indexed images for a text by ITC cosine similarity and can
+re-rank the best ones by the ITM head's match probability, as retrieval does (docs/method.md §6).
+
+    mamo-hf index photos/ --model mamo-demo
+    mamo-hf search photos/ "a large red circle at the top left" --model mamo-demo --rerank 10
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .evaluation.retrieval import base_and_itm_head, encode_corpus, itm_scores
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+INDEX_NAME = ".mamo-index.safetensors"
+FORMAT_VERSION = "1"
+
+
+@dataclass
+class IndexUpdate:
+    """What an update did: images `added`, `updated` (changed on disk), `removed` (gone), `unchanged`, and the
+    files that could not be read as images (`unreadable`: path → reason), which are left out and tried again next
+    time."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    unreadable: dict[str, str] = field(default_factory=dict)
+    model_changed: bool = False
+
+    def summary(self, index_path: Path) -> str:
+        total = self.added + self.updated + self.unchanged
+        line = (
+            f"Indexed {total} images in {index_path}: {self.added} added, {self.updated} updated, {self.removed} "
+            f"removed, {self.unchanged} unchanged"
+        )
+        if self.model_changed:
+            line += " (another model than the index's: every image embedded again)"
+        if self.unreadable:
+            first, reason = next(iter(self.unreadable.items()))
+            line += f"; {len(self.unreadable)} unreadable, left out (the first: {first}: {reason})"
+        return line + "."
+
+
+def default_index_path(folder: str | Path) -> Path:
+    return Path(folder) / INDEX_NAME
+
+
+def image_files(folder: Path) -> dict[str, tuple[int, int]]:
+    """`relative path → (size, modification time in ns)` of the image files under `folder` (hidden ones left out)."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not relative.as_posix().startswith("."):
+            status = path.stat()
+            found[relative.as_posix()] = (status.st_size, status.st_mtime_ns)
+    return found
+
+
+def model_fingerprint(model) -> str:
+    """A short hash of the image projection's weights: the same model gives the same features."""
+    base, _ = base_and_itm_head(model)
+    digest = hashlib.sha256()
+    for tensor in base.image_projection.state_dict().values():
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def read_index(index_path: Path) -> tuple[dict, torch.Tensor]:
+    """The index's metadata (`fingerprint`, `entries`: `[path, size, mtime_ns]` per row) and features `[N, D]`.
+
+    Raises:
+        ValueError: naming the file, when it is not an index this module wrote.
+    """
+    try:
+        with safe_open(str(index_path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            features = handle.get_tensor("features")
+        if metadata.get("format") != FORMAT_VERSION:
+            raise ValueError("no index format version")
+        return {"fingerprint": metadata["fingerprint"], "entries": json.loads(metadata["entries"])}, features
+    except Exception as error:  # safetensors raises its own kinds for a file that is not one
+        raise ValueError(
+            f"{index_path}: not a MAMO image index ({error}); delete it and run `mamo-hf index` again."
+        ) from None
+
+
+def write_index(index_path: Path, fingerprint: str, entries: list[list], features: torch.Tensor) -> None:
+    """Write the index to a temporary file beside `index_path`, then put it in place in one rename."""
+    metadata = {"format": FORMAT_VERSION, "fingerprint": fingerprint, "entries": json.dumps(entries)}
+    staging = index_path.with_name(index_path.name + ".tmp")
+    try:
+        save_file({"features": features.contiguous()}, str(staging), metadata=metadata)
+        os.replace(staging, index_path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
+def image_features(model, processor, images: list) -> torch.Tensor:
+    """The L2-normalised ITC features `[len(images), projection_dim]` of PIL images, on the CPU."""
+    base, _ = base_and_itm_head(model)
+    parameter = next(base.parameters())
+    pixel_values = processor(images=images, return_tensors="pt")["pixel_values"].to(parameter.device, parameter.dtype)
+    return base.get_image_features(pixel_values).pooler_output.float().cpu()
+
+
+def text_features(model, processor, texts: list[str]) -> torch.Tensor:
+    """The L2-normalised ITC features `[len(texts), projection_dim]` of texts, on the CPU."""
+    base, _ = base_and_itm_head(model)
+    tokens = processor(text=texts, padding="longest", truncation=True, return_tensors="pt")
+    device = next(base.parameters()).device
+    input_ids, attention_mask = tokens["input_ids"].to(device), tokens["attention_mask"].to(device)
+    return base.get_text_features(input_ids, attention_mask=attention_mask).pooler_output.float().cpu()
+
+
+def _readable_images(folder: Path, paths: list[str], update: IndexUpdate) -> tuple[list[str], list[Image.Image]]:
+    kept, images = [], []
+    for path in paths:
+        try:
+            with Image.open(folder / path) as image:
+                images.append(image.convert("RGB"))
+            kept.append(path)
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            update.unreadable[path] = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return kept, images
+
+
+@torch.no_grad()
+def update_index(
+    folder: str | Path, model, processor, index_path: str | Path | None = None, batch_size: int = 32
+) -> IndexUpdate:
+    """Bring the index of the images under `folder` up to date with the folder and the model (see the module's
+    docstring); returns what changed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder.")
+    index_path = Path(index_path) if index_path is not None else default_index_path(folder)
+    fingerprint, on_disk = model_fingerprint(model), image_files(folder)
+    known, known_features, update = {}, torch.zeros(0, 0), IndexUpdate()
+    if index_path.exists():
+        metadata, known_features = read_index(index_path)
+        update.model_changed = metadata["fingerprint"] != fingerprint
+        if not update.model_changed:
+            known = {path: (row, (size, mtime)) for row, (path, size, mtime) in enumerate(metadata["entries"])}
+    keep = [path for path in on_disk if path in known and known[path][1] == on_disk[path]]
+    to_embed = [path for path in on_disk if path not in keep]
+    embedded, pieces = [], [known_features[[known[path][0] for path in keep]]] if keep else []
+    for start in range(0, len(to_embed), batch_size):
+        paths, images = _readable_images(folder, to_embed[start : start + batch_size], update)
+        if images:
+            pieces.append(image_features(model, processor, images))
+            embedded += paths
+    update.unchanged, update.removed = len(keep), len(set(known) - set(on_disk))
+    update.updated = sum(path in known for path in embedded)
+    update.added = len(embedded) - update.updated
+    if update.added or update.updated or update.removed or update.model_changed or not index_path.exists():
+        features = torch.cat(pieces) if pieces else torch.zeros(0, base_and_itm_head(model)[0].config.projection_dim)
+        write_index(index_path, fingerprint, [[path, *on_disk[path]] for path in keep + embedded], features)
+    return update
+
+
+@dataclass
+class SearchHit:
+    """One image found: its `path` (under the searched folder), ITC cosine `similarity` and, when re-ranked, the
+    ITM match probability `itm_score`."""
+
+    path: str
+    similarity: float
+    itm_score: float | None = None
+
+
+@torch.no_grad()
+def search_index(
+    folder: str | Path,
+    text: str,
+    model,
+    processor,
+    index_path: str | Path | None = None,
+    top_k: int = 5,
+    rerank: int = 0,
+) -> list[SearchHit]:
+    """The `top_k` indexed images that best match `text`: by ITC cosine similarity, or, with `rerank = k`, the `k`
+    best by ITC re-ordered by ITM match probability (needs a model with an ITM head), best first.
+
+    Raises:
+        ValueError: for an index missing, unreadable, or built with another model.
+    """
+    folder = Path(folder)
+    index_path = Path(index_path) if index_path is not None else default_index_path(folder)
+    if not index_path.exists():
+        raise ValueError(f"{index_path}: no index; run `mamo-hf index {folder}` first.")
+    metadata, features = read_index(index_path)
+    if metadata["fingerprint"] != model_fingerprint(model):
+        raise ValueError(f"{index_path}: built with another model; run `mamo-hf index {folder}` with this one.")
+    if rerank and base_and_itm_head(model)[1] is None:
+        raise ValueError(f"re-ranking needs a model with an ITM head, got {type(model).__name__}.")
+    paths = [entry[0] for entry in metadata["entries"]]
+    similarity = features @ text_features(model, processor, [text])[0] if paths else torch.zeros(0)
+    order = similarity.argsort(descending=True)[: max(top_k, rerank)].tolist()
+    hits = [SearchHit(paths[row], similarity[row].item()) for row in order]
+    if rerank:
+        best = hits[:rerank]
+        images = [Image.open(folder / hit.path).convert("RGB") for hit in best]
+        corpus = encode_corpus(model, processor, images, [text])
+        scores = itm_scores(model, corpus, torch.arange(len(best)), torch.zeros(len(best), dtype=torch.long))
+        for hit, score in zip(best, scores.tolist()):
+            hit.itm_score = score
+        hits = sorted(best, key=lambda hit: -hit.itm_score) + hits[rerank:]
+    return hits[:top_k]
+
+
+__all__ = ["IndexUpdate", "SearchHit", "default_index_path", "search_index", "update_index"]

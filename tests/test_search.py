@@ -1,0 +1,154 @@
+"""Text search of an image folder (`mamo_hf.search`, `mamo-hf index` / `search`): the index holds exactly the ITC
+features of the folder's images, a re-run embeds only what changed, and the search ranks as ITC (and ITM) do."""
+
+import os
+
+import pytest
+import torch
+from PIL import Image
+
+from mamo_hf import MamoForImageTextRetrieval, MamoProcessor
+from mamo_hf.cli import main
+from mamo_hf.data import tiny_config_and_processor
+from mamo_hf.search import default_index_path, read_index, search_index, update_index
+
+COLOURS = [(220, 30, 30), (30, 200, 40), (30, 40, 220), (230, 220, 20), (240, 240, 240), (20, 20, 20)]
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    config, processor = tiny_config_and_processor(32, patch_size=16)
+    torch.manual_seed(0)
+    MamoForImageTextRetrieval(config).save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+@pytest.fixture
+def model_and_processor(saved_model):
+    return MamoForImageTextRetrieval.from_pretrained(saved_model).eval(), MamoProcessor.from_pretrained(saved_model)
+
+
+def draw(path, colour, size=(40, 30)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, (128, 128, 128))
+    image.paste(colour, (5, 5, 25, 20))
+    image.save(path)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    for index, colour in enumerate(COLOURS):
+        draw(tmp_path / "photos" / ("holiday" if index % 2 else "") / f"{index}.png", colour)
+    return tmp_path / "photos"
+
+
+def indexed(folder):
+    metadata, features = read_index(default_index_path(folder))
+    return {path: features[row] for row, (path, _, _) in enumerate(metadata["entries"])}
+
+
+def fresh_features(model, processor, folder, path):
+    pixel_values = processor(images=[Image.open(folder / path).convert("RGB")], return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        return model.get_image_features(pixel_values).pooler_output[0]
+
+
+def test_the_index_holds_the_itc_features_of_every_image_under_the_folder(photos, model_and_processor):
+    model, processor = model_and_processor
+    update = update_index(photos, model, processor, batch_size=4)  # two batches
+    assert (update.added, update.updated, update.removed, update.unchanged) == (6, 0, 0, 0)
+    features = indexed(photos)
+    assert sorted(features) == sorted(["0.png", "2.png", "4.png", "holiday/1.png", "holiday/3.png", "holiday/5.png"])
+    for path, vector in features.items():
+        torch.testing.assert_close(vector, fresh_features(model, processor, photos, path), atol=1e-5, rtol=1e-5)
+
+
+def test_a_rerun_embeds_only_the_new_and_changed_images_and_drops_the_deleted(photos, model_and_processor):
+    model, processor = model_and_processor
+    update_index(photos, model, processor)
+    index_file = default_index_path(photos)
+    written = index_file.stat().st_mtime_ns
+    again = update_index(photos, model, processor)
+    assert (again.added, again.updated, again.removed, again.unchanged) == (0, 0, 0, 6)
+    assert index_file.stat().st_mtime_ns == written  # nothing changed: not rewritten
+    draw(photos / "0.png", (10, 10, 250), size=(40, 31))  # changed content and size
+    draw(photos / "new" / "6.png", (250, 120, 10))
+    os.remove(photos / "holiday" / "3.png")
+    third = update_index(photos, model, processor)
+    assert (third.added, third.updated, third.removed, third.unchanged) == (1, 1, 1, 4)
+    features = indexed(photos)
+    assert "holiday/3.png" not in features and len(features) == 6
+    for path in ("0.png", "new/6.png", "holiday/5.png"):
+        expected = fresh_features(model, processor, photos, path)
+        torch.testing.assert_close(features[path], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_unreadable_files_are_counted_and_left_out_and_another_model_re_embeds_everything(photos, model_and_processor):
+    model, processor = model_and_processor
+    (photos / "broken.png").write_bytes(b"not an image")
+    update = update_index(photos, model, processor)
+    assert update.added == 6 and list(update.unreadable) == ["broken.png"]
+    assert "1 unreadable, left out (the first: broken.png" in update.summary(default_index_path(photos))
+    with torch.no_grad():
+        model.mamo.image_projection.weight.mul_(-1)  # another model
+    with pytest.raises(ValueError, match="built with another model"):
+        search_index(photos, "a red square", model, processor)
+    update = update_index(photos, model, processor)
+    assert update.model_changed and update.added == 6
+    torch.testing.assert_close(indexed(photos)["0.png"], fresh_features(model, processor, photos, "0.png"))
+
+
+def test_search_ranks_by_itc_and_reranks_the_best_by_itm(photos, model_and_processor):
+    model, processor = model_and_processor
+    update_index(photos, model, processor)
+    features, text = indexed(photos), "a red square"
+    tokens = processor(text=[text], return_tensors="pt")
+    with torch.no_grad():
+        query = model.get_text_features(tokens["input_ids"], attention_mask=tokens["attention_mask"]).pooler_output[0]
+    expected = sorted(features, key=lambda path: -float(features[path] @ query))
+    hits = search_index(photos, text, model, processor, top_k=4)
+    assert [hit.path for hit in hits] == expected[:4]
+    assert hits[0].similarity == pytest.approx(float(features[expected[0]] @ query), abs=1e-5)
+    reranked = search_index(photos, text, model, processor, top_k=3, rerank=3)
+    assert {hit.path for hit in reranked} == set(expected[:3])
+    images = [Image.open(photos / hit.path).convert("RGB") for hit in reranked]
+    inputs = processor(images=images, text=[text] * 3, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        itm = model(**inputs, return_loss=False).itm_scores
+    assert [hit.itm_score for hit in reranked] == pytest.approx(itm.tolist(), abs=1e-5)
+    assert itm.tolist() == sorted(itm.tolist(), reverse=True)
+
+
+def test_an_interrupted_update_leaves_the_previous_index_whole(photos, model_and_processor, monkeypatch):
+    import mamo_hf.search
+
+    model, processor = model_and_processor
+    update_index(photos, model, processor)
+    before = indexed(photos)
+    draw(photos / "7.png", (1, 2, 3))
+
+    def full_disk(tensors, path, metadata=None):
+        open(path, "wb").write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mamo_hf.search, "save_file", full_disk)
+    with pytest.raises(OSError):
+        update_index(photos, model, processor)
+    assert indexed(photos).keys() == before.keys()
+    assert [path.name for path in photos.glob(".*")] == [default_index_path(photos).name]  # no partial file left
+
+
+def test_the_commands_index_and_search_a_folder_and_answer_bad_input_with_one_line(photos, saved_model, capsys):
+    assert main(["index", str(photos), "--model", str(saved_model)]) == 0
+    assert "Indexed 6 images" in capsys.readouterr().out
+    assert main(["search", str(photos), "a red square", "--model", str(saved_model), "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("1. ") and "ITC cosine" in lines[0]
+    default_index_path(photos).write_bytes(b"garbage")
+    with pytest.raises(SystemExit, match="mamo-hf search: error: .*not a MAMO image index"):
+        main(["search", str(photos), "red", "--model", str(saved_model), "--no-update"])
+    with pytest.raises(SystemExit, match="mamo-hf index: error: --model /no/model: not a saved MAMO folder"):
+        main(["index", str(photos), "--model", "/no/model"])
+    with pytest.raises(SystemExit, match="mamo-hf index: error: .*gone: not a folder"):
+        main(["index", str(photos / "gone"), "--model", str(saved_model)])
