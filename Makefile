@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints/ci.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints/ci.txt torch torchvision
-	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints/ci.txt -e ".[vision,dev]"
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints/ci.txt -e ".[vision,dev,app]"
 	touch $@
 
 # A second environment without torchvision (torch 2.13.0, the small CPU wheel): the PIL image backend.
@@ -24,7 +24,7 @@ $(VENV_PIL)/.installed: pyproject.toml constraints/ci.txt
 	$(PYTHON) -m venv $(VENV_PIL)
 	grep -v -E '^(torch|torchvision)==' constraints/ci.txt > $(VENV_PIL)/constraints.txt
 	$(VENV_PIL)/bin/pip install $(PIP_FLAGS) torch==2.13.0
-	$(VENV_PIL)/bin/pip install $(PIP_FLAGS) -c $(VENV_PIL)/constraints.txt -e ".[dev]"
+	$(VENV_PIL)/bin/pip install $(PIP_FLAGS) -c $(VENV_PIL)/constraints.txt -e ".[dev,app]"
 	touch $@
 
 demo: setup

@@ -15,6 +15,7 @@ COMMANDS = {
     "init-base": "initialise MAMO from a ViT and a BERT checkpoint and save model, processor and tokenizer",
     "index": "embed a folder's images for text search (only the new and changed ones on a re-run)",
     "search": "find the images of an indexed folder that best match a text (ITC, optional ITM re-ranking)",
+    "app": "serve an interactive demo of a model in the browser (Gradio): match, zero-shot, Grad-CAM, search",
 }
 
 

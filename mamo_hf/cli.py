@@ -150,12 +150,13 @@ def push(args: argparse.Namespace) -> None:
 
 
 def _retrieval_model(command: str, location: str):
-    """The `MamoForImageTextRetrieval` and processor saved at `location`, or a one-line error."""
+    """The `MamoForImageTextRetrieval` and processor saved at `location`, or a one-line error naming it."""
     from .modeling_mamo import MamoForImageTextRetrieval
     from .processing_mamo import MamoProcessor
 
     if not (Path(location) / "config.json").is_file():
-        raise SystemExit(f"mamo-hf {command}: error: --model {location}: not a saved MAMO folder (no config.json).")
+        flag = "MODEL" if command == "app" else "--model"
+        raise SystemExit(f"mamo-hf {command}: error: {flag} {location}: not a saved MAMO folder (no config.json).")
     return MamoForImageTextRetrieval.from_pretrained(location).eval(), MamoProcessor.from_pretrained(location)
 
 
@@ -189,6 +190,23 @@ def search(args: argparse.Namespace) -> None:
     for rank, hit in enumerate(hits, start=1):
         itm = f"  ITM {hit.itm_score:.3f}" if hit.itm_score is not None else ""
         print(f"{rank:3d}. {hit.path}  ITC cosine {hit.similarity:.3f}{itm}")
+
+
+def app(args: argparse.Namespace) -> None:
+    """Serve the interactive demo of a saved model (see `mamo_hf.app`) until interrupted."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        from .app import APP_EXTRA
+
+        raise SystemExit(f"mamo-hf app: error: the app needs Gradio: {APP_EXTRA}") from None
+    from .app import build_app
+
+    if args.images is not None and not Path(args.images).is_dir():
+        raise SystemExit(f"mamo-hf app: error: --images {args.images}: not a folder.")
+    model, processor = _retrieval_model("app", args.model)
+    demo = build_app(model, processor, image_folder=args.images, title=f"MAMO: {Path(args.model).name}")
+    demo.launch(server_name=args.host, server_port=args.port, share=False)
 
 
 def _pretraining_arguments(args: argparse.Namespace):
@@ -351,6 +369,13 @@ def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
         command.add_argument("--model", required=True, help="a saved MAMO folder (e.g. mamo-demo)")
         command.add_argument("--index", default=None, help="the index file (default: FOLDER/.mamo-index.safetensors)")
         command.set_defaults(run=run)
+
+    app_parser = commands["app"]
+    app_parser.add_argument("model", help="a saved MAMO folder (e.g. mamo-demo)")
+    app_parser.add_argument("--images", default=None, help="a folder of images to search by text (adds a tab)")
+    app_parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    app_parser.add_argument("--port", type=_at_least(1), default=7860, help="port (default 7860)")
+    app_parser.set_defaults(run=app)
     return parser
 
 

@@ -318,6 +318,15 @@ def _heat_colours(heat: torch.Tensor) -> Image.Image:
     return Image.fromarray((torch.stack(channels, dim=-1) * 255).byte().numpy())
 
 
+def heatmap_overlay(image: Image.Image, heatmap: torch.Tensor) -> Image.Image:
+    """The heat map `[grid_height, grid_width]` drawn over an RGB image at the image's size: normalised to its
+    maximum, in "hot" colours, with an opacity growing with the heat (up to 60 %)."""
+    heat = upsample_heatmap(heatmap, image.size).float()
+    heat = heat / heat.max() if heat.max() > 0 else heat
+    opacity = Image.fromarray((heat * 0.6 * 255).byte().numpy())
+    return Image.composite(_heat_colours(heat), image, opacity)
+
+
 def save_overlay(
     image: Image.Image | str,
     heatmap: torch.Tensor,
@@ -343,10 +352,7 @@ def save_overlay(
         The path written.
     """
     image = load_image(image)
-    heat = upsample_heatmap(heatmap, image.size).float()
-    heat = heat / heat.max() if heat.max() > 0 else heat
-    opacity = Image.fromarray((heat * 0.6 * 255).byte().numpy())
-    overlay = Image.composite(_heat_colours(heat), image, opacity)
+    overlay = heatmap_overlay(image, heatmap)
     scale = max(1, math.ceil(min_side / min(image.size)))
     overlay = overlay.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(overlay)
