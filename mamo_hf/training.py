@@ -434,6 +434,11 @@ def validate_arguments(args: PretrainingArguments) -> None:
         "caption_negative_families",
         f"must be some of {', '.join(NEGATIVE_FAMILIES)}, got {args.caption_negative_families}.",
     )
+    require(
+        args.model == "tiny" or args.tokenizer or args.init,
+        "model",
+        "base needs --tokenizer (e.g. bert-base-uncased), or start from --init (see `mamo-hf init-base`).",
+    )
     unknown = sorted(set(args.model_config) - set(MamoConfig().to_dict()))
     require(not unknown, "model_config", f"has unknown MamoConfig field(s) {unknown}.")
     require(
@@ -706,17 +711,13 @@ def _build_model_and_processor(args: PretrainingArguments):
         model = MamoForPreTraining.from_pretrained(args.init, dtype=torch.float32, **args.model_config)
         processor = MamoProcessor.from_pretrained(args.init)
     else:
-        if args.tokenizer is None and args.model != "tiny":
-            raise ValueError("A `base` model needs `--tokenizer` (or start from `--init`, see `mamo-hf init-base`).")
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else demo_tokenizer()
         if args.model == "tiny":
             config, processor = tiny_config_and_processor(args.image_size or 64, 16, tokenizer, **args.model_config)
-        elif args.model == "base":
+        else:  # "base" (`validate_arguments` allows no other preset)
             config = MamoConfig.mamo_base(**args.model_config)
             config.text_config.update({"vocab_size": len(tokenizer), **special_token_ids(tokenizer)})
             processor = processor_for_config(config, tokenizer)
-        else:
-            raise ValueError(f"Unknown `model` preset {args.model!r}: use tiny or base, or --init.")
         set_seed(args.seed)
         model = MamoForPreTraining(config)
     if args.image_size is not None:

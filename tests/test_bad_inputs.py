@@ -241,6 +241,7 @@ def run_main(capsys, *arguments):
         (["--tokenizer", "/no/such/tokenizer"], "--tokenizer /no/such/tokenizer: no such folder"),
         (["--caption-negatives", "-1"], "--caption-negatives must be an integer >= 0"),
         (["--demo-templates", "poem"], "--demo-templates must be some of list, relation"),
+        (["--model", "base"], "--model base needs --tokenizer (e.g. bert-base-uncased), or start from --init"),
     ],
 )
 def test_bad_pretraining_arguments_are_one_line_before_any_work(tmp_path, capsys, arguments, expected):
