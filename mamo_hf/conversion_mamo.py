@@ -19,6 +19,8 @@ import re
 
 import torch
 import torch.nn.functional as F
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import ConversionOps, WeightConverter
 
 from .configuration_mamo import MamoConfig, MamoFusionConfig, MamoTextConfig, MamoVisionConfig
 
@@ -148,4 +150,34 @@ def mamo_config_from_vit_bert(
     )
 
 
-__all__ = ["bert_to_mamo_state_dict", "mamo_config_from_vit_bert", "vit_to_mamo_state_dict"]
+class TemperatureAsVector(ConversionOps):
+    """Reads `log_temperature` as shape `[1]`. Checkpoints of mamo_hf before 0.1.1 hold it as a scalar, a shape
+    FSDP2's `fully_shard` cannot shard; reshaping is its own reverse, so saving keeps `[1]`."""
+
+    @torch.no_grad()
+    def convert(self, input_dict: dict, source_patterns: list[str], target_patterns: list[str], **kwargs) -> dict:
+        tensors = next(iter(input_dict.values()))
+        tensor = tensors[0] if isinstance(tensors, list) else tensors
+        return {target_patterns[0]: tensor.reshape(1)}
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return self
+
+
+def register_checkpoint_conversions() -> None:
+    """Tell transformers' loader how to read older MAMO checkpoints (`TemperatureAsVector`); done on import."""
+    converter = WeightConverter("log_temperature", "log_temperature", [TemperatureAsVector()])
+    register_checkpoint_conversion_mapping(MamoConfig.model_type, [converter], overwrite=True)
+
+
+register_checkpoint_conversions()
+
+
+__all__ = [
+    "TemperatureAsVector",
+    "bert_to_mamo_state_dict",
+    "mamo_config_from_vit_bert",
+    "register_checkpoint_conversions",
+    "vit_to_mamo_state_dict",
+]

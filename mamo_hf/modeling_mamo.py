@@ -813,7 +813,8 @@ class MamoModel(MamoPreTrainedModel):
         self.text_projection = nn.Linear(text_width, config.projection_dim)
         # [decision] τ is learned in log space (as CLIP learns its logit scale): an Adam step then changes τ by a
         # relative amount, where a step on τ itself moves 0.07 by several percent and destabilises ITC early on.
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(config.temperature)))
+        # Shape [1], not a scalar: FSDP2's `fully_shard` shards every parameter along its first dimension.
+        self.log_temperature = nn.Parameter(torch.full((1,), math.log(config.temperature)))
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -824,8 +825,9 @@ class MamoModel(MamoPreTrainedModel):
 
     @property
     def itc_temperature(self) -> torch.Tensor:
-        """The learned ITC temperature τ = exp(`log_temperature`), clamped to `[temperature_min, temperature_max]`."""
-        return self.log_temperature.exp().clamp(self.config.temperature_min, self.config.temperature_max)
+        """The learned ITC temperature τ = exp(`log_temperature`), clamped to `[temperature_min, temperature_max]`
+        (a scalar tensor)."""
+        return self.log_temperature.exp().clamp(self.config.temperature_min, self.config.temperature_max)[0]
 
     @torch.no_grad()
     def clamp_temperature_(self):

@@ -440,3 +440,24 @@ def test_fusion_at_output_positions_equals_the_full_output_there_with_the_same_g
     (selected * weights).sum().backward()
     torch.testing.assert_close(text_states.grad, full_text.grad, atol=ATOL, rtol=0)
     torch.testing.assert_close(image_states.grad, full_image.grad, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("model_class", [MamoModel, MamoForPreTraining])
+def test_a_checkpoint_with_the_older_scalar_temperature_loads_and_saves_the_new_shape(tmp_path, model_class):
+    """`log_temperature` has shape [1] (FSDP2 cannot shard a scalar); checkpoints that hold it as a scalar still
+    load, with their value, and are saved back with the new shape."""
+    from safetensors.torch import load_file, save_file
+
+    MamoForPreTraining(tiny_config()).save_pretrained(tmp_path / "old")
+    state = load_file(tmp_path / "old" / "model.safetensors")
+    for name in ("mamo.log_temperature", "teacher.log_temperature"):
+        assert state[name].shape == (1,)
+        state[name] = torch.tensor(-2.5)  # as written before the change
+    save_file(state, tmp_path / "old" / "model.safetensors", metadata={"format": "pt"})
+    model = model_class.from_pretrained(tmp_path / "old")
+    base = getattr(model, "mamo", model)
+    assert base.log_temperature.shape == (1,) and base.log_temperature.item() == -2.5
+    assert base.itc_temperature.shape == ()
+    model.save_pretrained(tmp_path / "new")
+    saved = load_file(tmp_path / "new" / "model.safetensors")
+    assert {value.shape for name, value in saved.items() if name.endswith("log_temperature")} == {(1,)}
