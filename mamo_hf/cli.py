@@ -117,9 +117,15 @@ def demo(args: argparse.Namespace) -> None:
 
 
 def demo_data(args: argparse.Namespace) -> None:
-    """Write the built-in demo data as images and an ALBEF caption file."""
+    """Write the built-in demo data as images and an ALBEF caption file, into a new or empty folder."""
     from .data import write_demo_dataset
 
+    output = Path(args.output)
+    if not args.output.strip():
+        raise SystemExit("mamo-hf demo-data: error: --output is empty: name the folder to write.")
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        what = "a file" if not output.is_dir() else "a folder that holds files"
+        raise SystemExit(f"mamo-hf demo-data: error: --output {output} is {what}: give a new or empty folder.")
     path = write_demo_dataset(
         args.output,
         args.num_pairs,
@@ -149,15 +155,29 @@ def push(args: argparse.Namespace) -> None:
     print(f"Pushed {args.folder} to the Hub repository {args.repo_id}.")
 
 
-def _retrieval_model(command: str, location: str):
-    """The `MamoForImageTextRetrieval` and processor saved at `location`, or a one-line error naming it."""
+def _retrieval_model(command: str, location: str, needs_itm_head: bool = False):
+    """The `MamoForImageTextRetrieval` and processor saved at `location`, or a one-line error naming it: not a
+    saved MAMO folder, or (with `needs_itm_head`) one whose ITM head was never trained (a bare `MamoModel`)."""
+    import json
+
     from .modeling_mamo import MamoForImageTextRetrieval
     from .processing_mamo import MamoProcessor
 
-    if not (Path(location) / "config.json").is_file():
-        flag = "MODEL" if command == "app" else "--model"
-        raise SystemExit(f"mamo-hf {command}: error: {flag} {location}: not a saved MAMO folder (no config.json).")
-    return MamoForImageTextRetrieval.from_pretrained(location).eval(), MamoProcessor.from_pretrained(location)
+    flag = "MODEL" if command == "app" else "--model"
+    config = Path(location) / "config.json"
+    model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+    if model_type != "mamo" or not (Path(location) / "processor_config.json").is_file():
+        raise SystemExit(
+            f"mamo-hf {command}: error: {flag} {location}: not a saved MAMO model with its processor (a folder "
+            "written by mamo-hf pretrain or save_pretrained)."
+        )
+    model, loading = MamoForImageTextRetrieval.from_pretrained(location, output_loading_info=True)
+    if needs_itm_head and any(key.startswith("itm_head") for key in loading["missing_keys"]):
+        raise SystemExit(
+            f"mamo-hf {command}: error: {flag} {location} has no trained ITM head (a bare MamoModel): drop --rerank, "
+            "or use a pre-trained or retrieval model."
+        )
+    return model.eval(), MamoProcessor.from_pretrained(location)
 
 
 def index(args: argparse.Namespace) -> None:
@@ -177,7 +197,9 @@ def search(args: argparse.Namespace) -> None:
     """Bring a folder's index up to date (unless --no-update), then print its best images for a text."""
     from .search import default_index_path, search_index, update_index
 
-    model, processor = _retrieval_model("search", args.model)
+    if not args.text.strip():
+        raise SystemExit("mamo-hf search: error: TEXT is empty: say what to look for.")
+    model, processor = _retrieval_model("search", args.model, needs_itm_head=args.rerank > 0)
     index_path = Path(args.index) if args.index else default_index_path(args.folder)
     try:
         if not args.no_update:
@@ -206,7 +228,11 @@ def app(args: argparse.Namespace) -> None:
         raise SystemExit(f"mamo-hf app: error: --images {args.images}: not a folder.")
     model, processor = _retrieval_model("app", args.model)
     demo = build_app(model, processor, image_folder=args.images, title=f"MAMO: {Path(args.model).name}")
-    demo.launch(server_name=args.host, server_port=args.port, share=False)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=False)
+    except OSError as error:
+        reason = str(error).strip().splitlines()[0]
+        raise SystemExit(f"mamo-hf app: error: cannot serve on {args.host}:{args.port} ({reason}).") from None
 
 
 def _pretraining_arguments(args: argparse.Namespace):
@@ -262,33 +288,66 @@ def _add_pretraining_flags(parser: argparse.ArgumentParser, defaults: dict) -> N
 
 def _yaml_settings(argv: list[str] | None) -> dict:
     """The values of `--config FILE.yaml` (PretrainingArguments fields), read before the real parse: they become
-    the defaults of the pre-training flags, so that flags given on the command line override them."""
+    the defaults of the pre-training flags, so that flags given on the command line override them. Each value must
+    have its field's type (a YAML `no` is a boolean, a quoted `"no"` a string)."""
+    import typing
+
     import yaml
 
     from .training import PretrainingArguments
 
     probe = argparse.ArgumentParser(add_help=False)
     probe.add_argument("--config")
-    config_file = probe.parse_known_args(argv)[0].config
-    if not config_file:
+    known, rest = probe.parse_known_args(argv)
+    if not known.config:
         return {}
+    command = next((word for word in rest if not word.startswith("-")), "")
+    prefix = f"mamo-hf {command}: error: --config {known.config}"
     try:
-        values = yaml.safe_load(Path(config_file).read_text(encoding="utf-8")) or {}
+        values = yaml.safe_load(Path(known.config).read_text(encoding="utf-8")) or {}
     except OSError as error:
-        raise SystemExit(f"mamo-hf: error: --config {config_file}: cannot read it ({error.strerror}).") from None
+        raise SystemExit(f"{prefix}: cannot read it ({error.strerror}).") from None
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         where = getattr(error, "problem_mark", None)
         place = f" (line {where.line + 1})" if where is not None else ""
-        raise SystemExit(f"mamo-hf: error: --config {config_file}: not valid YAML{place}.") from None
+        raise SystemExit(f"{prefix}: not valid YAML{place}.") from None
     if not isinstance(values, dict):
-        raise SystemExit(f"mamo-hf: error: --config {config_file}: expected a mapping of PretrainingArguments fields.")
-    unknown = sorted(set(values) - {field.name for field in dataclasses.fields(PretrainingArguments)})
+        raise SystemExit(f"{prefix}: expected a mapping of PretrainingArguments fields.")
+    hints = typing.get_type_hints(PretrainingArguments)
+    unknown = sorted(set(values) - set(hints))
     if unknown:
-        raise SystemExit(
-            f"mamo-hf: error: --config {config_file}: unknown key(s) {unknown}; the keys are PretrainingArguments "
-            "fields."
-        )
+        raise SystemExit(f"{prefix}: unknown key(s) {unknown}; the keys are PretrainingArguments fields.")
+    for name, value in values.items():
+        if not _has_type(value, hints[name]):
+            expected = str(hints[name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            raise SystemExit(f"{prefix}: {name} must be {expected}, got {value!r}.")
     return values
+
+
+def _has_type(value, hint) -> bool:
+    """Whether a YAML value fits a `PretrainingArguments` field's type (`int` also fits `float`; `bool` fits only
+    `bool`)."""
+    import types
+    import typing
+
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    if value is None:
+        return union and type(None) in typing.get_args(hint)
+    options = [option for option in typing.get_args(hint) if option is not type(None)] if union else [hint]
+    for option in options:
+        origin = typing.get_origin(option)
+        if origin is list:
+            if isinstance(value, list) and all(_has_type(item, typing.get_args(option)[0]) for item in value):
+                return True
+        elif option is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return True
+        elif option is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return True
+        elif isinstance(value, origin or option):
+            return True
+    return False
 
 
 def _at_least(minimum: int, maximum: int | None = None):
@@ -324,7 +383,9 @@ def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
     data_parser.add_argument("--output", required=True, help="folder to write")
     data_parser.add_argument("--num-pairs", type=_at_least(1), default=1000, help="number of pairs (default 1000)")
     data_parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    data_parser.add_argument("--image-size", type=_at_least(8), default=64, help="image side in pixels (default 64)")
+    data_parser.add_argument(
+        "--image-size", type=_at_least(8, 4096), default=64, help="image side in pixels, 8 to 4096 (default 64)"
+    )
     data_parser.add_argument(
         "--max-objects", type=_at_least(1, 3), default=3, help="objects per scene, 1 to 3 (default 3)"
     )
@@ -374,7 +435,7 @@ def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
     app_parser.add_argument("model", help="a saved MAMO folder (e.g. mamo-demo)")
     app_parser.add_argument("--images", default=None, help="a folder of images to search by text (adds a tab)")
     app_parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
-    app_parser.add_argument("--port", type=_at_least(1), default=7860, help="port (default 7860)")
+    app_parser.add_argument("--port", type=_at_least(1, 65535), default=7860, help="port (default 7860)")
     app_parser.set_defaults(run=app)
     return parser
 

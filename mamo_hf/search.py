@@ -80,6 +80,16 @@ def model_fingerprint(model) -> str:
     return digest.hexdigest()[:16]
 
 
+def _checked_index_path(folder: Path, index_path: str | Path | None) -> Path:
+    """The index file's path (by default in `folder`); a `ValueError` for a folder or a path in a missing folder."""
+    index_path = Path(index_path) if index_path is not None else default_index_path(folder)
+    if index_path.is_dir():
+        raise ValueError(f"{index_path} is a folder: give the index's file path (e.g. {index_path / INDEX_NAME}).")
+    if not index_path.parent.is_dir():
+        raise ValueError(f"{index_path}: the folder {index_path.parent} does not exist.")
+    return index_path
+
+
 def read_index(index_path: Path) -> tuple[dict, torch.Tensor]:
     """The index's metadata (`fingerprint`, `entries`: `[path, size, mtime_ns]` per row) and features `[N, D]`.
 
@@ -95,7 +105,7 @@ def read_index(index_path: Path) -> tuple[dict, torch.Tensor]:
         return {"fingerprint": metadata["fingerprint"], "entries": json.loads(metadata["entries"])}, features
     except Exception as error:  # safetensors raises its own kinds for a file that is not one
         raise ValueError(
-            f"{index_path}: not a MAMO image index ({error}); delete it and run `mamo-hf index` again."
+            f"{index_path}: not a MAMO image index ({error}); give the file `mamo-hf index` wrote, or a new path."
         ) from None
 
 
@@ -148,8 +158,10 @@ def update_index(
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a folder.")
-    index_path = Path(index_path) if index_path is not None else default_index_path(folder)
+    index_path = _checked_index_path(folder, index_path)
     fingerprint, on_disk = model_fingerprint(model), image_files(folder)
+    if not on_disk:
+        raise ValueError(f"{folder}: no image files under it ({', '.join(IMAGE_SUFFIXES)}).")
     known, known_features, update = {}, torch.zeros(0, 0), IndexUpdate()
     if index_path.exists():
         metadata, known_features = read_index(index_path)
@@ -200,9 +212,10 @@ def search_index(
         ValueError: for an index missing, unreadable, or built with another model.
     """
     folder = Path(folder)
-    index_path = Path(index_path) if index_path is not None else default_index_path(folder)
+    index_path = _checked_index_path(folder, index_path)
     if not index_path.exists():
-        raise ValueError(f"{index_path}: no index; run `mamo-hf index {folder}` first.")
+        option = "" if index_path == default_index_path(folder) else f" --index {index_path}"
+        raise ValueError(f"{index_path}: no index; run `mamo-hf index {folder}{option}` first.")
     metadata, features = read_index(index_path)
     if metadata["fingerprint"] != model_fingerprint(model):
         raise ValueError(f"{index_path}: built with another model; run `mamo-hf index {folder}` with this one.")

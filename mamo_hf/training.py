@@ -361,6 +361,8 @@ def _trackers(report_to: list[str], output_dir: str) -> list:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+MAX_DEMO_PAIRS = 10_000_000
+PRESET_PATCH_SIZE = 16  # the patch size of the tiny and base presets
 _INTEGER_MINIMUMS = {
     "batch_size": 1,
     "gradient_accumulation_steps": 1,
@@ -441,10 +443,29 @@ def validate_arguments(args: PretrainingArguments) -> None:
     )
     unknown = sorted(set(args.model_config) - set(MamoConfig().to_dict()))
     require(not unknown, "model_config", f"has unknown MamoConfig field(s) {unknown}.")
+    weights = [args.model_config.get(f"{name}_weight", 1.0) for name in ("itc", "itm", "mlm", "mim", "mrm")]
+    require(
+        any(isinstance(weight, (int, float)) and weight > 0 for weight in weights),
+        "model_config",
+        "turns every objective off (all five *_weight are 0): keep at least one.",
+    )
+    require(str(args.output_dir).strip() != "", "output_dir", "is empty: name the folder to write.")
+    seed_ok = isinstance(args.seed, int) and 0 <= args.seed < 2**32
+    require(seed_ok, "seed", f"must be in [0, 2**32), got {args.seed!r}.")
+    require(
+        args.demo_pairs <= MAX_DEMO_PAIRS, "demo_pairs", f"must be at most {MAX_DEMO_PAIRS:,}, got {args.demo_pairs}."
+    )
+    words_ok = isinstance(args.max_words, int) and args.max_words >= 1
+    require(words_ok, "max_words", f"must be an integer >= 1, got {args.max_words!r}.")
     require(
         args.image_size is None or (isinstance(args.image_size, int) and args.image_size >= 16),
         "image_size",
         f"must be an integer >= 16 (a multiple of the patch size), got {args.image_size!r}.",
+    )
+    require(
+        args.init is not None or args.image_size is None or args.image_size % PRESET_PATCH_SIZE == 0,
+        "image_size",
+        f"{args.image_size} must be a multiple of the patch size {PRESET_PATCH_SIZE}.",
     )
     unknown_trackers = sorted(set(args.report_to) - {"tensorboard", "csv"})
     require(not unknown_trackers, "report_to", f"knows tensorboard and csv, got {unknown_trackers}.")
@@ -471,6 +492,7 @@ def validate_arguments(args: PretrainingArguments) -> None:
     for name in ("eval_file", "hf_dataset", "image_root"):
         path = getattr(args, name)
         require(not path or Path(path).exists(), name, f"{path}: no such file or folder.")
+    require(not args.image_root or Path(args.image_root).is_dir(), "image_root", f"{args.image_root}: not a folder.")
     _validate_train_files(args)
     output_dir = Path(args.output_dir)
     require(not output_dir.exists() or output_dir.is_dir(), "output_dir", f"{output_dir} is a file, not a folder.")
@@ -713,7 +735,8 @@ def _build_model_and_processor(args: PretrainingArguments):
     else:
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else demo_tokenizer()
         if args.model == "tiny":
-            config, processor = tiny_config_and_processor(args.image_size or 64, 16, tokenizer, **args.model_config)
+            size = args.image_size or 64
+            config, processor = tiny_config_and_processor(size, PRESET_PATCH_SIZE, tokenizer, **args.model_config)
         else:  # "base" (`validate_arguments` allows no other preset)
             config = MamoConfig.mamo_base(**args.model_config)
             config.text_config.update({"vocab_size": len(tokenizer), **special_token_ids(tokenizer)})
@@ -982,6 +1005,8 @@ def load_checkpoint(accelerator: Accelerator, checkpoint: Path, scheduler) -> di
             raise CheckpointError(f"Cannot resume from {checkpoint}: {name} is missing.")
     try:
         state = json.loads((checkpoint / TRAINING_STATE).read_text())
+        if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+            raise ValueError("not an object with an integer 'step'")
         scheduler_state = state.pop("scheduler")
     except (ValueError, KeyError) as error:
         raise CheckpointError(f"Cannot resume from {checkpoint}: {TRAINING_STATE} is unreadable ({error}).") from None
@@ -1298,6 +1323,11 @@ def _build_run(args: PretrainingArguments, accelerator: Accelerator, output_dir:
     if checkpoint is not None:
         state = {**state, **load_checkpoint(accelerator, checkpoint, scheduler)}
         check_resumed_arguments(state.get("arguments"), arguments, checkpoint, args.allow_changed_arguments)
+        if state["step"] > total_steps:
+            raise InvalidArgumentError(
+                f"--max-steps {total_steps} is below the step of {checkpoint} ({state['step']}): give a larger "
+                "--max-steps to continue it, or start a fresh run elsewhere."
+            )
         if args.allow_changed_arguments:  # the new schedule's peak and floor, at the checkpoint's step
             scheduler.base_lrs = [args.learning_rate for _ in scheduler.base_lrs]
             _reset_learning_rate(scheduler, state["step"])

@@ -242,6 +242,16 @@ def run_main(capsys, *arguments):
         (["--caption-negatives", "-1"], "--caption-negatives must be an integer >= 0"),
         (["--demo-templates", "poem"], "--demo-templates must be some of list, relation"),
         (["--model", "base"], "--model base needs --tokenizer (e.g. bert-base-uncased), or start from --init"),
+        (["--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
+        (["--seed", "99999999999"], "--seed must be in [0, 2**32)"),
+        (["--demo-pairs", "1000000000000"], "--demo-pairs must be at most 10,000,000"),
+        (["--max-words", "0"], "--max-words must be an integer >= 1, got 0"),
+        (["--image-size", "33"], "--image-size 33 must be a multiple of the patch size 16"),
+        (["--image-root", "{folder}/c.json"], "--image-root {folder}/c.json: not a folder"),
+        (
+            [part for name in ("itc", "itm", "mlm", "mim", "mrm") for part in ("--model-config", f"{name}_weight=0")],
+            "--model-config turns every objective off",
+        ),
     ],
 )
 def test_bad_pretraining_arguments_are_one_line_before_any_work(tmp_path, capsys, arguments, expected):
@@ -249,7 +259,7 @@ def test_bad_pretraining_arguments_are_one_line_before_any_work(tmp_path, capsys
     arguments = [value.format(folder=tmp_path) for value in arguments]
     code, stderr = run_main(capsys, "pretrain", "--output-dir", str(tmp_path / "run"), *arguments)
     assert code == 1
-    one_line_error(None, stderr, "mamo-hf pretrain: error:", expected)
+    one_line_error(None, stderr, "mamo-hf pretrain: error:", expected.format(folder=tmp_path))
     assert not (tmp_path / "run" / "logs").exists()
 
 
@@ -280,7 +290,16 @@ def test_a_push_that_would_fail_is_refused_before_training_and_by_mamo_hf_push(
 
 @pytest.mark.parametrize(
     ("content", "expected"),
-    [(None, "cannot read it"), ("a: [", "not valid YAML (line"), ("- 1\n- 2\n", "expected a mapping")],
+    [
+        (None, "cannot read it"),
+        ("a: [", "not valid YAML (line"),
+        ("- 1\n- 2\n", "expected a mapping"),
+        ('augment: "no"\n', "augment must be bool, got 'no'"),
+        ("report_to: csv\n", "report_to must be list[str], got 'csv'"),
+        ("batch_size: four\n", "batch_size must be int, got 'four'"),
+        ("model_config: 5\n", "model_config must be dict, got 5"),
+        ("train_file: 5\n", "train_file must be list[str], got 5"),
+    ],
 )
 def test_bad_config_files_are_one_line(tmp_path, capsys, content, expected):
     config = tmp_path / "run.yaml"
@@ -288,7 +307,50 @@ def test_bad_config_files_are_one_line(tmp_path, capsys, content, expected):
         config.write_text(content)
     code, stderr = run_main(capsys, "pretrain", "--config", str(config))
     assert code != 0
-    one_line_error(None, stderr, f"--config {config}", expected)
+    one_line_error(None, stderr, f"mamo-hf pretrain: error: --config {config}", expected)
+
+
+@pytest.mark.parametrize(
+    ("output", "arguments", "expected"),
+    [
+        ("", [], "--output is empty"),
+        ("file", [], "is a file: give a new or empty folder"),
+        ("full", [], "is a folder that holds files: give a new or empty folder"),
+        ("new", ["--image-size", "100000"], "--image-size: must be from 8 to 4096"),
+    ],
+)
+def test_demo_data_writes_only_into_a_new_or_empty_folder_and_refuses_huge_images(
+    tmp_path, capsys, output, arguments, expected
+):
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "captions.json").write_text("[]")
+    target = str(tmp_path / output) if output else ""
+    code, stderr = run_main(capsys, "demo-data", "--output", target, "--num-pairs", "2", *arguments)
+    assert code != 0 and expected in stderr and "Traceback" not in stderr
+    assert (tmp_path / "file").read_text() == "mine" and os.listdir(tmp_path / "full") == ["captions.json"]
+    assert not (tmp_path / "new").exists()
+
+
+def test_resume_with_max_steps_below_the_checkpoint_is_refused_and_changes_nothing(tmp_path, capsys):
+    arguments = ["pretrain", "--output-dir", str(tmp_path / "run"), "--batch-size", "4", "--image-size", "32",
+                 "--eval-pairs", "0", "--report-to", "csv", "--demo-pairs", "16", "--num-workers", "0"]  # fmt: skip
+    assert run_main(capsys, *arguments, "--max-steps", "2", "--checkpoint-every", "1")[0] == 0
+    summary = (tmp_path / "run" / "pretraining_summary.json").read_text()
+    code, stderr = run_main(capsys, *arguments, "--max-steps", "1", "--resume", "latest", "--allow-changed-arguments")
+    assert code == 1
+    one_line_error(None, stderr, "mamo-hf pretrain: error: --max-steps 1 is below the step of", "(2)")
+    assert (tmp_path / "run" / "pretraining_summary.json").read_text() == summary
+
+
+def test_a_training_state_of_the_wrong_shape_is_a_checkpoint_error(tmp_path, capsys):
+    arguments = ["pretrain", "--output-dir", str(tmp_path / "run"), "--batch-size", "4", "--image-size", "32",
+                 "--eval-pairs", "0", "--report-to", "csv", "--demo-pairs", "16", "--num-workers", "0"]  # fmt: skip
+    assert run_main(capsys, *arguments, "--max-steps", "2", "--checkpoint-every", "1")[0] == 0
+    (tmp_path / "run" / "checkpoint-2" / "training_state.json").write_text("[1, 2]")
+    code, stderr = run_main(capsys, *arguments, "--max-steps", "3", "--resume", "latest")
+    assert code == 1
+    one_line_error(None, stderr, "training_state.json is unreadable (not an object with an integer 'step')")
 
 
 def test_demo_data_refuses_a_negative_number_of_pairs(tmp_path, capsys):

@@ -148,7 +148,31 @@ def test_the_commands_index_and_search_a_folder_and_answer_bad_input_with_one_li
     default_index_path(photos).write_bytes(b"garbage")
     with pytest.raises(SystemExit, match="mamo-hf search: error: .*not a MAMO image index"):
         main(["search", str(photos), "red", "--model", str(saved_model), "--no-update"])
-    with pytest.raises(SystemExit, match="mamo-hf index: error: --model /no/model: not a saved MAMO folder"):
+    with pytest.raises(SystemExit, match="mamo-hf index: error: --model /no/model: not a saved MAMO model"):
         main(["index", str(photos), "--model", "/no/model"])
     with pytest.raises(SystemExit, match="mamo-hf index: error: .*gone: not a folder"):
         main(["index", str(photos / "gone"), "--model", str(saved_model)])
+
+
+def test_index_and_search_refuse_what_would_mislead(photos, saved_model, tmp_path, capsys):
+    """No images, an empty query, an index path that is a folder or in a missing folder, and re-ranking by the
+    untrained ITM head of a bare `MamoModel`: each a one-line error, nothing written."""
+    from mamo_hf import MamoModel
+
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "a.txt").write_text("no image here")
+    model = ["--model", str(saved_model)]
+    cases = [
+        (["index", str(tmp_path / "texts"), *model], "texts: no image files under it"),
+        (["search", str(photos), "   ", *model], "TEXT is empty"),
+        (["index", str(photos), *model, "--index", str(tmp_path)], "is a folder: give the index's file path"),
+        (["index", str(photos), *model, "--index", str(tmp_path / "gone" / "i.st")], "gone does not exist"),
+    ]
+    MamoModel.from_pretrained(saved_model).save_pretrained(tmp_path / "bare")
+    MamoProcessor.from_pretrained(saved_model).save_pretrained(tmp_path / "bare")
+    bare = ["--model", str(tmp_path / "bare"), "--rerank", "3"]
+    cases.append((["search", str(photos), "red", *bare], "no trained ITM"))
+    for arguments, expected in cases:
+        with pytest.raises(SystemExit, match=f"mamo-hf {arguments[0]}: error: .*{expected}"):
+            main(arguments)
+    assert not default_index_path(tmp_path / "texts").exists() and not default_index_path(photos).exists()
