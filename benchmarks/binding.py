@@ -15,7 +15,7 @@ caption (`mamo_hf.data.negatives`), `mamo_hn_rrc` with the old random-resized cr
 identical ITC+ITM fine-tune of 300 steps, then the test); `warm_ttm` / `warm_mamo` (E2: 750 steps of ITC+ITM+MLM
 shared per seed, then 750 steps of each objective set); `curve_*` (E3: 6,000 steps with caption negatives, scored
 every 750 steps from that step's checkpoint; each point also carries its training seconds, `steps` × the run's
-mean step time, for the curves against wall-clock: `python benchmarks/binding.py plot`).
+step time of the arm's 1,500-step runs, for the curves against wall-clock: `python benchmarks/binding.py plot`).
 
 The primary metric, fixed before any run: `list_itm_accuracy`, ITM 6-way accuracy on the "list" template (the true
 caption beats its five negatives; chance 1/6 = 16.7 %). `summary` compares arms on the seeds both have with an exact
@@ -227,24 +227,35 @@ def summarize(args) -> None:
         print(f"| {arm} | {seeds} | {seconds:.0f} | " + " | ".join(cells) + f" | {comparison} |")
 
 
+# The seconds axis of E3: the curve runs overlapped other jobs for part of their time, so their own clocks are not
+# comparable; each step is costed at the median step time of the same arm's 1,500-step runs, measured two at a time.
+CURVE_STEP_TIME_FROM = {"curve_ttm_hn": "ttm_hn", "curve_mamo_hn": "mamo_hn"}
+
+
 def plot(args) -> None:
-    """E3's picture: `metric` (mean ± std over seeds) of every `curve_*` arm against steps and against seconds."""
+    """E3's picture: `metric` (mean ± std over seeds) of every `curve_*` arm against steps and against seconds,
+    with a markdown table of the same points."""
     from mamo_hf.plots import plot_panels
 
+    rows = load_results(args.results)
     curves: dict[str, list[list[dict]]] = {}
-    for row in load_results(args.results):
+    for row in rows:
         if "curve" in row:
             curves.setdefault(row["arm"], []).append(row["curve"])
     panels: dict[str, dict] = {f"{args.metric} (%) vs steps": {}, f"{args.metric} (%) vs training seconds": {}}
     for arm, runs in curves.items():
+        timing = [row["train_seconds"] / row["steps"] for row in rows if row["arm"] == CURVE_STEP_TIME_FROM[arm]]
+        seconds_per_step = statistics.median(timing)
         steps = sorted(set.intersection(*({point["step"] for point in run} for run in runs)))
         at = [[next(point for point in run if point["step"] == step) for run in runs] for step in steps]
         means = [statistics.mean(point[args.metric] for point in points) for points in at]
         spreads = [statistics.stdev(point[args.metric] for point in points) if len(runs) > 1 else 0.0 for points in at]
-        seconds = [statistics.mean(point["seconds"] for point in points) for points in at]
+        seconds = [step * seconds_per_step for step in steps]
         label = f"{arm} ({len(runs)} seeds)"
         panels[f"{args.metric} (%) vs steps"][label] = list(zip(steps, means, spreads))
         panels[f"{args.metric} (%) vs training seconds"][label] = list(zip(seconds, means, spreads))
+        cells = [f"{step}: {mean:.1f} ± {spread:.1f}" for step, mean, spread in zip(steps, means, spreads)]
+        print(f"| {label} | {seconds_per_step:.3f} s/step | " + " | ".join(cells) + " |")
     print(plot_panels(panels, args.output, columns=2))
 
 
