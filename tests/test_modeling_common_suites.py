@@ -161,6 +161,11 @@ class MamoModelTest(ModelTesterMixin, unittest.TestCase):
     def test_retain_grad_hidden_states_attentions(self):
         pass
 
+    def test_reverse_loading_mapping(self):
+        # MAMO's one conversion (`TemperatureAsVector`) reshapes the older scalar `log_temperature` under its own
+        # name: the round trip is checked, but no key is renamed, which the mixin otherwise requires.
+        super().test_reverse_loading_mapping(check_keys_were_modified=False)
+
 
 class MamoForPreTrainingModelTester(MamoModelTester):
     def __init__(self, parent):
