@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from trainer_cli import parse_arguments, reading, write_card_and_push
+from trainer_cli import parse_arguments, reading, scratch_patch_problem, write_card_and_push
 from transformers import Trainer
 
 from mamo_hf import MamoForVisualReasoning, MamoProcessor
@@ -52,11 +52,17 @@ class NLVR2Arguments:
     )
     train_file: str | None = field(default=None, metadata={"help": "NLVR2 JSON (default: the generated task)"})
     test_file: str | None = field(default=None, metadata={"help": "NLVR2 JSON for evaluation"})
-    image_root: str | None = field(default=None, metadata={"help": "folder of the images of the JSON files"})
+    image_root: str | None = field(
+        default=None,
+        metadata={"help": "folder the image paths of the JSON files start from (default: each file's folder)"},
+    )
     train_samples: int = field(default=12000, metadata={"help": "generated training pairs"})
     test_samples: int = field(default=1000, metadata={"help": "generated test pairs"})
     image_size: int = field(default=64, metadata={"help": "image side in pixels (of a model from scratch)"})
 
+
+# A model from scratch cuts its images into 4 × 4 patches.
+PATCHES_PER_SIDE = 4
 
 # The example's choices for `TrainingArguments` (the generated-task run documented above).
 TRAINING_DEFAULTS = {
@@ -75,7 +81,7 @@ TRAINING_DEFAULTS = {
 def build_model_and_processor(args: NLVR2Arguments, seed: int):
     if args.init:
         return MamoForVisualReasoning.from_pretrained(args.init), MamoProcessor.from_pretrained(args.init)
-    config, processor = tiny_config_and_processor(args.image_size, patch_size=args.image_size // 4)
+    config, processor = tiny_config_and_processor(args.image_size, patch_size=args.image_size // PATCHES_PER_SIDE)
     torch.manual_seed(seed)
     return MamoForVisualReasoning(config), processor
 
@@ -85,7 +91,12 @@ def accuracy(prediction) -> dict:
 
 
 def main():
-    args, training_args = parse_arguments(NLVR2Arguments, __doc__, TRAINING_DEFAULTS)
+    args, training_args = parse_arguments(
+        NLVR2Arguments,
+        __doc__,
+        TRAINING_DEFAULTS,
+        check=lambda args: scratch_patch_problem(args.image_size, PATCHES_PER_SIDE, args.init),
+    )
     model, processor = build_model_and_processor(args, training_args.seed)
     if args.train_file:
         with reading("--train_file/--test_file"):

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from trainer_cli import parse_arguments, reading, write_card_and_push
+from trainer_cli import parse_arguments, reading, scratch_patch_problem, write_card_and_push
 from transformers import Trainer
 
 from mamo_hf import MamoForImageTextRetrieval, MamoProcessor
@@ -52,12 +52,18 @@ class RetrievalArguments:
     )
     train_file: str | None = field(default=None, metadata={"help": "ALBEF training JSON (default: generated scenes)"})
     test_file: str | None = field(default=None, metadata={"help": "ALBEF evaluation JSON (image + list of captions)"})
-    image_root: str | None = field(default=None, metadata={"help": "folder of the images of the JSON files"})
+    image_root: str | None = field(
+        default=None,
+        metadata={"help": "folder the image paths of the JSON files start from (default: each file's folder)"},
+    )
     train_images: int = field(default=4000, metadata={"help": "generated training images"})
     test_images: int = field(default=200, metadata={"help": "generated test images"})
     image_size: int = field(default=64, metadata={"help": "image side in pixels"})
     k: int = field(default=16, metadata={"help": "candidates re-ranked by ITM (paper: 256 COCO, 128 Flickr)"})
 
+
+# A model from scratch cuts its images into 4 × 4 patches.
+PATCHES_PER_SIDE = 4
 
 # The example's choices for `TrainingArguments` (ALBEF's optimiser; the demo's epochs, batch and learning rate).
 TRAINING_DEFAULTS = {
@@ -77,7 +83,7 @@ def build_model_and_processor(args: RetrievalArguments, seed: int):
         processor = MamoProcessor.from_pretrained(args.init)
         processor.image_processor.size = {"height": args.image_size, "width": args.image_size}
         return MamoForImageTextRetrieval.from_pretrained(args.init), processor
-    config, processor = tiny_config_and_processor(args.image_size, patch_size=args.image_size // 4)
+    config, processor = tiny_config_and_processor(args.image_size, patch_size=args.image_size // PATCHES_PER_SIDE)
     torch.manual_seed(seed)
     return MamoForImageTextRetrieval(config), processor
 
@@ -119,7 +125,12 @@ class RetrievalTrainer(Trainer):
 
 
 def main():
-    args, training_args = parse_arguments(RetrievalArguments, __doc__, TRAINING_DEFAULTS)
+    args, training_args = parse_arguments(
+        RetrievalArguments,
+        __doc__,
+        TRAINING_DEFAULTS,
+        check=lambda args: scratch_patch_problem(args.image_size, PATCHES_PER_SIDE, args.init),
+    )
     model, processor = build_model_and_processor(args, training_args.seed)
     if args.train_file:
         with reading("--train_file/--test_file"):

@@ -65,7 +65,8 @@ class VQAArguments:
         default=None, metadata={"help": "ALBEF VQA JSON for evaluation (default: easy-VQA test)"}
     )
     image_root: str | None = field(
-        default=None, metadata={"help": "folder the image paths of the JSON files start from"}
+        default=None,
+        metadata={"help": "folder the image paths of the JSON files start from (default: each file's folder)"},
     )
     max_train_questions: int | None = field(default=None, metadata={"help": "use only the first N training questions"})
     max_test_questions: int | None = field(default=None, metadata={"help": "score only the first N test questions"})

@@ -52,7 +52,7 @@ from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader
-from trainer_cli import parse_arguments, reading, write_card_and_push
+from trainer_cli import fail, parse_arguments, reading, write_card_and_push
 from transformers import Trainer
 
 from mamo_hf import MamoForImageTextRetrieval, MamoProcessor
@@ -100,6 +100,14 @@ def refcoco_needs_checkpoint(args: GroundingArguments) -> str | None:
     given = [name for name in ("refcoco_files", "detections", "refs", "instances") if getattr(args, name)]
     if given and not args.checkpoint:
         return f"--{given[0]} is evaluated with a fine-tuned model: add --checkpoint (the model to evaluate)."
+    return None
+
+
+def layer_problem(layer: int | None, model: MamoForImageTextRetrieval) -> str | None:
+    """A `--layer` that the model's fusion encoder does not have."""
+    num_layers = len(model.mamo.fusion_encoder.layers)
+    if layer is not None and layer >= num_layers:
+        return f"--layer {layer}: the model has {num_layers} fusion layers, numbered 0 to {num_layers - 1}."
     return None
 
 
@@ -173,8 +181,6 @@ class GroundingTrainer(Trainer):
 def fine_tune(model, processor, args: GroundingArguments, training_args, validation: list) -> GroundingTrainer:
     """ITC + ITM with hard negatives on the expressions with `Trainer` (the model computes its loss in training
     mode), in batches without false negatives; AdamW, linear warm-up, cosine decay."""
-    if training_args.max_steps <= 0:
-        raise SystemExit("grounding.py trains for --max_steps steps (its batches are drawn, not epochs of a dataset).")
     dataset = GroundingCaptionDataset(args.train_scenes, training_args.seed, args.image_size)
     print(f"{len(dataset)} training pairs from {args.train_scenes} scenes", flush=True)
     batches = training_args.max_steps * training_args.gradient_accumulation_steps
@@ -311,19 +317,25 @@ def main() -> None:
     args, training_args = parse_arguments(
         GroundingArguments, __doc__, TRAINING_DEFAULTS, check=refcoco_needs_checkpoint
     )
+    if not args.checkpoint and training_args.max_steps <= 0:
+        fail("--max_steps must be >= 1: grounding.py draws its batches rather than going through epochs of a dataset.")
     torch.set_num_threads(1)  # leave the other core to whoever shares the machine
     seed = training_args.seed
     torch.manual_seed(seed)
+    if args.checkpoint:
+        model = MamoForImageTextRetrieval.from_pretrained(args.checkpoint)
+        processor = MamoProcessor.from_pretrained(args.checkpoint)
+    else:
+        model, processor = tiny_model_and_processor(args.image_size, args.patch_size)
+    if problem := layer_problem(args.layer, model):
+        fail(problem)
     output_dir = Path(training_args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     start = time.time()
     trainer = None
     if args.checkpoint:
-        model = MamoForImageTextRetrieval.from_pretrained(args.checkpoint)
-        processor = MamoProcessor.from_pretrained(args.checkpoint)
         losses, results = [], evaluate_refcoco(model, processor, args)
     else:
-        model, processor = tiny_model_and_processor(args.image_size, args.patch_size)
         validation = generated_grounding_samples(args.eval_scenes, seed=seed + 1, image_size=args.image_size)
         trainer = fine_tune(model, processor, args, training_args, validation)
         losses = [(entry["step"], entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]

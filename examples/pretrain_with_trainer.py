@@ -29,6 +29,7 @@ class PretrainingExampleArguments:
     """The example's own flags; every `TrainingArguments` flag works too."""
 
     image_size: int = field(default=64, metadata={"help": "image side in pixels"})
+    patch_size: int = field(default=16, metadata={"help": "patch side in pixels"})
     train_pairs: int = field(default=20000, metadata={"help": "generated training pairs"})
 
 
@@ -50,7 +51,7 @@ TRAINING_DEFAULTS = {
 def main():
     args, training_args = parse_arguments(PretrainingExampleArguments, __doc__, TRAINING_DEFAULTS)
     size = args.image_size
-    config, processor = tiny_config_and_processor(size, patch_size=16)
+    config, processor = tiny_config_and_processor(size, patch_size=args.patch_size)
     seed = training_args.seed
     train = DemoCaptionDataset(args.train_pairs, seed=seed, image_size=size, transform=TrainTransform(size))
     model = MamoForPreTraining(config)

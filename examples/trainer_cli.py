@@ -9,9 +9,11 @@ launch examples/<name>.py` and `torchrun examples/<name>.py` all put on `sys.pat
 import argparse
 import contextlib
 import dataclasses
+import math
 import sys
 from pathlib import Path
 
+import torch
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.integrations import is_tensorboard_available
 
@@ -66,7 +68,47 @@ def argument_problem(arguments) -> str | None:
     image_size, patch_size = getattr(arguments, "image_size", None), getattr(arguments, "patch_size", None)
     if image_size and patch_size and image_size % patch_size:
         return f"--image_size {image_size} must be a multiple of --patch_size {patch_size}."
+    given = [name for name in ("train_file", "test_file") if getattr(arguments, name, None)]
+    if len(given) == 1:
+        other = "test_file" if given == ["train_file"] else "train_file"
+        return f"--{given[0]} needs --{other} too (the generated data is used only when neither is given)."
     return None
+
+
+def scratch_patch_problem(image_size: int, patches_per_side: int, init: str | None) -> str | None:
+    """For an example whose model from scratch cuts its `image_size` images into `patches_per_side`² patches: an
+    image size that this does not divide (the patch would not be whole), unless the model comes from `--init`."""
+    if init is None and image_size % patches_per_side:
+        return (
+            f"--image_size {image_size} must be a multiple of {patches_per_side}: a model from scratch has "
+            f"{patches_per_side} × {patches_per_side} patches."
+        )
+    return None
+
+
+def training_problem(training_arguments: TrainingArguments) -> str | None:
+    """What `Trainer` would fail on late, or silently get wrong, in one line, or None: batch sizes and accumulation
+    below 1, a learning rate that is not a finite number >= 0, no epoch to train (without `--max_steps`), fp16 on a
+    machine without a CUDA GPU (it would train in fp32)."""
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if (value := getattr(training_arguments, name)) < 1:
+            return f"--{name} must be an integer >= 1, got {value}."
+    for name in ("learning_rate", "weight_decay", "max_grad_norm"):
+        value = getattr(training_arguments, name)
+        if not math.isfinite(value) or value < 0:
+            return f"--{name} must be a finite number >= 0, got {value}."
+    epochs = training_arguments.num_train_epochs
+    if training_arguments.max_steps <= 0 and not (math.isfinite(epochs) and epochs > 0):
+        return f"--num_train_epochs must be a finite number > 0 (or give --max_steps), got {epochs}."
+    if training_arguments.fp16 and not torch.cuda.is_available():
+        return "--fp16 needs a CUDA GPU and none is available: drop it (or use --bf16) to train here."
+    return None
+
+
+def fail(problem: str) -> None:
+    """End the example with one line, `<example>: error: <problem>` (exit status 1), for a problem found after the
+    arguments were parsed: in a data file, or against the model they load."""
+    raise SystemExit(f"{Path(sys.argv[0]).name}: error: {problem}")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -96,6 +138,7 @@ def parse_arguments(
     parser.set_defaults(**defaults)
     arguments, training_arguments = parser.parse_args_into_dataclasses(args=args)
     problem = argument_problem(arguments) or (check(arguments) if check else None)
+    problem = problem or training_problem(training_arguments)
     if not problem and training_arguments.push_to_hub and (reason := upload_problem(training_arguments.hub_token)):
         problem = f"--push_to_hub would fail after training: {reason}."
     if problem:  # one line: the usage of an example lists every TrainingArguments flag
@@ -112,7 +155,7 @@ def reading(flags: str):
         yield
     except (ValueError, OSError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SystemExit(f"{Path(sys.argv[0]).name}: error: {flags}: {reason}") from None
+        fail(f"{flags}: {reason}")
 
 
 def write_card_and_push(trainer: Trainer, **card_arguments) -> None:

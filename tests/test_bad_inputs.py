@@ -441,13 +441,25 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
         ("grounding.py", ["--train_scenes", "0"], "--train_scenes must be an integer >= 1, got 0"),
         ("grounding.py", ["--refs", "{file}"], "--refs is evaluated with a fine-tuned model: add --checkpoint"),
         ("pretrain_with_trainer.py", ["--train_pairs", "-1"], "--train_pairs must be an integer >= 1, got -1"),
+        ("pretrain_with_trainer.py", ["--image_size", "40"], "--image_size 40 must be a multiple of --patch_size 16"),
+        ("finetune_nlvr2.py", ["--image_size", "50"], "--image_size 50 must be a multiple of 4: a model from scratch"),
+        ("finetune_retrieval.py", ["--image_size", "2"], "--image_size 2 must be a multiple of 4"),
+        ("finetune_vqa.py", ["--train_file", "{file}"], "--train_file needs --test_file too"),
+        ("finetune_nlvr2.py", ["--test_file", "{file}"], "--test_file needs --train_file too"),
+        ("finetune_vqa.py", ["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be an"),
+        ("finetune_retrieval.py", ["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be an"),
+        ("finetune_nlvr2.py", ["--learning_rate", "nan"], "--learning_rate must be a finite number >= 0, got nan"),
+        ("finetune_vqa.py", ["--num_train_epochs", "-1"], "--num_train_epochs must be a finite number > 0"),
+        ("pretrain_with_trainer.py", ["--fp16"], "--fp16 needs a CUDA GPU and none is available"),
+        ("grounding.py", ["--max_steps", "0"], "--max_steps must be >= 1: grounding.py draws its batches"),
+        ("grounding.py", ["--layer", "2"], "--layer 2: the model has 2 fusion layers, numbered 0 to 1"),
     ],
 )
 def test_the_examples_answer_a_bad_argument_with_one_line_naming_it(tmp_path, example, arguments, expected):
     (tmp_path / "refs.p").write_bytes(b"")
     arguments = [value.format(file=tmp_path / "refs.p") for value in arguments]
     result = run_example(example, *arguments, "--output_dir", str(tmp_path / "out"))
-    assert result.returncode == 2
+    assert result.returncode in (1, 2)  # 2: found by the argument parser; 1: against the model it builds
     one_line_error(result, result.stderr, f"{example}: error:", expected)
     assert not (tmp_path / "out").exists()
 
@@ -462,6 +474,9 @@ def test_the_examples_answer_a_bad_argument_with_one_line_naming_it(tmp_path, ex
         ("finetune_nlvr2.py", "captions.json", "captions.json, record 0: `images` must list two image paths"),
         ("finetune_nlvr2.py", "pairs.json", "pairs.json: 2 of 2 image files do not exist, the first"),
         ("finetune_vqa.py", "questions.json", "questions.json: 1 of 1 image files do not exist, the first"),
+        ("finetune_vqa.py", "numbers.json", "numbers.json, record 0: `question` must be a non-empty string, got 7"),
+        ("finetune_vqa.py", "answers.json", "answers.json, record 0: `answer` must be a string or a list of strings"),
+        ("finetune_retrieval.py", "empty.json", "No usable records in the annotation files ['"),
     ],
 )
 def test_the_examples_answer_a_bad_data_file_with_one_line_naming_it(tmp_path, example, files, expected):
@@ -471,6 +486,9 @@ def test_the_examples_answer_a_bad_data_file_with_one_line_naming_it(tmp_path, e
     pairs = [{"images": ["l.png", "r.png"], "sentence": "two cubes", "label": "True"}]
     (tmp_path / "pairs.json").write_text(json.dumps(pairs))
     (tmp_path / "questions.json").write_text(json.dumps([{"question_id": 1, "question": "q?", "image": "gone.png"}]))
+    (tmp_path / "numbers.json").write_text(json.dumps([{"question_id": 1, "question": 7, "image": "a.png"}]))
+    answers = [{"question_id": 1, "question": "how many?", "image": "a.png", "answer": [2, 3]}]
+    (tmp_path / "answers.json").write_text(json.dumps(answers))
     data = ["--train_file", str(tmp_path / files), "--test_file", str(tmp_path / files), "--image_root", str(tmp_path)]
     result = run_example(example, *data, "--output_dir", str(tmp_path / "out"))
     assert result.returncode == 1

@@ -3,6 +3,7 @@
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from PIL import Image
 from transformers import Trainer, TrainingArguments
 
 from mamo_hf import MamoForImageTextRetrieval, MamoForPreTraining, MamoImageProcessorPil, MamoProcessor
+from mamo_hf.data.retrieval import load_retrieval_split
 from mamo_hf.evaluation.retrieval import encode_corpus, itm_scores, recall_metrics, retrieval_metrics
 
 
@@ -192,3 +194,20 @@ def test_two_processes_shard_the_evaluation_and_agree_with_one(tmp_path):
     assert two_processes.keys() == one_process.keys() == {"itc", "itm"}
     for kind in one_process:
         assert two_processes[kind] == pytest.approx(one_process[kind])
+
+
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        ([], "test.json: an empty list; expected retrieval records"),
+        ({"image": "a.png"}, "test.json: expected a JSON list of retrieval records"),
+        ([{"image": "a.png"}], "test.json, record 0: needs an `image` path and at least one `caption`"),
+        ([{"image": "a.png", "caption": ["a cube", 3]}], "test.json, record 0: every `caption` must be a string"),
+        ([{"image": "gone.png", "caption": "a cube"}], "test.json: 1 of 1 image files do not exist, the first"),
+    ],
+)
+def test_a_bad_retrieval_evaluation_file_is_an_error_naming_the_file_and_record(tmp_path, records, expected):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "test.json").write_text(json.dumps(records))
+    with pytest.raises((ValueError, FileNotFoundError), match=re.escape(expected)):
+        load_retrieval_split(tmp_path / "test.json")

@@ -2,6 +2,7 @@
 collator, and `MamoForQuestionAnswering` (forward, backward, `top_answers`, `Trainer`, save and load)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,6 +144,19 @@ def test_albef_json(tmp_path):
     assert item["image"].mode == "RGB" and item["image"].size == (40, 30)
     assert dataset[1]["answers"] == ["yes"] and dataset[1]["image"].mode == "RGB"
     assert dataset[2]["answers"] == []
+
+
+def test_albef_json_image_paths_start_from_the_files_folder_by_default(tmp_path, monkeypatch):
+    """As for every reader of the package (README: "default: the annotation file's folder"), not from the working
+    directory; records of files in two folders can be joined."""
+    for folder, colour in (("train", (255, 0, 0)), ("extra", (0, 0, 255))):
+        write_image(tmp_path / folder / "images" / "a.png", colour=colour)
+        record = {"question_id": folder, "question": "What colour?", "image": "images/a.png", "answer": "x"}
+        (tmp_path / folder / "vqa.json").write_text(json.dumps([record]))
+    monkeypatch.chdir(tmp_path / "train" / "images")  # a working directory where "images/a.png" does not exist
+    dataset = VQADataset.from_json(tmp_path / "train" / "vqa.json")
+    dataset.records += VQADataset.from_json(Path("../../extra/vqa.json")).records
+    assert [dataset[index]["image"].getpixel((0, 0)) for index in range(2)] == [(255, 0, 0), (0, 0, 255)]
 
 
 def test_official_questions_and_annotations(tmp_path):

@@ -6,7 +6,6 @@ Training files are lists of `{"image": path, "caption": str, "image_id": ...}` a
 turns them into what `mamo_hf.evaluation.retrieval` takes.
 """
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ import torch
 from PIL import Image
 
 from .demo import caption, demo_scene, draw_scene
+from .files import json_records
+from .records import require_image_files
 from .transforms import clean_caption
 
 
@@ -35,18 +36,31 @@ def load_retrieval_split(
     against `image_root` (default: the file's folder) and captions cleaned like training captions.
 
     Raises:
-        ValueError: for a record without an image or without captions (naming the file and record).
+        ValueError: naming the file (and the record), for a file that is not a non-empty JSON list, or a record
+            without an image path or without caption texts.
+        FileNotFoundError: naming the file, when images it lists do not exist.
     """
     annotation_file = Path(annotation_file)
     root = Path(image_root) if image_root is not None else annotation_file.parent
     split = RetrievalSplit([], [], [], [])
-    for index, record in enumerate(json.loads(annotation_file.read_text(encoding="utf-8"))):
-        captions = record.get("caption")
-        captions = [captions] if isinstance(captions, str) else captions
-        if not record.get("image") or not captions:
-            raise ValueError(f"{annotation_file} record {index}: needs an `image` and at least one `caption`.")
-        _add_image(split, str(root / record["image"]), [clean_caption(text, max_words) for text in captions])
+    holds = "retrieval records {'image': ..., 'caption': [...]}"
+    for where, record in json_records(annotation_file, holds, allow_empty=False):
+        image, captions = _image_and_captions(record, where)
+        _add_image(split, str(root / image), [clean_caption(text, max_words) for text in captions])
+    require_image_files(split.images, str(annotation_file))
     return split
+
+
+def _image_and_captions(record, where: str) -> tuple[str, list[str]]:
+    """A record's image path and its captions (one string, or a list of them), checked."""
+    image = record.get("image") if isinstance(record, dict) else None
+    captions = record.get("caption") if isinstance(record, dict) else None
+    captions = [captions] if isinstance(captions, str) else captions
+    if not isinstance(image, str) or not image or not isinstance(captions, list) or not captions:
+        raise ValueError(f"{where}: needs an `image` path and at least one `caption`.")
+    if not all(isinstance(text, str) for text in captions):
+        raise ValueError(f"{where}: every `caption` must be a string, got {captions!r}.")
+    return image, captions
 
 
 def demo_retrieval_split(

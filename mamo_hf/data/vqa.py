@@ -37,6 +37,21 @@ def _as_answer_list(answers) -> list[str]:
     return [answers] if isinstance(answers, str) else list(answers)
 
 
+def _checked_record(entry: dict, where: str) -> dict:
+    """The dataset's record for an ALBEF entry, whose fields must have their types: a question id (number or
+    text), a question and an image path (non-empty text), and answers (text, or a list of texts)."""
+    question_id, question, image = entry["question_id"], entry["question"], entry["image"]
+    answers = _as_answer_list(entry.get("answer"))
+    if isinstance(question_id, bool) or not isinstance(question_id, (int, str)):
+        raise ValueError(f"{where}: `question_id` must be a number or a string, got {question_id!r}.")
+    for name, value in (("question", question), ("image", image)):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{where}: `{name}` must be a non-empty string, got {value!r}.")
+    if not all(isinstance(answer, str) for answer in answers):
+        raise ValueError(f"{where}: `answer` must be a string or a list of strings, got {entry.get('answer')!r}.")
+    return {"question_id": question_id, "question": question, "image": image, "answers": answers}
+
+
 class VQADataset(Dataset):
     """A map-style VQA dataset over records `{"question_id", "question", "image", "answers"}`, where `image` is a path
     (relative to `image_root`, or absolute). Build it from files with `from_json` or `from_official`.
@@ -55,11 +70,12 @@ class VQADataset(Dataset):
     @classmethod
     def from_json(cls, annotation_file, image_root=None, transform: Callable | None = None) -> "VQADataset":
         """Read the ALBEF / LAVIS format: a JSON list of `{"question_id", "question", "image": relative path,
-        "answer": [annotator answers]}` (`answer` may be a single string, or absent for test questions).
+        "answer": [annotator answers]}` (`answer` may be a single string, or absent for test questions). Image paths
+        start from `image_root` (default: the file's folder), as in every reader of this package.
 
         Raises:
             ValueError: naming the file and the record, for a file that is not such a list (e.g. a caption file, or
-                an empty list).
+                an empty list), or a field of the wrong type.
             FileNotFoundError: naming the file, when image files it lists do not exist.
         """
         records = []
@@ -70,16 +86,11 @@ class VQADataset(Dataset):
             ]
             if missing:
                 raise ValueError(f"{where}: not a VQA record (no {', '.join(missing)}); is it a file of another task?")
-            answers = _as_answer_list(entry.get("answer"))
-            records.append(
-                {
-                    "question_id": entry["question_id"],
-                    "question": entry["question"],
-                    "image": entry["image"],
-                    "answers": answers,
-                }
-            )
-        return cls._read_from_files(records, image_root, transform, str(annotation_file))
+            records.append(_checked_record(entry, where))
+        root = Path(image_root) if image_root is not None else Path(annotation_file).parent
+        for record in records:  # resolved now, so that the records of files in other folders can be joined
+            record["image"] = str(root / record["image"])
+        return cls._read_from_files(records, None, transform, str(annotation_file))
 
     @classmethod
     def from_official(
