@@ -19,6 +19,12 @@ COMMANDS = {
 }
 
 
+def first_line(error: BaseException) -> str:
+    """An error's message cut to its first line (or its type's name when it has none), for a one-line report."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def command_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The `mamo-hf` parser and one sub-parser per command, still without the commands' own flags."""
     parser = argparse.ArgumentParser(prog="mamo-hf", description=DESCRIPTION)

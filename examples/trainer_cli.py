@@ -19,6 +19,7 @@ from transformers.integrations import is_tensorboard_available
 
 from mamo_hf.hub import create_model_card, push_to_hub, upload_problem
 from mamo_hf.training import InvalidArgumentError, check_model_location
+from mamo_hf_cli import first_line
 
 # What every example does unless a flag says otherwise: log to TensorBoard (`<output_dir>/runs`), keep a checkpoint
 # at each epoch's end (the last two) for `--resume_from_checkpoint`, and hand the collator the dataset items as they
@@ -154,8 +155,7 @@ def reading(flags: str):
     try:
         yield
     except (ValueError, OSError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        fail(f"{flags}: {reason}")
+        fail(f"{flags}: {first_line(error)}")
 
 
 def write_card_and_push(trainer: Trainer, **card_arguments) -> None:

@@ -8,7 +8,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from mamo_hf_cli import command_parsers
+from mamo_hf_cli import command_parsers, first_line
 
 
 def _image_processor(image_size: int, source: str | None = None):
@@ -29,25 +29,69 @@ def _image_processor(image_size: int, source: str | None = None):
     return processor_class(size={"height": image_size, "width": image_size}, **statistics)
 
 
+# What init-base takes for each source: the flag, the model types it accepts, what to call them.
+INIT_SOURCES = {"vision": (("vit",), "ViT"), "text": (("bert",), "BERT")}
+
+
+def _check_init_base(args: argparse.Namespace):
+    """init-base's arguments, checked before any weight is read: each source a ViT / BERT checkpoint (its config
+    says so), the BERT folder with its tokenizer and deeper than `--num-text-layers`, the output folder new or empty
+    (init-base never writes over a model). Returns the text checkpoint's tokenizer; raises `InvalidArgumentError`."""
+    from transformers import AutoConfig
+
+    from .training import InvalidArgumentError, check_model_location, load_tokenizer
+
+    configs = {}
+    for flag, (model_types, kind) in INIT_SOURCES.items():
+        location = getattr(args, flag)
+        check_model_location(location, flag)
+        if Path(location).is_dir() and not (Path(location) / "config.json").is_file():
+            raise InvalidArgumentError(f"--{flag} {location}: no config.json; give the folder save_pretrained wrote.")
+        try:
+            configs[flag] = AutoConfig.from_pretrained(location)
+        except (OSError, ValueError) as error:
+            raise InvalidArgumentError(f"--{flag} {location}: {first_line(error)}") from None
+        if configs[flag].model_type not in model_types:
+            raise InvalidArgumentError(
+                f"--{flag} {location}: a {configs[flag].model_type} checkpoint; --{flag} takes a {kind} checkpoint."
+            )
+    patch_size = configs["vision"].patch_size
+    if args.image_size % patch_size:
+        raise InvalidArgumentError(
+            f"--image-size {args.image_size}: must be a multiple of {args.vision}'s patch size ({patch_size})."
+        )
+    bert_layers = configs["text"].num_hidden_layers
+    if args.num_text_layers is not None and args.num_text_layers >= bert_layers:
+        raise InvalidArgumentError(
+            f"--num-text-layers {args.num_text_layers}: {args.text} has {bert_layers} layers, and the fusion encoder "
+            f"needs at least one: give 1 to {bert_layers - 1}."
+        )
+    output = Path(args.output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise InvalidArgumentError(f"--output {output}: exists and is not an empty folder; choose a new folder.")
+    return load_tokenizer(args.text, "text")
+
+
 def init_base(args: argparse.Namespace) -> None:
     """Write a MAMO folder initialised from a ViT and a BERT checkpoint (the paper's starting point)."""
-    from transformers import AutoTokenizer
-
     from .hub import write_model_card
     from .modeling_mamo import MamoModel
     from .processing_mamo import MamoProcessor
+    from .training import InvalidArgumentError
 
-    model, info = MamoModel.from_vision_text_pretrained(
-        args.vision,
-        args.text,
-        num_text_layers=args.num_text_layers,
-        image_size=args.image_size,
-        output_loading_info=True,
-    )
+    tokenizer = _check_init_base(args)
+    try:
+        model, info = MamoModel.from_vision_text_pretrained(
+            args.vision,
+            args.text,
+            num_text_layers=args.num_text_layers,
+            image_size=args.image_size,
+            output_loading_info=True,
+        )
+    except (OSError, ValueError) as error:  # e.g. a folder with a config and no weights
+        raise InvalidArgumentError(f"--vision {args.vision} / --text {args.text}: {first_line(error)}") from None
     image_size = model.config.vision_config.image_size
-    processor = MamoProcessor(
-        image_processor=_image_processor(image_size, args.vision), tokenizer=AutoTokenizer.from_pretrained(args.text)
-    )
+    processor = MamoProcessor(image_processor=_image_processor(image_size, args.vision), tokenizer=tokenizer)
     model.save_pretrained(args.output)
     processor.save_pretrained(args.output)
     write_model_card(
@@ -150,8 +194,7 @@ def push(args: argparse.Namespace) -> None:
     try:
         push_to_hub(args.folder, args.repo_id, private=args.private, commit_message=args.commit_message)
     except (HfHubHTTPError, OSError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SystemExit(f"mamo-hf push: error: {args.repo_id}: {first_line}") from None
+        raise SystemExit(f"mamo-hf push: error: {args.repo_id}: {first_line(error)}") from None
     print(f"Pushed {args.folder} to the Hub repository {args.repo_id}.")
 
 
@@ -231,8 +274,9 @@ def app(args: argparse.Namespace) -> None:
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=False)
     except OSError as error:
-        reason = str(error).strip().splitlines()[0]
-        raise SystemExit(f"mamo-hf app: error: cannot serve on {args.host}:{args.port} ({reason}).") from None
+        raise SystemExit(
+            f"mamo-hf app: error: cannot serve on {args.host}:{args.port} ({first_line(error)})."
+        ) from None
 
 
 def _pretraining_arguments(args: argparse.Namespace):
@@ -409,9 +453,11 @@ def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
     init_parser.add_argument("--vision", required=True, help="ViT checkpoint (e.g. google/vit-base-patch16-224-in21k)")
     init_parser.add_argument("--text", required=True, help="BERT checkpoint (e.g. bert-base-uncased)")
     init_parser.add_argument("--output", required=True, help="folder to write")
-    init_parser.add_argument("--image-size", type=int, default=256, help="pre-training resolution (default 256)")
     init_parser.add_argument(
-        "--num-text-layers", type=int, default=None, help="BERT layers for the text encoder (default: half)"
+        "--image-size", type=_at_least(1), default=256, help="pre-training resolution (default 256)"
+    )
+    init_parser.add_argument(
+        "--num-text-layers", type=_at_least(1), default=None, help="BERT layers for the text encoder (default: half)"
     )
     init_parser.set_defaults(run=init_base)
 

@@ -22,6 +22,8 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from mamo_hf_cli import first_line
+
 from .evaluation.retrieval import base_and_itm_head, encode_corpus, itm_scores
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -145,7 +147,7 @@ def _readable_images(folder: Path, paths: list[str], update: IndexUpdate) -> tup
                 images.append(image.convert("RGB"))
             kept.append(path)
         except (OSError, ValueError, Image.DecompressionBombError) as error:
-            update.unreadable[path] = str(error).splitlines()[0] if str(error) else type(error).__name__
+            update.unreadable[path] = first_line(error)
     return kept, images
 
 

@@ -48,9 +48,11 @@ from accelerate.utils import (
 from huggingface_hub.errors import StrictDataclassError
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, TrainerCallback, get_cosine_with_min_lr_schedule_with_warmup
+from transformers import AutoTokenizer, PretrainedConfig, TrainerCallback, get_cosine_with_min_lr_schedule_with_warmup
 from transformers.integrations import is_tensorboard_available
 from transformers.utils import logging
+
+from mamo_hf_cli import first_line
 
 from .configuration_mamo import MamoConfig, special_token_ids
 from .data import (
@@ -721,19 +723,64 @@ def build_model_and_processor(args: PretrainingArguments):
     configuration (from `--model-config`, the tokenizer or the `--init` folder) raises `InvalidArgumentError`."""
     try:
         return _build_model_and_processor(args)
+    except InvalidArgumentError:
+        raise
     except (ValueError, StrictDataclassError) as error:  # the latter: a value of the wrong type for a field
         source = f"--init {args.init}" if args.init else "--model-config"
         cause = error.__cause__ if isinstance(error, StrictDataclassError) and error.__cause__ else error
-        first_line = str(cause).strip().splitlines()[0].split(" Errors:")[0]
-        raise InvalidArgumentError(f"{source}: {first_line}") from None
+        raise InvalidArgumentError(f"{source}: {first_line(cause).split(' Errors:')[0]}") from None
+
+
+# The files a saved tokenizer has one of (fast tokenizers, WordPiece, BPE, SentencePiece).
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
+
+
+def load_tokenizer(location: str, flag: str):
+    """The tokenizer saved at `location` (a folder or a Hub name) given with `--<flag>`; `InvalidArgumentError`
+    naming the flag when there is none, or when it has no vocabulary beyond its special tokens (transformers builds
+    such an empty tokenizer from a folder holding only a BERT config)."""
+    folder = Path(location)
+    if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise InvalidArgumentError(
+            f"--{flag} {location}: no tokenizer in this folder (none of {', '.join(TOKENIZER_FILES)})."
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+    except (OSError, ValueError) as error:
+        raise InvalidArgumentError(f"--{flag} {location}: no usable tokenizer ({first_line(error)})") from None
+    if len(tokenizer) <= len(set(tokenizer.all_special_ids)):
+        raise InvalidArgumentError(
+            f"--{flag} {location}: a tokenizer without a vocabulary (only its {len(tokenizer)} special tokens); give "
+            "a folder with a BERT tokenizer's vocab.txt or tokenizer.json."
+        )
+    return tokenizer
+
+
+def _load_init(location: str, model_config: dict):
+    """The model and processor of an `--init` folder or Hub name, which must be a saved MAMO with its processor."""
+    try:
+        model_type = PretrainedConfig.get_config_dict(location)[0].get("model_type")
+    except (OSError, ValueError) as error:
+        raise InvalidArgumentError(f"--init {location}: not a saved model ({first_line(error)})") from None
+    if model_type is None:
+        raise InvalidArgumentError(f"--init {location}: not a saved model (no config.json with a model_type).")
+    if model_type != MamoConfig.model_type:
+        raise InvalidArgumentError(
+            f"--init {location}: a {model_type} checkpoint, not MAMO; make a MAMO from a ViT and a BERT with "
+            "`mamo-hf init-base`."
+        )
+    try:
+        model = MamoForPreTraining.from_pretrained(location, dtype=torch.float32, **model_config)
+        return model, MamoProcessor.from_pretrained(location)
+    except OSError as error:  # no weights, or no processor beside them
+        raise InvalidArgumentError(f"--init {location}: {first_line(error)}") from None
 
 
 def _build_model_and_processor(args: PretrainingArguments):
     if args.init is not None:
-        model = MamoForPreTraining.from_pretrained(args.init, dtype=torch.float32, **args.model_config)
-        processor = MamoProcessor.from_pretrained(args.init)
+        model, processor = _load_init(args.init, args.model_config)
     else:
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer) if args.tokenizer else demo_tokenizer()
+        tokenizer = load_tokenizer(args.tokenizer, "tokenizer") if args.tokenizer else demo_tokenizer()
         if args.model == "tiny":
             size = args.image_size or 64
             config, processor = tiny_config_and_processor(size, PRESET_PATCH_SIZE, tokenizer, **args.model_config)

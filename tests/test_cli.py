@@ -70,6 +70,49 @@ def test_init_base_writes_a_folder_the_auto_classes_load(sources, tmp_path, caps
     assert outputs.last_hidden_state.shape[1] == inputs["input_ids"].shape[1] + 1 + 36
 
 
+@pytest.mark.parametrize(
+    ("vision", "text", "extra", "expected"),
+    [
+        ("bert", "bert", [], "--vision {root}/bert: a bert checkpoint; --vision takes a ViT checkpoint."),
+        ("vit", "vit", [], "--text {root}/vit: a vit checkpoint; --text takes a BERT checkpoint."),
+        ("empty", "bert", [], "--vision {root}/empty: no config.json"),
+        ("./no/such", "bert", [], "--vision ./no/such: no such folder"),
+        ("vit", "bert_without_tokenizer", [], "bert_without_tokenizer: no tokenizer in this folder (none of"),
+        ("vit", "bert_empty_vocabulary", [], "a tokenizer without a vocabulary (only its 5 special tokens)"),
+        ("vit_without_weights", "bert", [], "no file named model.safetensors"),
+        ("vit", "bert", ["--image-size", "50"], "--image-size 50: must be a multiple of {root}/vit's patch size (8)"),
+        ("vit", "bert", ["--num-text-layers", "4"], "--num-text-layers 4: {root}/bert has 4 layers"),
+        ("vit", "bert", ["--output", "{root}/vit"], "--output {root}/vit: exists and is not an empty folder"),
+    ],
+)
+def test_init_base_answers_bad_sources_and_an_occupied_output_with_one_line(
+    sources, tmp_path, capsys, vision, text, extra, expected
+):
+    """Before this check, these ended in tracebacks, or silently built a MAMO whose image encoder was a BERT, whose
+    tokenizer had no vocabulary, or that replaced a model already in the output folder."""
+    (sources / "empty").mkdir(exist_ok=True)
+    for folder, kept in (
+        ("bert_without_tokenizer", "bert"),
+        ("bert_empty_vocabulary", "bert"),
+        ("vit_without_weights", "vit"),
+    ):
+        (sources / folder).mkdir(exist_ok=True)
+        for name in ("config.json", "model.safetensors") if kept == "bert" else ("config.json",):
+            (sources / folder / name).write_bytes((sources / kept / name).read_bytes())
+    (sources / "bert_empty_vocabulary" / "vocab.txt").write_text("")
+    before = sorted(path.name for path in (sources / "vit").iterdir())
+    location = [value if value.startswith(".") else str(sources / value) for value in (vision, text)]
+    extra = [value.format(root=sources) for value in extra]
+    output = ["--output", str(tmp_path / "out")] if "--output" not in extra else []
+    code = main(["init-base", "--vision", location[0], "--text", location[1], *output, *extra])
+    stderr = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in stderr
+    assert stderr.startswith("mamo-hf init-base: error: ") and expected.format(root=sources) in stderr.strip()
+    assert len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+    assert sorted(path.name for path in (sources / "vit").iterdir()) == before
+
+
 def test_init_base_requires_its_arguments(capsys):
     with pytest.raises(SystemExit):
         main(["init-base", "--vision", "somewhere"])
