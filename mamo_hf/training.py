@@ -1352,10 +1352,13 @@ def _build_run(args: PretrainingArguments, accelerator: Accelerator, output_dir:
     steps_per_epoch = None if sampler is None else sampler.batches_per_epoch // args.gradient_accumulation_steps
     total_steps = args.max_steps or args.epochs * steps_per_epoch
     if steps_per_epoch == 0 or not total_steps:  # no step would ever end: an epoch holds none
+        flags = f"--batch-size {args.batch_size}"
+        if args.gradient_accumulation_steps > 1:
+            flags += f" × --gradient-accumulation-steps {args.gradient_accumulation_steps}"
         raise InvalidArgumentError(
-            f"--batch-size {args.batch_size}: {len(dataset)} pairs make no full optimizer step of "
-            f"{args.batch_size} × {accelerator.num_processes} process(es) × {args.gradient_accumulation_steps} "
-            "accumulated batch(es)."
+            f"{flags}: {len(dataset)} pairs make no full optimizer step of {args.batch_size} × "
+            f"{accelerator.num_processes} process(es) × {args.gradient_accumulation_steps} accumulated batch(es); "
+            "lower them or give more data."
         )
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, min(args.warmup_steps, total_steps), total_steps, min_lr=args.min_learning_rate

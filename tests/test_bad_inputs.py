@@ -65,7 +65,8 @@ def test_a_step_that_needs_more_pairs_than_the_data_has_is_refused_instead_of_ha
         "--eval-pairs", "0", "--max-steps", "3", "--num-workers", "0", "--report-to", "csv", *batching,
     )  # fmt: skip
     assert result.returncode == 1
-    one_line_error(result, result.stderr, "mamo-hf pretrain: error: --batch-size", "16 pairs make no full")
+    named = "--batch-size 4 × --gradient-accumulation-steps 8:" if len(batching) > 2 else "--batch-size 64:"
+    one_line_error(result, result.stderr, f"mamo-hf pretrain: error: {named}", "16 pairs make no full")
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
@@ -248,6 +249,8 @@ def run_main(capsys, *arguments):
         (["--max-words", "0"], "--max-words must be an integer >= 1, got 0"),
         (["--image-size", "33"], "--image-size 33 must be a multiple of the patch size 16"),
         (["--image-root", "{folder}/c.json"], "--image-root {folder}/c.json: not a folder"),
+        (["--train-file", "{folder}"], "--train-file {folder}: a folder, not a file; name the files in it"),
+        (["--train-file", "{folder}/pipe"], "--train-file {folder}/pipe: not a regular file (a pipe or a device)"),
         (
             [part for name in ("itc", "itm", "mlm", "mim", "mrm") for part in ("--model-config", f"{name}_weight=0")],
             "--model-config turns every objective off",
@@ -256,6 +259,7 @@ def run_main(capsys, *arguments):
 )
 def test_bad_pretraining_arguments_are_one_line_before_any_work(tmp_path, capsys, arguments, expected):
     (tmp_path / "c.json").write_text("[]")
+    os.mkfifo(tmp_path / "pipe")  # reading it would wait for a writer forever
     arguments = [value.format(folder=tmp_path) for value in arguments]
     code, stderr = run_main(capsys, "pretrain", "--output-dir", str(tmp_path / "run"), *arguments)
     assert code == 1
@@ -567,6 +571,21 @@ def test_an_empty_shard_set_is_one_line_not_a_hang(tmp_path, workers):
     )  # fmt: skip
     assert result.returncode == 1
     one_line_error(result, result.stderr, "mamo-hf pretrain: error: --train-file:")
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_captions_that_are_all_empty_are_one_line_with_or_without_workers(tmp_path, workers):
+    """A DataLoader worker re-raises the dataset's error as "Caught ValueError in DataLoader worker" with a
+    traceback in its text; the error of data without a usable record must come through as one line."""
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "a.png")
+    (tmp_path / "c.json").write_text(json.dumps([{"image": "a.png", "caption": "  "}] * 8))
+    result = cli(
+        "pretrain", "--output-dir", str(tmp_path / "run"), "--train-file", str(tmp_path / "c.json"),
+        "--max-steps", "2", "--image-size", "32", "--batch-size", "4", "--eval-pairs", "0", "--num-workers", workers,
+        "--report-to", "csv", timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 1
+    one_line_error(result, result.stderr, "mamo-hf pretrain: error: --train-file: 8 records in a row", "empty caption")
 
 
 def test_a_model_config_value_of_the_wrong_type_is_one_line(tmp_path, capsys):

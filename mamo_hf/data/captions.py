@@ -66,8 +66,8 @@ class MapCaptionDataset(ItemBuilder, torch.utils.data.Dataset):
 
         Raises:
             IndexError: for an index out of range.
-            ValueError: for a bad record when `strict=True`, and when `MAX_CONSECUTIVE_BAD_RECORDS` records in a row
-                (or all records) are bad.
+            ValueError: for a bad record when `strict=True`; `NoUsableRecordsError` (a `ValueError`) when
+                `MAX_CONSECUTIVE_BAD_RECORDS` records in a row (or all records) are bad.
         """
         length = len(self)
         if not -length <= index < length:
@@ -82,7 +82,7 @@ class MapCaptionDataset(ItemBuilder, torch.utils.data.Dataset):
                     raise
                 skipped = skipped or (error.skipped,)
                 last = error.skipped
-        raise ValueError(
+        raise NoUsableRecordsError(
             f"{offset + 1} records in a row from index {index % length} on are bad (the last: {last.source}: "
             f"{last.reason}); check the annotation files and the image folder."
         )

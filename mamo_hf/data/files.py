@@ -96,6 +96,7 @@ def expand_data_files(patterns) -> list[str]:
 
     Raises:
         FileNotFoundError: naming the first pattern (or path) that matches no file.
+        ValueError: naming a path that exists but is a folder, a pipe or a device, not a file.
     """
     if isinstance(patterns, (str, os.PathLike)):
         patterns = [patterns]
@@ -114,6 +115,10 @@ def expand_data_files(patterns) -> list[str]:
             missing += [] if found else [name]
         if not matched:
             is_pattern = len(names) > 1 or _GLOB_CHARACTERS & set(pattern)
+            if not is_pattern and os.path.isdir(pattern):
+                raise ValueError(f"{pattern}: a folder, not a file; name the files in it (e.g. '{pattern}/*.json').")
+            if not is_pattern and os.path.exists(pattern):
+                raise ValueError(f"{pattern}: not a regular file (a pipe or a device); give a file.")
             raise FileNotFoundError(
                 f"{pattern}: " + ("no file matches this pattern." if is_pattern else "no such file.")
             )
