@@ -814,7 +814,7 @@ def build_train_dataset(args: PretrainingArguments, image_size: int):
         allow_absolute_paths=args.allow_absolute_image_paths,
     )
     if args.hf_dataset:
-        return HFCaptionDataset(datasets.load_from_disk(args.hf_dataset), args.image_column, args.text_column, options)
+        return HFCaptionDataset(_train_split(args.hf_dataset), args.image_column, args.text_column, options)
     train_files = expand_data_files(args.train_file) if args.train_file else []
     if shard_format(train_files):
         return StreamingCaptionDataset.from_shards(
@@ -836,6 +836,20 @@ def build_train_dataset(args: PretrainingArguments, image_size: int):
         minimal_pairs=args.demo_minimal_pairs,
         templates=tuple(args.demo_templates),
     )
+
+
+def _train_split(folder: str) -> datasets.Dataset:
+    """The dataset `save_to_disk` wrote to `folder`; of a `DatasetDict`, its "train" split."""
+    loaded = datasets.load_from_disk(folder)
+    if not isinstance(loaded, datasets.DatasetDict):
+        return loaded
+    if "train" not in loaded:
+        raise InvalidArgumentError(
+            f"--hf-dataset {folder}: a DatasetDict without a 'train' split (its splits: {', '.join(loaded)}); save "
+            "the split to train on with save_to_disk."
+        )
+    print(f"--hf-dataset {folder}: a DatasetDict; training on its 'train' split ({len(loaded['train'])} rows).")
+    return loaded["train"]
 
 
 # Above this share of words read as [UNK], the tokenizer cannot read the training captions: the run is refused.

@@ -588,6 +588,24 @@ def test_captions_that_are_all_empty_are_one_line_with_or_without_workers(tmp_pa
     one_line_error(result, result.stderr, "mamo-hf pretrain: error: --train-file: 8 records in a row", "empty caption")
 
 
+def test_a_dataset_dict_trains_on_its_train_split_and_without_one_is_one_line(tmp_path, capsys):
+    import datasets
+
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "a.png")
+    split = datasets.Dataset.from_dict({"image": [str(tmp_path / "a.png")] * 8, "caption": ["a red square"] * 8})
+    datasets.DatasetDict({"validation": split}).save_to_disk(tmp_path / "no_train")
+    code, stderr = run_main(capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--hf-dataset",
+                            str(tmp_path / "no_train"), "--image-size", "32", "--max-steps", "1")  # fmt: skip
+    assert code == 1
+    one_line_error(None, stderr, "a DatasetDict without a 'train' split (its splits: validation)")
+    datasets.DatasetDict({"train": split}).save_to_disk(tmp_path / "with_train")
+    code, _ = run_main(
+        capsys, "pretrain", "--output-dir", str(tmp_path / "run2"), "--hf-dataset", str(tmp_path / "with_train"),
+        "--image-size", "32", "--max-steps", "1", "--batch-size", "4", "--eval-pairs", "0", "--report-to", "csv",
+    )  # fmt: skip
+    assert code == 0 and (tmp_path / "run2" / "model.safetensors").is_file()
+
+
 def test_a_model_config_value_of_the_wrong_type_is_one_line(tmp_path, capsys):
     code, stderr = run_main(
         capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--model-config", "mim_weight=abc"

@@ -280,6 +280,12 @@ def test_hf_dataset_errors():
         HFCaptionDataset(dataset.to_iterable_dataset())
     with pytest.raises(TypeError, match="HFCaptionDataset"):
         StreamingCaptionDataset.from_hf_dataset(dataset)
+    numbers = Dataset.from_dict({"image": [png_bytes()], "caption": [3]})
+    with pytest.raises(ValueError, match=r"text column 'caption' holds Value\('int64'\), not captions"):
+        HFCaptionDataset(numbers)
+    number_lists = Dataset.from_dict({"image": [png_bytes()], "caption": [[3, 4]]})
+    with pytest.raises(ValueError, match="text column 'caption' holds List"):
+        HFCaptionDataset(number_lists)
 
 
 # ---------------------------------------------------------------------------------------------------------------

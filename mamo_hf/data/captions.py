@@ -154,7 +154,17 @@ def _undecoded(dataset, image_column: str, text_column: str):
             f"The dataset needs an image column {image_column!r} and a text column {text_column!r}; its columns are "
             f"{columns}. Pass image_column=... and text_column=..."
         )
+    text_feature = dataset.features[text_column] if dataset.features is not None else None
+    if text_feature is not None and not _is_text(getattr(text_feature, "feature", text_feature)):  # lists: their items
+        raise ValueError(
+            f"The text column {text_column!r} holds {text_feature}, not captions (a string, or a list of strings, per "
+            "row). Pass text_column=... to name the caption column."
+        )
     return dataset.select_columns([image_column, text_column]).cast_column(image_column, datasets.Image(decode=False))
+
+
+def _is_text(feature) -> bool:
+    return isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")
 
 
 def _hf_image(value: dict | None) -> tuple[str | None, str | bytes | None]:
