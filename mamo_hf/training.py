@@ -1076,8 +1076,13 @@ def load_checkpoint(accelerator: Accelerator, checkpoint: Path, scheduler) -> di
     try:
         accelerator.load_state(str(checkpoint))
     except Exception as error:  # safetensors, torch.load and load_state_dict each raise their own kind
+        earlier = sorted(Path(checkpoint).parent.glob("checkpoint-*"), key=lambda path: path.stat().st_mtime)
+        earlier = [path for path in earlier if path != Path(checkpoint)]
+        advice = f"; resume from an earlier one with --resume {earlier[-1]}" if earlier else ""
+        # torch.load's refusal of a damaged pickle starts with advice to load it unsafely: not what to tell a user.
+        reason = "a damaged file" if "Weights only load failed" in str(error) else first_line(error).rstrip(".")
         raise CheckpointError(
-            f"Cannot resume from {checkpoint}: the model or optimizer state is unreadable ({error})."
+            f"Cannot resume from {checkpoint}: the model or optimizer state is unreadable ({reason}){advice}."
         ) from error
     scheduler.load_state_dict(scheduler_state)
     return state

@@ -606,6 +606,23 @@ def test_a_dataset_dict_trains_on_its_train_split_and_without_one_is_one_line(tm
     assert code == 0 and (tmp_path / "run2" / "model.safetensors").is_file()
 
 
+def test_a_damaged_optimizer_state_is_one_line_naming_the_checkpoint_to_resume_instead(tmp_path):
+    common = (
+        "pretrain", "--output-dir", str(tmp_path / "run"), "--image-size", "32", "--demo-pairs", "64",
+        "--eval-pairs", "0", "--batch-size", "4", "--checkpoint-every", "1", "--num-workers", "0",
+        "--report-to", "csv",
+    )  # fmt: skip
+    assert cli(*common, "--max-steps", "2").returncode == 0
+    (tmp_path / "run" / "checkpoint-2" / "optimizer.bin").write_bytes(bytes(range(100)))
+    result = cli(*common, "--max-steps", "3", "--resume", "latest")
+    assert result.returncode == 1
+    one_line_error(
+        result, result.stderr, "checkpoint-2: the model or optimizer state is unreadable (a damaged file)",
+        f"resume from an earlier one with --resume {tmp_path / 'run' / 'checkpoint-1'}",
+    )  # fmt: skip
+    assert "weights_only" not in result.stderr
+
+
 def test_a_model_config_value_of_the_wrong_type_is_one_line(tmp_path, capsys):
     code, stderr = run_main(
         capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--model-config", "mim_weight=abc"
