@@ -559,33 +559,34 @@ def test_a_full_disk_during_the_final_save_leaves_no_config_without_weights(tmp_
     assert not any(path.name.endswith(".tmp") for path in (tmp_path / "run").iterdir())
 
 
-@pytest.mark.parametrize("workers", ["0", "1"])
-def test_an_empty_shard_set_is_one_line_not_a_hang(tmp_path, workers):
+def write_empty_shard_set(folder: Path) -> Path:
     import tarfile
 
-    tarfile.open(tmp_path / "empty.tar", "w").close()
-    result = cli(
-        "pretrain", "--output-dir", str(tmp_path / "run"), "--train-file", str(tmp_path / "empty.tar"),
-        "--max-steps", "2", "--image-size", "32", "--batch-size", "4", "--eval-pairs", "0", "--num-workers", workers,
-        "--report-to", "csv", timeout=180,
-    )  # fmt: skip
-    assert result.returncode == 1
-    one_line_error(result, result.stderr, "mamo-hf pretrain: error: --train-file:")
+    tarfile.open(folder / "empty.tar", "w").close()
+    return folder / "empty.tar"
+
+
+def write_empty_captions(folder: Path) -> Path:
+    Image.new("RGB", (32, 32), "red").save(folder / "a.png")
+    (folder / "c.json").write_text(json.dumps([{"image": "a.png", "caption": "  "}] * 8))
+    return folder / "c.json"
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])
-def test_captions_that_are_all_empty_are_one_line_with_or_without_workers(tmp_path, workers):
-    """A DataLoader worker re-raises the dataset's error as "Caught ValueError in DataLoader worker" with a
-    traceback in its text; the error of data without a usable record must come through as one line."""
-    Image.new("RGB", (32, 32), "red").save(tmp_path / "a.png")
-    (tmp_path / "c.json").write_text(json.dumps([{"image": "a.png", "caption": "  "}] * 8))
+@pytest.mark.parametrize(
+    ("write_data", "expected"),
+    [(write_empty_shard_set, ""), (write_empty_captions, " 8 records in a row from index")],
+)
+def test_data_without_a_usable_record_is_one_line_with_or_without_workers(tmp_path, workers, write_data, expected):
+    """Not a hang (an empty shard set), nor "Caught ValueError in DataLoader worker" with a traceback in its text (a
+    worker re-raising the dataset's error for captions that are all empty): one line naming the flag."""
     result = cli(
-        "pretrain", "--output-dir", str(tmp_path / "run"), "--train-file", str(tmp_path / "c.json"),
+        "pretrain", "--output-dir", str(tmp_path / "run"), "--train-file", str(write_data(tmp_path)),
         "--max-steps", "2", "--image-size", "32", "--batch-size", "4", "--eval-pairs", "0", "--num-workers", workers,
         "--report-to", "csv", timeout=180,
     )  # fmt: skip
     assert result.returncode == 1
-    one_line_error(result, result.stderr, "mamo-hf pretrain: error: --train-file: 8 records in a row", "empty caption")
+    one_line_error(result, result.stderr, f"mamo-hf pretrain: error: --train-file:{expected}")
 
 
 def test_a_dataset_dict_trains_on_its_train_split_and_without_one_is_one_line(tmp_path, capsys):
