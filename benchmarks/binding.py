@@ -15,7 +15,9 @@ caption (`mamo_hf.data.negatives`), `mamo_hn_rrc` with the old random-resized cr
 identical ITC+ITM fine-tune of 300 steps, then the test); `warm_ttm` / `warm_mamo` (E2: 750 steps of ITC+ITM+MLM
 shared per seed, then 750 steps of each objective set); `curve_*` (E3: 6,000 steps with caption negatives, scored
 every 750 steps from that step's checkpoint; each point also carries its training seconds, `steps` × the run's
-step time of the arm's 1,500-step runs, for the curves against wall-clock: `python benchmarks/binding.py plot`).
+step time of the arm's 1,500-step runs, for the curves against wall-clock: `python benchmarks/binding.py plot`);
+`mamo_hn_attention_dropout` (issue 20: `mamo_hn` with attention dropout 0.1 in the text and fusion encoders) and
+`mamo_hn_repro` (`mamo_hn` again, to check that its committed rows reproduce).
 
 The primary metric, fixed before any run: `list_itm_accuracy`, ITM 6-way accuracy on the "list" template (the true
 caption beats its five negatives; chance 1/6 = 16.7 %). `summary` compares arms on the seeds both have with an exact
@@ -71,6 +73,10 @@ ARMS = {
     "warm_mamo": {"model_config": {**FULL, "normalize_targets": True}, "warm_start": True, "max_steps": 750},
     "curve_ttm_hn": {"model_config": TTM, **NEGATIVES, "max_steps": 6000, "curve_every": 750},
     "curve_mamo_hn": {"model_config": {}, **NEGATIVES, "max_steps": 6000, "curve_every": 750},
+    # Issue 20: BERT's attention dropout (0.1) in the text and fusion encoders, as `mamo-base` inherits it; the
+    # tiny preset has none. `mamo_hn_repro` reruns `mamo_hn` to show that its rows still reproduce on this code.
+    "mamo_hn_attention_dropout": {"model_config": {}, **NEGATIVES, "attention_dropout": 0.1},
+    "mamo_hn_repro": {"model_config": {}, **NEGATIVES},
 }
 TEMPLATES = ("list", "relation", "attribute")
 BENCHMARK_SEED = 12345
@@ -94,8 +100,28 @@ def parse_arm(name: str) -> dict:
 def train(settings: dict, seed: int, output_dir: str, **extra):
     from mamo_hf.training import PretrainingArguments, pretrain
 
+    settings = dict(settings)
+    if "attention_dropout" in settings:
+        with_text_and_fusion_attention_dropout(settings.pop("attention_dropout"))
     arguments = {**BASE_RUN, **settings, **extra, "seed": seed, "output_dir": output_dir}
     return pretrain(PretrainingArguments(**arguments))
+
+
+def with_text_and_fusion_attention_dropout(probability: float) -> None:
+    """Make the tiny preset's text and fusion encoders drop attention probabilities with `probability` (BERT's
+    `attention_probs_dropout_prob`; a ViT from ImageNet-21k has none), in this run's process only. `MamoConfig.tiny`
+    sets no dropout and `model_config` reaches only top-level fields, so the preset builder is wrapped."""
+    from mamo_hf import training
+
+    build = training.tiny_config_and_processor
+
+    def build_with_dropout(*args, **kwargs):
+        config, processor = build(*args, **kwargs)
+        config.text_config.attention_probs_dropout_prob = probability
+        config.fusion_encoder_config.attention_probs_dropout_prob = probability
+        return config, processor
+
+    training.tiny_config_and_processor = build_with_dropout
 
 
 def benchmark(model, processor) -> dict:
