@@ -840,7 +840,13 @@ def build_train_dataset(args: PretrainingArguments, image_size: int):
 
 def _train_split(folder: str) -> datasets.Dataset:
     """The dataset `save_to_disk` wrote to `folder`; of a `DatasetDict`, its "train" split."""
-    loaded = datasets.load_from_disk(folder)
+    try:
+        loaded = datasets.load_from_disk(folder)
+    except Exception as error:  # datasets' own errors for a damaged folder: IndexError, KeyError, ArrowInvalid...
+        raise BadDataError(
+            f"--hf-dataset {folder}: not a dataset that datasets.load_from_disk can read ({type(error).__name__}: "
+            f"{first_line(error)}); write it with Dataset.save_to_disk."
+        ) from None
     if not isinstance(loaded, datasets.DatasetDict):
         return loaded
     if "train" not in loaded:

@@ -607,6 +607,26 @@ def test_a_dataset_dict_trains_on_its_train_split_and_without_one_is_one_line(tm
     assert code == 0 and (tmp_path / "run2" / "model.safetensors").is_file()
 
 
+def test_an_hf_dataset_folder_that_cannot_be_loaded_or_has_no_image_column_is_one_line(tmp_path, capsys):
+    import datasets
+
+    arguments = ("--image-size", "32", "--max-steps", "1", "--batch-size", "4", "--eval-pairs", "0")
+    damaged = tmp_path / "damaged"
+    datasets.Dataset.from_dict({"image": ["a.png"], "caption": ["a"]}).save_to_disk(damaged)
+    for arrow_file in damaged.glob("*.arrow"):
+        arrow_file.unlink()  # what an interrupted copy leaves: the dataset's json files without its data
+    code, stderr = run_main(capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--hf-dataset", str(damaged),
+                            *arguments)  # fmt: skip
+    assert code == 1
+    one_line_error(None, stderr, f"--hf-dataset {damaged}: not a dataset that datasets.load_from_disk can read")
+    numbers = tmp_path / "numbers"
+    datasets.Dataset.from_dict({"image": [1, 2], "caption": ["a", "b"]}).save_to_disk(numbers)
+    code, stderr = run_main(capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--hf-dataset", str(numbers),
+                            *arguments)  # fmt: skip
+    assert code == 1
+    one_line_error(None, stderr, "--hf-dataset: The image column 'image' holds Value('int64'), not images")
+
+
 def test_a_damaged_optimizer_state_is_one_line_naming_the_checkpoint_to_resume_instead(tmp_path):
     common = (
         "pretrain", "--output-dir", str(tmp_path / "run"), "--image-size", "32", "--demo-pairs", "64",

@@ -274,7 +274,7 @@ def test_hf_dataset_of_image_bytes_ids_by_row_and_bad_records():
 
 def test_hf_dataset_errors():
     dataset = Dataset.from_dict({"image": [png_bytes()], "caption": ["x"]})
-    with pytest.raises(ValueError, match="text column 'text'.*Pass image_column"):
+    with pytest.raises(ValueError, match="text column 'text'.*image_column= and text_column="):
         HFCaptionDataset(dataset, text_column="text")
     with pytest.raises(TypeError, match="from_hf_dataset"):
         HFCaptionDataset(dataset.to_iterable_dataset())
@@ -286,6 +286,32 @@ def test_hf_dataset_errors():
     number_lists = Dataset.from_dict({"image": [png_bytes()], "caption": [[3, 4]]})
     with pytest.raises(ValueError, match="text column 'caption' holds List"):
         HFCaptionDataset(number_lists)
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_hf_dataset_columns_that_cannot_be_images_and_captions_are_named(streaming):
+    """Numbers in the image column died in pyarrow's cast ("Unsupported cast from int64 to struct"), and one column
+    given as both image and text died in a KeyError about a duplicate field; a map-style and a streaming dataset are
+    checked alike."""
+
+    def build(data):
+        dataset = Dataset.from_dict(data)
+        if streaming:
+            return StreamingCaptionDataset.from_hf_dataset(dataset.to_iterable_dataset(), **columns)
+        return HFCaptionDataset(dataset, **columns)
+
+    columns = {}
+    with pytest.raises(ValueError, match=r"image column 'image' holds Value\('int64'\), not images.*--image-column"):
+        build({"image": [1, 2], "caption": ["a", "b"]})
+    columns = {"image_column": "caption", "text_column": "caption"}
+    with pytest.raises(ValueError, match="the text column are both 'caption'; name two different columns"):
+        build({"image": [png_bytes()], "caption": ["a"]})
+    columns = {}
+    with pytest.raises(ValueError, match=r"text column 'caption' holds Value\('int64'\)"):
+        build({"image": [png_bytes()], "caption": [3]})
+    # paths, bytes and missing images are image sources (a missing one is a bad record, skipped and counted)
+    for images in (["a.png"], [png_bytes()], [None]):
+        build({"image": images, "caption": ["a"]})
 
 
 # ---------------------------------------------------------------------------------------------------------------

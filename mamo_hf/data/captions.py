@@ -152,19 +152,39 @@ def _undecoded(dataset, image_column: str, text_column: str):
     if columns is not None and not {image_column, text_column} <= set(columns):
         raise ValueError(
             f"The dataset needs an image column {image_column!r} and a text column {text_column!r}; its columns are "
-            f"{columns}. Pass image_column=... and text_column=..."
+            f"{columns}. Name them with image_column= and text_column= (--image-column and --text-column)."
+        )
+    if image_column == text_column:
+        raise ValueError(
+            f"The image column and the text column are both {image_column!r}; name two different columns with "
+            "image_column= and text_column= (--image-column and --text-column)."
+        )
+    image_feature = dataset.features[image_column] if dataset.features is not None else None
+    if image_feature is not None and not _is_image_source(image_feature):
+        raise ValueError(
+            f"The image column {image_column!r} holds {image_feature}, not images (a datasets.Image, image bytes or "
+            "an image path per row). Name the image column with image_column= (--image-column)."
         )
     text_feature = dataset.features[text_column] if dataset.features is not None else None
     if text_feature is not None and not _is_text(getattr(text_feature, "feature", text_feature)):  # lists: their items
         raise ValueError(
             f"The text column {text_column!r} holds {text_feature}, not captions (a string, or a list of strings, per "
-            "row). Pass text_column=... to name the caption column."
+            "row). Name the caption column with text_column= (--text-column)."
         )
     return dataset.select_columns([image_column, text_column]).cast_column(image_column, datasets.Image(decode=False))
 
 
 def _is_text(feature) -> bool:
     return isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string")
+
+
+def _is_image_source(feature) -> bool:
+    """An image column: images, their bytes, or paths to them (a column of only missing values passes: its rows are
+    bad records, skipped and counted)."""
+    image_values = ("string", "large_string", "binary", "large_binary", "null")
+    return isinstance(feature, datasets.Image) or (
+        isinstance(feature, datasets.Value) and feature.dtype in image_values
+    )
 
 
 def _hf_image(value: dict | None) -> tuple[str | None, str | bytes | None]:
