@@ -170,14 +170,17 @@ def demo_data(args: argparse.Namespace) -> None:
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         what = "a file" if not output.is_dir() else "a folder that holds files"
         raise SystemExit(f"mamo-hf demo-data: error: --output {output} is {what}: give a new or empty folder.")
-    path = write_demo_dataset(
-        args.output,
-        args.num_pairs,
-        seed=args.seed,
-        image_size=args.image_size,
-        max_objects=args.max_objects,
-        templates=tuple(args.templates),
-    )
+    try:
+        path = write_demo_dataset(
+            args.output,
+            args.num_pairs,
+            seed=args.seed,
+            image_size=args.image_size,
+            max_objects=args.max_objects,
+            templates=tuple(args.templates),
+        )
+    except OSError as error:  # a file where a folder must go, no permission, a full disk
+        raise SystemExit(f"mamo-hf demo-data: error: --output {output}: cannot write there ({first_line(error)}).")
     print(f"Wrote {args.num_pairs} pairs: {path}")
 
 
