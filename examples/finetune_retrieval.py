@@ -135,6 +135,7 @@ def main():
     if args.train_file:
         with reading("--train_file/--test_file"):
             train = CaptionDataset([args.train_file], args.image_root)
+            train[0]  # records that are all bad (missing images...) end here, not in a DataLoader worker
             test = load_retrieval_split(args.test_file, args.image_root)
     else:
         seed = training_args.seed

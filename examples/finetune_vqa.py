@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from trainer_cli import parse_arguments, reading, write_card_and_push
+from trainer_cli import fail, parse_arguments, reading, write_card_and_push
 from transformers import EvalPrediction, Trainer
 
 from mamo_hf import MamoConfig, MamoForQuestionAnswering, MamoImageProcessorPil, MamoProcessor
@@ -184,6 +184,9 @@ def main():
     args, training_args = parse_arguments(VQAArguments, __doc__, TRAINING_DEFAULTS)
     with reading("--train_file/--test_file"):
         train, test = load_data(args, training_args.seed)
+    if not any(record["answers"] for record in train.records):
+        files = ", ".join(args.train_file or ["easy-VQA"])
+        fail(f"--train_file/--test_file: {files}: no question has an answer; there is nothing to learn from.")
     model, processor = build_model_and_processor(args, train, training_args.seed)
     trainer = Trainer(
         model=model,

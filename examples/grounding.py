@@ -96,11 +96,18 @@ class GroundingArguments:
 
 
 def refcoco_needs_checkpoint(args: GroundingArguments) -> str | None:
-    """RefCOCO+ files are evaluated with a fine-tuned `--checkpoint`; without one they would be ignored."""
+    """RefCOCO+ files are evaluated with a fine-tuned `--checkpoint` (without one they would be ignored), and a
+    `--checkpoint` is evaluated on RefCOCO+: it needs `--refcoco_files` and `--detections`."""
     given = [name for name in ("refcoco_files", "detections", "refs", "instances") if getattr(args, name)]
     if given and not args.checkpoint:
         return f"--{given[0]} is evaluated with a fine-tuned model: add --checkpoint (the model to evaluate)."
+    missing = [name for name in ("refcoco_files", "detections") if not getattr(args, name)]
+    if args.checkpoint and missing:
+        return f"--checkpoint is evaluated on RefCOCO+: add --{missing[0]} (ALBEF's {FILES_OF[missing[0]]})."
     return None
+
+
+FILES_OF = {"refcoco_files": "refcoco+_{val,test}.json", "detections": "refcoco+/dets.json"}
 
 
 def layer_problem(layer: int | None, model: MamoForImageTextRetrieval) -> str | None:

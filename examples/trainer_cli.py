@@ -18,7 +18,7 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.integrations import is_tensorboard_available
 
 from mamo_hf.hub import create_model_card, push_to_hub, upload_problem
-from mamo_hf.training import InvalidArgumentError, check_model_location
+from mamo_hf.training import MAX_IMAGE_SIZE, InvalidArgumentError, check_model_location, check_saved_mamo
 from mamo_hf_cli import first_line
 
 # What every example does unless a flag says otherwise: log to TensorBoard (`<output_dir>/runs`), keep a checkpoint
@@ -46,17 +46,22 @@ EXISTING_PATHS = ("train_file", "test_file", "image_root", "refcoco_files", "det
 MODEL_LOCATIONS = ("init", "checkpoint")
 # Integer flags that may be 0 (every other integer flag of an example is a count or a size: at least 1).
 MINIMUMS = {"overlays": 0, "layer": 0}
+# Integer flags with an upper bound: an image side beyond it only fills the memory (`mamo_hf.training`'s).
+MAXIMUMS = {"image_size": MAX_IMAGE_SIZE}
 
 
 def argument_problem(arguments) -> str | None:
     """What is wrong with an example's own arguments, in one line, or None: an integer below its minimum (1 unless
     `MINIMUMS` says otherwise: counts, sizes, k), a file or folder that does not exist, a model location that is
-    neither a folder nor a Hub name, an image size that the patch size does not divide."""
+    neither a folder nor a Hub name or a folder without a saved MAMO, an image size that the patch size does not
+    divide, one of `--train_file`/`--test_file` without the other."""
     for spec in dataclasses.fields(arguments):
         value, flag = getattr(arguments, spec.name), "--" + spec.name
         minimum = MINIMUMS.get(spec.name, 1)
         if isinstance(value, int) and not isinstance(value, bool) and value < minimum:
             return f"{flag} must be an integer >= {minimum}, got {value}."
+        if spec.name in MAXIMUMS and value > MAXIMUMS[spec.name]:
+            return f"{flag} must be at most {MAXIMUMS[spec.name]}, got {value}."
         if spec.name in EXISTING_PATHS and value is not None:
             for path in value if isinstance(value, list) else [value]:
                 if not Path(path).exists():
@@ -64,6 +69,8 @@ def argument_problem(arguments) -> str | None:
         if spec.name in MODEL_LOCATIONS:
             try:
                 check_model_location(value, spec.name)
+                if value is not None and Path(value).is_dir():
+                    check_saved_mamo(value, spec.name)
             except InvalidArgumentError as error:
                 return str(error)
     image_size, patch_size = getattr(arguments, "image_size", None), getattr(arguments, "patch_size", None)
@@ -89,8 +96,8 @@ def scratch_patch_problem(image_size: int, patches_per_side: int, init: str | No
 
 def training_problem(training_arguments: TrainingArguments) -> str | None:
     """What `Trainer` would fail on late, or silently get wrong, in one line, or None: batch sizes and accumulation
-    below 1, a learning rate that is not a finite number >= 0, no epoch to train (without `--max_steps`), fp16 on a
-    machine without a CUDA GPU (it would train in fp32)."""
+    below 1, a learning rate that is not a finite number >= 0, no epoch to train (without `--max_steps`), an output
+    folder that is a file, fp16 on a machine without a CUDA GPU (it would train in fp32)."""
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         if (value := getattr(training_arguments, name)) < 1:
             return f"--{name} must be an integer >= 1, got {value}."
@@ -101,6 +108,9 @@ def training_problem(training_arguments: TrainingArguments) -> str | None:
     epochs = training_arguments.num_train_epochs
     if training_arguments.max_steps <= 0 and not (math.isfinite(epochs) and epochs > 0):
         return f"--num_train_epochs must be a finite number > 0 (or give --max_steps), got {epochs}."
+    output_dir = Path(training_arguments.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        return f"--output_dir {output_dir} is a file; give a folder to write the model into."
     if training_arguments.fp16 and not torch.cuda.is_available():
         return "--fp16 needs a CUDA GPU and none is available: drop it (or use --bf16) to train here."
     return None

@@ -5,6 +5,7 @@ Run `mamo-hf <command> --help` for the options of each command.
 
 import argparse
 import dataclasses
+import socket
 import sys
 from pathlib import Path
 
@@ -272,8 +273,15 @@ def app(args: argparse.Namespace) -> None:
 
     if args.images is not None and not Path(args.images).is_dir():
         raise SystemExit(f"mamo-hf app: error: --images {args.images}: not a folder.")
+    try:
+        socket.getaddrinfo(args.host, args.port)
+    except (socket.gaierror, UnicodeError) as error:
+        raise SystemExit(f"mamo-hf app: error: --host {args.host}: not a host name or address ({error}).")
     model, processor = _retrieval_model("app", args.model)
-    demo = build_app(model, processor, image_folder=args.images, title=f"MAMO: {Path(args.model).name}")
+    try:
+        demo = build_app(model, processor, image_folder=args.images, title=f"MAMO: {Path(args.model).name}")
+    except ValueError as error:  # an image folder without images
+        raise SystemExit(f"mamo-hf app: error: --images {first_line(error)}") from None
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=False)
     except OSError as error:

@@ -88,7 +88,8 @@ def _checked_index_path(folder: Path, index_path: str | Path | None) -> Path:
     if index_path.is_dir():
         raise ValueError(f"{index_path} is a folder: give the index's file path (e.g. {index_path / INDEX_NAME}).")
     if not index_path.parent.is_dir():
-        raise ValueError(f"{index_path}: the folder {index_path.parent} does not exist.")
+        what = "is a file, not a folder" if index_path.parent.exists() else "does not exist"
+        raise ValueError(f"{index_path}: {index_path.parent} {what}.")
     return index_path
 
 

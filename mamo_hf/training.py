@@ -365,6 +365,9 @@ def _trackers(report_to: list[str], output_dir: str) -> list:
 
 MAX_DEMO_PAIRS = 10_000_000
 PRESET_PATCH_SIZE = 16  # the patch size of the tiny and base presets
+# The largest training resolution accepted: 4096 px is already 65,536 patches of 16 px per image (mamo-base trains at
+# 256 px); beyond it a run only fills the memory (100,000 px took 22 GB before being killed).
+MAX_IMAGE_SIZE = 4096
 _INTEGER_MINIMUMS = {
     "batch_size": 1,
     "gradient_accumulation_steps": 1,
@@ -460,9 +463,9 @@ def validate_arguments(args: PretrainingArguments) -> None:
     words_ok = isinstance(args.max_words, int) and args.max_words >= 1
     require(words_ok, "max_words", f"must be an integer >= 1, got {args.max_words!r}.")
     require(
-        args.image_size is None or (isinstance(args.image_size, int) and args.image_size >= 16),
+        args.image_size is None or (isinstance(args.image_size, int) and 16 <= args.image_size <= MAX_IMAGE_SIZE),
         "image_size",
-        f"must be an integer >= 16 (a multiple of the patch size), got {args.image_size!r}.",
+        f"must be an integer from 16 to {MAX_IMAGE_SIZE} (a multiple of the patch size), got {args.image_size!r}.",
     )
     require(
         args.init is not None or args.image_size is None or args.image_size % PRESET_PATCH_SIZE == 0,
@@ -582,6 +585,20 @@ def _validate_train_files(args: PretrainingArguments) -> None:
         raise InvalidArgumentError(
             f"--max-steps is needed: --train-file names {_SHARD_NAMES[shards]} shards, which are streamed, and a "
             "streamed run counts steps, not epochs."
+        )
+    renamed = [
+        flag
+        for flag, name in (("--image-column", "image_column"), ("--text-column", "text_column"))
+        if getattr(args, name) != PretrainingArguments.__dataclass_fields__[name].default
+    ]
+    if renamed and shards != "parquet":
+        data = (
+            "WebDataset shards name images and captions by their file suffixes"
+            if shards
+            else ("caption files name them with the fields 'image' and 'caption'")
+        )
+        raise InvalidArgumentError(
+            f"{renamed[0]} applies to --hf-dataset and Parquet shards only; {data}, so it would be ignored."
         )
 
 
@@ -756,19 +773,25 @@ def load_tokenizer(location: str, flag: str):
     return tokenizer
 
 
-def _load_init(location: str, model_config: dict):
-    """The model and processor of an `--init` folder or Hub name, which must be a saved MAMO with its processor."""
+def check_saved_mamo(location: str, flag: str) -> None:
+    """`--<flag>` (a folder or a Hub name) must hold a saved MAMO: `InvalidArgumentError` naming the flag when it
+    has no config.json with a model_type, or that of another model."""
     try:
         model_type = PretrainedConfig.get_config_dict(location)[0].get("model_type")
     except (OSError, ValueError) as error:
-        raise InvalidArgumentError(f"--init {location}: not a saved model ({first_line(error)})") from None
+        raise InvalidArgumentError(f"--{flag} {location}: not a saved model ({first_line(error)})") from None
     if model_type is None:
-        raise InvalidArgumentError(f"--init {location}: not a saved model (no config.json with a model_type).")
+        raise InvalidArgumentError(f"--{flag} {location}: not a saved model (no config.json with a model_type).")
     if model_type != MamoConfig.model_type:
         raise InvalidArgumentError(
-            f"--init {location}: a {model_type} checkpoint, not MAMO; make a MAMO from a ViT and a BERT with "
+            f"--{flag} {location}: a {model_type} checkpoint, not MAMO; make a MAMO from a ViT and a BERT with "
             "`mamo-hf init-base`."
         )
+
+
+def _load_init(location: str, model_config: dict):
+    """The model and processor of an `--init` folder or Hub name, which must be a saved MAMO with its processor."""
+    check_saved_mamo(location, "init")
     try:
         model = MamoForPreTraining.from_pretrained(location, dtype=torch.float32, **model_config)
         return model, MamoProcessor.from_pretrained(location)

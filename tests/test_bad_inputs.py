@@ -234,7 +234,10 @@ def run_main(capsys, *arguments):
 @pytest.mark.parametrize(
     ("arguments", "expected"),
     [
-        (["--image-size", "0"], "--image-size must be an integer >= 16"),
+        (["--image-size", "0"], "--image-size must be an integer from 16 to 4096"),
+        (["--image-size", "100000"], "--image-size must be an integer from 16 to 4096"),
+        (["--train-file", "{folder}/c.json", "--image-column", "img"], "--image-column applies to --hf-dataset and"),
+        (["--train-file", "{folder}/c.json", "--text-column", "text"], "caption files name them with the fields"),
         (["--report-to", "wandb"], "--report-to knows tensorboard and csv"),
         (["--hf-dataset", "{folder}", "--train-file", "{folder}/c.json"], "--hf-dataset and --train-file"),
         (["--hub-model-id", "me/model"], "--hub-model-id is only used with --push-to-hub"),
@@ -459,12 +462,31 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
         ("pretrain_with_trainer.py", ["--fp16"], "--fp16 needs a CUDA GPU and none is available"),
         ("grounding.py", ["--max_steps", "0"], "--max_steps must be >= 1: grounding.py draws its batches"),
         ("grounding.py", ["--layer", "2"], "--layer 2: the model has 2 fusion layers, numbered 0 to 1"),
+        ("pretrain_with_trainer.py", ["--image_size", "100000"], "--image_size must be at most 4096, got 100000"),
+        ("finetune_retrieval.py", ["--init", "{empty}"], "--init {empty}: not a saved model"),
+        ("finetune_vqa.py", ["--init", "{vit}"], "--init {vit}: a vit checkpoint, not MAMO"),
+        ("grounding.py", ["--checkpoint", "{vit}"], "--checkpoint {vit}: a vit checkpoint, not MAMO"),
+        ("grounding.py", ["--checkpoint", "{mamo}"], "--checkpoint is evaluated on RefCOCO+: add --refcoco_files"),
+        (
+            "grounding.py",
+            ["--checkpoint", "{mamo}", "--refcoco_files", "{file}"],
+            "--checkpoint is evaluated on RefCOCO+: add --detections (ALBEF's refcoco+/dets.json)",
+        ),
+        ("finetune_vqa.py", ["--output_dir", "{file}"], "--output_dir {file} is a file; give a folder"),
     ],
 )
 def test_the_examples_answer_a_bad_argument_with_one_line_naming_it(tmp_path, example, arguments, expected):
     (tmp_path / "refs.p").write_bytes(b"")
-    arguments = [value.format(file=tmp_path / "refs.p") for value in arguments]
-    result = run_example(example, *arguments, "--output_dir", str(tmp_path / "out"))
+    folders = {"empty": tmp_path / "empty", "vit": tmp_path / "vit", "mamo": tmp_path / "mamo"}
+    for name, folder in folders.items():
+        folder.mkdir()
+        if name != "empty":  # what the checks read: the config's model_type
+            (folder / "config.json").write_text(json.dumps({"model_type": name}))
+    names = {"file": tmp_path / "refs.p", **folders}
+    arguments, expected = [value.format(**names) for value in arguments], expected.format(**names)
+    if "--output_dir" not in arguments:
+        arguments += ["--output_dir", str(tmp_path / "out")]
+    result = run_example(example, *arguments)
     assert result.returncode in (1, 2)  # 2: found by the argument parser; 1: against the model it builds
     one_line_error(result, result.stderr, f"{example}: error:", expected)
     assert not (tmp_path / "out").exists()
@@ -483,6 +505,12 @@ def test_the_examples_answer_a_bad_argument_with_one_line_naming_it(tmp_path, ex
         ("finetune_vqa.py", "numbers.json", "numbers.json, record 0: `question` must be a non-empty string, got 7"),
         ("finetune_vqa.py", "answers.json", "answers.json, record 0: `answer` must be a string or a list of strings"),
         ("finetune_retrieval.py", "empty.json", "No usable records in the annotation files ['"),
+        ("finetune_retrieval.py", "gone_images.json", "records in a row from index"),
+        (
+            "finetune_vqa.py",
+            "no_answers.json",
+            "no_answers.json: no question has an answer; there is nothing to learn",
+        ),
     ],
 )
 def test_the_examples_answer_a_bad_data_file_with_one_line_naming_it(tmp_path, example, files, expected):
@@ -495,6 +523,10 @@ def test_the_examples_answer_a_bad_data_file_with_one_line_naming_it(tmp_path, e
     (tmp_path / "numbers.json").write_text(json.dumps([{"question_id": 1, "question": 7, "image": "a.png"}]))
     answers = [{"question_id": 1, "question": "how many?", "image": "a.png", "answer": [2, 3]}]
     (tmp_path / "answers.json").write_text(json.dumps(answers))
+    (tmp_path / "gone_images.json").write_text(json.dumps([{"image": "gone.png", "caption": "a red cube"}] * 9))
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    unanswered = [{"question_id": index, "question": "what?", "image": "a.png", "answer": []} for index in range(4)]
+    (tmp_path / "no_answers.json").write_text(json.dumps(unanswered))
     data = ["--train_file", str(tmp_path / files), "--test_file", str(tmp_path / files), "--image_root", str(tmp_path)]
     result = run_example(example, *data, "--output_dir", str(tmp_path / "out"))
     assert result.returncode == 1

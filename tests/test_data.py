@@ -241,6 +241,36 @@ def test_a_huge_jpeg_is_decoded_at_reduced_size_and_a_huge_png_is_skipped(tmp_pa
     assert unlimited[0]["image"].size == (400, 300)
 
 
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header says `width × height` pixels (its data is that of 8 × 8)."""
+    import struct
+    import zlib
+
+    encoded = io.BytesIO()
+    PILImage.new("RGB", (8, 8)).save(encoded, "PNG")
+    data = bytearray(encoded.getvalue())
+    data[16:24] = struct.pack(">II", width, height)  # the IHDR chunk's width and height, then its CRC
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def test_an_image_above_pils_own_limit_is_skipped_in_the_packages_words_even_without_a_limit(tmp_path):
+    """PIL refuses any image above 2 × `PIL.Image.MAX_IMAGE_PIXELS` as a possible decompression bomb, before
+    `max_image_pixels` is looked at: the record is skipped as "image too large", naming PIL's limit and how to
+    raise it, also with `max_image_pixels=None` (no limit of the package's own)."""
+    (tmp_path / "bomb.png").write_bytes(png_claiming(100_000, 100_000))
+    save_image(tmp_path / "small.png")
+    records = [{"image": name, "caption": name} for name in ("bomb.png", "small.png")]
+    (tmp_path / "captions.json").write_text(json.dumps(records))
+    for limit in (40_000, None):
+        item = CaptionDataset(tmp_path / "captions.json", options=CaptionOptions(max_image_pixels=limit))[0]
+        (skipped,) = item["skipped"]
+        assert item["caption"] == "small png" and skipped.source.endswith("bomb.png")
+        assert (
+            skipped.reason.startswith("image too large: above PIL's limit of") and "MAX_IMAGE_PIXELS" in skipped.reason
+        )
+
+
 def test_hf_dataset_with_paths_and_list_captions(tmp_path):
     paths = [str(save_image(tmp_path / name)) for name in ("a.png", "b.png")]
     dataset = Dataset.from_dict(

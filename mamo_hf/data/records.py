@@ -193,6 +193,12 @@ def read_image(pair: Pair, max_pixels: int | None = None) -> Image.Image:
         raise BadRecordError(pair.source, "missing image file") from None
     except Image.UnidentifiedImageError:
         raise BadRecordError(pair.source, "unreadable image: not an image file of a format PIL knows") from None
+    except Image.DecompressionBombError:  # above PIL's own limit, which --max-image-pixels cannot raise
+        raise BadRecordError(
+            pair.source,
+            f"image too large: above PIL's limit of {2 * Image.MAX_IMAGE_PIXELS} pixels for any image (raise "
+            "PIL.Image.MAX_IMAGE_PIXELS to use it)",
+        ) from None
     except _IMAGE_ERRORS as error:
         raise BadRecordError(pair.source, f"unreadable image: {error}") from error
 
