@@ -70,7 +70,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertModel, FlavaConfig, FlavaForPreTraining, ViTConfig, ViTModel
 
 from mamo_hf import MamoConfig, MamoForPreTraining, MamoTextModel, MamoVisionModel
-from mamo_hf.modeling_mamo import MamoAttention
 
 PAD_ID, CLS_ID, SEP_ID, MASK_ID = 0, 101, 102, 103  # bert-base-uncased's, also inside the tiny vocabulary
 FIRST_WORD_ID = 104
@@ -296,30 +295,18 @@ def encoder_workload(name, label, model, inputs, setup) -> Workload:
 
 
 def mamo_pretraining(
-    name: str, label: str, checkpointing: bool = False, sdpa_dropout_fallback: bool = False, **objective_weights
+    name: str, label: str, checkpointing: bool = False, **objective_weights
 ) -> Callable[[Setup], Workload]:
     def build(setup: Setup) -> Workload:
         torch.manual_seed(0)
         model = MamoForPreTraining(mamo_config(setup.size, **objective_weights))
         model.set_attn_implementation("sdpa")
-        if sdpa_dropout_fallback:
-            use_sdpa_with_dropout(model)
         if checkpointing:
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         inputs = {**setup.on_device(setup.batch), "generator": torch.Generator(setup.device).manual_seed(0)}
         return pretraining_workload(name, label, model, inputs, setup, after_step=model.update_teacher)
 
     return build
-
-
-def use_sdpa_with_dropout(model: torch.nn.Module) -> None:
-    """Give SDPA the attention with dropout too, as `MamoAttention` did before it wrote out the attention when SDPA
-    has no fused kernel for it (dropout on a CPU: `MamoAttention._attention_function`); for comparison only."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    for module in model.modules():
-        if isinstance(module, MamoAttention):
-            module._attention_function = lambda dropout, device: sdpa_attention_forward
 
 
 def flava_pretraining(setup: Setup) -> Workload:
@@ -386,11 +373,7 @@ PRETRAINING = {
     "mamo": mamo_pretraining("mamo", "MAMO, 5 objectives"),
     "mamo-itc-itm-mlm": mamo_pretraining("mamo-itc-itm-mlm", "MAMO, ITC+ITM+MLM", mim_weight=0, mrm_weight=0),
     "mamo-checkpointed": mamo_pretraining("mamo-checkpointed", "MAMO, 5 objectives, activation checkpointing", True),
-    # On CPU, SDPA in training with attention dropout falls back to its math kernel (no fused kernel with dropout);
-    # MAMO then writes the attention out (`mamo`), which this model undoes.
-    "mamo-sdpa-dropout-fallback": mamo_pretraining(
-        "mamo-sdpa-dropout-fallback", "MAMO, 5 objectives, dropout through SDPA's fallback", sdpa_dropout_fallback=True
-    ),
+    # On CPU, SDPA in training with attention dropout falls back to its math kernel (no fused kernel with dropout).
     "mamo-no-attention-dropout": mamo_pretraining(
         "mamo-no-attention-dropout", "MAMO, 5 objectives, no attention dropout", attention_dropout=0.0
     ),

@@ -179,15 +179,12 @@ def eager_attention_forward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention written out, `softmax(Q·Kᵀ·scaling + mask)·V`, which also returns the probabilities.
 
-    Shapes: `query`/`key`/`value` `[batch, heads, length, head_dim]`; `attention_mask` `[batch, 1, q, k]`, additive
-    or boolean (`True` = attend, the SDPA masks of `MamoAttention._attention_function`). Returns the output `[batch,
-    length, heads, head_dim]` and the probabilities `[batch, heads, q, k]` (used for attention maps and Grad-CAM).
-    The softmax runs in float32.
+    Shapes: `query`/`key`/`value` `[batch, heads, length, head_dim]`; `attention_mask` additive `[batch, 1, q, k]`.
+    Returns the output `[batch, length, heads, head_dim]` and the probabilities `[batch, heads, q, k]` (used for
+    attention maps and Grad-CAM). The softmax runs in float32.
     """
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None and attention_mask.dtype == torch.bool:
-        scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-    elif attention_mask is not None:
+    if attention_mask is not None:
         scores = scores + attention_mask
     probabilities = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     probabilities = F.dropout(probabilities, p=dropout, training=module.training)
@@ -254,23 +251,23 @@ class MamoAttention(nn.Module):
                 attention_mask = attention_mask[..., :1, :]
         query = query.view(*query.shape[:2], -1, self.head_dim).transpose(1, 2)
 
-        dropout = self.attention_dropout if self.training else 0.0
-        output, probabilities = self._attention_function(dropout, query.device)(
-            self, query, key, value, attention_mask, dropout=dropout, scaling=self.scaling, **kwargs
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        output, probabilities = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
         )
         output = output.reshape(*output.shape[:2], -1)
         if query_positions is not None:
             output = slots.unpack(output)
         return self.o_proj(output.contiguous()), probabilities
-
-    def _attention_function(self, dropout: float, device: torch.device) -> Callable:
-        """The kernel of `config._attn_implementation`, except SDPA with dropout on a CPU: PyTorch has no fused CPU
-        kernel with dropout, and its fallback (which scales and copies the queries and keys) takes about 1.8× the time
-        of `eager_attention_forward`, the same attention and the same dropout written out (BENCHMARKS.md §20)."""
-        implementation = self.config._attn_implementation
-        if implementation == "sdpa" and dropout > 0 and device.type == "cpu":
-            return eager_attention_forward
-        return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
 
 
 class MamoMLP(nn.Module):

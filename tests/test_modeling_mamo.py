@@ -75,58 +75,6 @@ def test_sdpa_equals_eager(model):
     torch.testing.assert_close(sdpa_outputs.logits_per_image, eager_outputs.logits_per_image, atol=ATOL, rtol=ATOL)
 
 
-def _with_attention_dropout(probability: float) -> MamoConfig:
-    config = tiny_config()
-    for encoder in (config.vision_config, config.text_config, config.fusion_encoder_config):
-        encoder.attention_probs_dropout_prob = probability
-    return config
-
-
-def _pretraining_loss_and_gradients(model, batch):
-    torch.manual_seed(1)  # the attention dropout's draws
-    model.zero_grad()
-    loss = model(**batch, generator=torch.Generator().manual_seed(0)).loss
-    loss.backward()
-    return loss, {
-        name: parameter.grad.clone() for name, parameter in model.named_parameters() if parameter.grad is not None
-    }
-
-
-def test_sdpa_with_attention_dropout_on_cpu_runs_the_written_out_attention(monkeypatch):
-    """SDPA has no fused CPU kernel with dropout, and its fallback is slow; `MamoAttention` then runs
-    `eager_attention_forward` (with SDPA's boolean padding masks): torch's SDPA is never called with dropout, and the
-    step equals the eager one draw for draw (same loss, same gradients; SDPA's fallback draws the same dropout masks,
-    so the switch leaves training unchanged)."""
-    sdpa_calls = []
-    sdpa_kernel = torch.nn.functional.scaled_dot_product_attention
-    monkeypatch.setattr(
-        torch.nn.functional,
-        "scaled_dot_product_attention",
-        lambda *args, **kwargs: sdpa_calls.append(kwargs.get("dropout_p", 0.0)) or sdpa_kernel(*args, **kwargs),
-    )
-    torch.manual_seed(0)
-    sdpa = MamoForPreTraining(_with_attention_dropout(0.1)).train()
-    eager = copy.deepcopy(sdpa)
-    eager.set_attn_implementation("eager")
-    assert sdpa.config.fusion_encoder_config._attn_implementation == "sdpa"
-    batch = random_pairs(sdpa.config)  # padded texts: the boolean mask must hide the padding as the additive one does
-    sdpa_loss, sdpa_grads = _pretraining_loss_and_gradients(sdpa, batch)
-    assert sdpa_calls and max(sdpa_calls) == 0.0  # the teacher's passes (no dropout) only
-    sdpa_calls.clear()
-    eager_loss, eager_grads = _pretraining_loss_and_gradients(eager, batch)
-    torch.testing.assert_close(sdpa_loss, eager_loss, atol=1e-6, rtol=1e-6)
-    assert sdpa_grads.keys() == eager_grads.keys() and len(sdpa_grads) > 100
-    for name in eager_grads:
-        torch.testing.assert_close(sdpa_grads[name], eager_grads[name], atol=1e-6, rtol=1e-5, msg=name)
-    # and the dropout is really on: another draw gives another loss
-    torch.manual_seed(2)
-    assert not torch.allclose(sdpa(**batch, generator=torch.Generator().manual_seed(0)).loss, sdpa_loss)
-    sdpa_calls.clear()
-    with torch.no_grad():  # without dropout (evaluation) every attention runs SDPA's fused kernel
-        sdpa.eval()(**batch, generator=torch.Generator().manual_seed(0))
-    assert len(sdpa_calls) >= 3 * 2 and max(sdpa_calls) == 0.0
-
-
 def _loss_and_gradients(model, batch):
     model.zero_grad()
     outputs = model(**batch)
