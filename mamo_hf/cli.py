@@ -62,6 +62,11 @@ def _check_init_base(args: argparse.Namespace):
             f"--image-size {args.image_size}: must be a multiple of {args.vision}'s patch size ({patch_size})."
         )
     bert_layers = configs["text"].num_hidden_layers
+    if bert_layers < 2:
+        raise InvalidArgumentError(
+            f"--text {args.text}: a BERT of {bert_layers} layer(s); MAMO needs at least 2, one for the text encoder "
+            "and one for the fusion encoder."
+        )
     if args.num_text_layers is not None and args.num_text_layers >= bert_layers:
         raise InvalidArgumentError(
             f"--num-text-layers {args.num_text_layers}: {args.text} has {bert_layers} layers, and the fusion encoder "
@@ -131,18 +136,32 @@ DEMO_SETTINGS = {
 
 def pretrain(args: argparse.Namespace) -> None:
     """Pre-train MAMO (see `mamo_hf.training.pretrain`) from a YAML file and/or flags."""
+    summary = _run_pretraining("pretrain", _pretraining_arguments(args)).summary
+    print(f"Done: {summary['steps']} steps in {summary['seconds']:.0f} s; model saved to {args.output_dir}.")
+
+
+def _run_pretraining(command: str, arguments):
+    """`mamo_hf.training.pretrain(arguments)`; Ctrl-C ends it with one line that says how to go on (exit status 130,
+    as a shell reports an interrupted command). Checkpoints are written atomically, so every one on disk is whole."""
+    from .training import list_checkpoints
     from .training import pretrain as run
 
-    summary = run(_pretraining_arguments(args)).summary
-    print(f"Done: {summary['steps']} steps in {summary['seconds']:.0f} s; model saved to {args.output_dir}.")
+    try:
+        return run(arguments)
+    except KeyboardInterrupt:
+        output_dir = Path(arguments.output_dir)
+        if checkpoints := list_checkpoints(output_dir) if output_dir.is_dir() else []:
+            next_step = f"continue from {checkpoints[-1].name} with --resume latest"
+        else:
+            next_step = "no checkpoint was saved yet: start again with --overwrite-output-dir"
+        print(f"\nmamo-hf {command}: interrupted; {next_step}.", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def demo(args: argparse.Namespace) -> None:
     """The main job: pre-train a tiny MAMO on the built-in data, with retrieval before and after."""
-    from .training import pretrain as run
-
     arguments = _pretraining_arguments(args)
-    summary = run(arguments).summary
+    summary = _run_pretraining("demo", arguments).summary
     print(f"\nPre-trained a tiny MAMO for {summary['steps']} steps in {summary['seconds']:.0f} s.")
     before, after = summary["retrieval_before"], summary["retrieval_after"]
     if before and after:
@@ -247,6 +266,7 @@ def search(args: argparse.Namespace) -> None:
     if not args.text.strip():
         raise SystemExit("mamo-hf search: error: TEXT is empty: say what to look for.")
     model, processor = _retrieval_model("search", args.model, needs_itm_head=args.rerank > 0)
+    _warn_of_unknown_words(args.text, processor.tokenizer)
     index_path = Path(args.index) if args.index else default_index_path(args.folder)
     try:
         if not args.no_update:
@@ -259,6 +279,19 @@ def search(args: argparse.Namespace) -> None:
     for rank, hit in enumerate(hits, start=1):
         itm = f"  ITM {hit.itm_score:.3f}" if hit.itm_score is not None else ""
         print(f"{rank:3d}. {hit.path}  ITC cosine {hit.similarity:.3f}{itm}")
+
+
+def _warn_of_unknown_words(text: str, tokenizer) -> None:
+    """A query whose words the model's tokenizer reads as [UNK] still gets a ranking, which means nothing: say so."""
+    words = text.split()
+    pieces = tokenizer(words, add_special_tokens=False)["input_ids"]
+    unknown = [word for word, word_pieces in zip(words, pieces) if tokenizer.unk_token_id in word_pieces]
+    if unknown:
+        print(
+            f"mamo-hf search: warning: {len(unknown)} of the {len(words)} words are unknown to the model's tokenizer "
+            f"(read as [UNK]): {' '.join(unknown[:5])}; the ranking can only use the other words.",
+            file=sys.stderr,
+        )
 
 
 def app(args: argparse.Namespace) -> None:
@@ -436,8 +469,15 @@ def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
 
     data_parser = commands["demo-data"]
     data_parser.add_argument("--output", required=True, help="folder to write")
-    data_parser.add_argument("--num-pairs", type=_at_least(1), default=1000, help="number of pairs (default 1000)")
-    data_parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    data_parser.add_argument(
+        "--num-pairs",
+        type=_at_least(1, 10_000_000),
+        default=1000,
+        help="number of pairs, at most 10,000,000 (default 1000)",
+    )
+    data_parser.add_argument(
+        "--seed", type=_at_least(0, 2**32 - 1), default=0, help="seed, 0 to 2**32 - 1 (default 0)"
+    )
     data_parser.add_argument(
         "--image-size", type=_at_least(8, 4096), default=64, help="image side in pixels, 8 to 4096 (default 64)"
     )

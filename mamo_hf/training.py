@@ -1330,6 +1330,9 @@ def _data_error(args: PretrainingArguments, error: Exception) -> BadDataError:
         raise error
     message = re.sub(r"^[\w.]*(BadRecordError|NoUsableRecordsError): ", "", last_line)
     if isinstance(error, BadRecordError) or kind == "BadRecordError":
+        message = message.replace(
+            " (they are reported in the items' `skipped` field)", " (they are counted and listed)"
+        )
         return BadDataError(f"--strict: {message.replace('pass strict=False', 'drop --strict')}")
     return BadDataError(f"{'--hf-dataset' if args.hf_dataset else '--train-file'}: {message}")
 
@@ -1349,12 +1352,14 @@ def data_errors_named(flag: str):
 def _pretrain(args: PretrainingArguments, accelerator: Accelerator, output_dir: Path) -> PretrainingResult:
     run = _build_run(args, accelerator, output_dir)
     run.model.train()
-    while run.state["step"] < run.total_steps:
-        try:
-            _train_epoch(run)
-        except (BadRecordError, NoUsableRecordsError, RuntimeError) as error:
-            raise _data_error(args, error) from None
-    run.progress.close()
+    try:
+        while run.state["step"] < run.total_steps:
+            try:
+                _train_epoch(run)
+            except (BadRecordError, NoUsableRecordsError, RuntimeError) as error:
+                raise _data_error(args, error) from None
+    finally:  # ends the progress bar's line, so that an error or an interruption starts a line of its own
+        run.progress.close()
     return _finish_run(run, elapsed=time.perf_counter() - run.started)
 
 

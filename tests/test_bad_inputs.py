@@ -362,9 +362,18 @@ def test_a_training_state_of_the_wrong_shape_is_a_checkpoint_error(tmp_path, cap
     one_line_error(None, stderr, "training_state.json is unreadable (not an object with an integer 'step')")
 
 
-def test_demo_data_refuses_a_negative_number_of_pairs(tmp_path, capsys):
-    code, stderr = run_main(capsys, "demo-data", "--output", str(tmp_path / "data"), "--num-pairs", "-3")
-    assert code == 2 and "--num-pairs: must be >= 1, got -3" in stderr
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["--num-pairs", "-3"], "--num-pairs: must be from 1 to 10000000, got -3"),
+        (["--num-pairs", "10000000000000"], "--num-pairs: must be from 1 to 10000000"),  # ran for hours before
+        (["--seed", "-1"], "--seed: must be from 0 to 4294967295, got -1"),  # as pretrain's --seed
+        (["--seed", "999999999999999999999"], "--seed: must be from 0 to 4294967295"),
+    ],
+)
+def test_demo_data_refuses_counts_and_seeds_out_of_range(tmp_path, capsys, arguments, expected):
+    code, stderr = run_main(capsys, "demo-data", "--output", str(tmp_path / "data"), *arguments)
+    assert code == 2 and expected in stderr
     assert not (tmp_path / "data").exists()
 
 
@@ -431,7 +440,11 @@ def test_strict_stops_at_a_bad_record_with_one_line_naming_it(tmp_path, capsys, 
         "--num-workers", workers, "--report-to", "csv",
     )  # fmt: skip
     assert code == 1
-    one_line_error(None, stderr, "mamo-hf pretrain: error: --strict: Bad record", "gone.png: missing image file")
+    one_line_error(
+        None, stderr, f"mamo-hf pretrain: error: --strict: Bad record {tmp_path / 'c.json'}, record 0, image",
+        "gone.png: missing image file. Fix or remove it, or drop --strict to skip bad records (they are counted and "
+        "listed).",
+    )  # fmt: skip
 
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -693,3 +706,54 @@ def test_fp16_on_a_cpu_is_refused_and_the_run_says_its_device_and_precision(tmp_
     AcceleratorState._reset_state(reset_partial_state=True)
     pretrain(tiny_run(tmp_path, "cpu-run", max_steps=1))
     assert "Training on cpu × 1 process(es), precision fp32." in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("checkpoint_every", ["1", "0"])
+def test_ctrl_c_ends_a_run_with_one_line_that_says_how_to_go_on(tmp_path, checkpoint_every):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it, DataLoader worker included) printed some
+    thirty lines of KeyboardInterrupt traceback; now one line naming the checkpoint to resume from (or that there is
+    none), exit status 130, and the checkpoints on disk stay loadable."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mamo_hf.cli", "pretrain", "--output-dir", str(run), "--image-size", "32",
+         "--batch-size", "4", "--max-steps", "100000", "--eval-pairs", "0", "--checkpoint-every", checkpoint_every,
+         "--num-workers", "1", "--report-to", "csv"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not (run / "logs").exists() or (checkpoint_every == "1" and not list(run.glob("checkpoint-*/*.json"))):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    time.sleep(1)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-2000:]
+    (line,) = [line for line in stderr.splitlines() if "interrupted" in line]
+    if checkpoint_every == "1":
+        latest = training.list_checkpoints(run)[-1]
+        assert line == f"mamo-hf pretrain: interrupted; continue from {latest.name} with --resume latest."
+        from safetensors.torch import load_file
+
+        assert len(load_file(latest / "model.safetensors")) > 100  # whole
+        assert json.loads((latest / "training_state.json").read_text())["step"] == int(latest.name.split("-")[1])
+    else:
+        assert line.endswith("no checkpoint was saved yet: start again with --overwrite-output-dir.")
+
+
+def test_bad_records_that_share_an_image_are_each_counted_and_named_by_their_record(tmp_path, capsys):
+    """The skip report was keyed by the image path: three bad records of one image were "Skipped 1 bad record"."""
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "a.png")
+    bad = [{"image": "a.png", "caption": caption} for caption in ("", "   ", "\U0001f600")]
+    good = [{"image": "a.png", "caption": "a red square"} for _ in range(5)]
+    (tmp_path / "c.json").write_text(json.dumps(bad + good))
+    summary = pretrain(tiny_run(tmp_path, train_file=[str(tmp_path / "c.json")], max_steps=2)).summary
+    assert sorted(summary["skipped_records"]) == [
+        f"{tmp_path / 'c.json'}, record {index}, image {tmp_path / 'a.png'}" for index in range(3)
+    ]
+    assert set(summary["skipped_records"].values()) == {"empty caption"}
+    assert "Skipped 3 bad record(s): 3 × empty caption" in capsys.readouterr().out

@@ -143,7 +143,7 @@ def test_the_bad_record_report_travels_with_the_batch_through_workers_and_is_no_
     batches = list(loader)
     assert all(isinstance(batch, PretrainingBatch) for batch in batches)
     assert [skipped for batch in batches for skipped in batch.skipped] == [
-        SkippedSample(str(tmp_path / "gone.png"), "missing image file")
+        SkippedSample(f"{tmp_path / 'captions.json'}, record 2, image {tmp_path / 'gone.png'}", "missing image file")
     ]
     model = MamoForPreTraining(config)
     assert set(batches[0]) <= set(inspect.signature(model.forward).parameters)  # every key is a model input

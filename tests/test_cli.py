@@ -1,6 +1,7 @@
 """The `mamo-hf` command: `init-base` and `demo-data` (`demo` and `pretrain` are tested in test_training.py)."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -83,6 +84,7 @@ def test_init_base_writes_a_folder_the_auto_classes_load(sources, tmp_path, caps
         ("vit", "bert", ["--image-size", "50"], "--image-size 50: must be a multiple of {root}/vit's patch size (8)"),
         ("vit", "bert", ["--num-text-layers", "4"], "--num-text-layers 4: {root}/bert has 4 layers"),
         ("vit", "bert", ["--output", "{root}/vit"], "--output {root}/vit: exists and is not an empty folder"),
+        ("vit", "bert_one_layer", [], "--text {root}/bert_one_layer: a BERT of 1 layer(s); MAMO needs at least 2"),
     ],
 )
 def test_init_base_answers_bad_sources_and_an_occupied_output_with_one_line(
@@ -100,6 +102,9 @@ def test_init_base_answers_bad_sources_and_an_occupied_output_with_one_line(
         for name in ("config.json", "model.safetensors") if kept == "bert" else ("config.json",):
             (sources / folder / name).write_bytes((sources / kept / name).read_bytes())
     (sources / "bert_empty_vocabulary" / "vocab.txt").write_text("")
+    shutil.copytree(sources / "bert", sources / "bert_one_layer", dirs_exist_ok=True)
+    one_layer = json.loads((sources / "bert" / "config.json").read_text()) | {"num_hidden_layers": 1}
+    (sources / "bert_one_layer" / "config.json").write_text(json.dumps(one_layer))
     before = sorted(path.name for path in (sources / "vit").iterdir())
     location = [value if value.startswith(".") else str(sources / value) for value in (vision, text)]
     extra = [value.format(root=sources) for value in extra]

@@ -75,12 +75,20 @@ def bad_folder(tmp_path):
         {"image": "a.png", "caption": " ?! "},
         {"image": "f.png", "caption": "pair five"},
     ]
-    expected = {
-        SkippedSample(str(tmp_path / "corrupt.png"), UNREADABLE),
-        SkippedSample(str(tmp_path / "missing.png"), "missing image file"),
-        SkippedSample(str(tmp_path / "a.png"), "empty caption"),
+    return (
+        tmp_path,
+        records,
+        [(1, "corrupt.png", UNREADABLE), (3, "missing.png", "missing image file"), (4, "a.png", "empty caption")],
+    )
+
+
+def skips_of(folder, annotation_file: str, bad_records, place=lambda index: f"record {index}") -> set[SkippedSample]:
+    """The `SkippedSample`s of `bad_records` (`(record index, image, reason)`): each named by its annotation file,
+    its record (or line: `place`) and its image."""
+    return {
+        SkippedSample(f"{folder / annotation_file}, {place(index)}, image {folder / image}", reason)
+        for index, image, reason in bad_records
     }
-    return tmp_path, records, expected
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -157,7 +165,9 @@ def test_jsonl_csv_several_files_and_image_root(tmp_path):
     captions, image_ids = captions_and_ids(dataset)
     assert captions == ["first", "second with a comma", "second with a comma", "third"]  # pair 1: empty, replaced
     assert image_ids == [0, 1, 1, 0]
-    assert dataset[1]["skipped"] == (SkippedSample(str(images / "b.png"), "empty caption"),)
+    assert dataset[1]["skipped"] == (
+        SkippedSample(f"{annotations / 'part1.jsonl'}, line 2, image {images / 'b.png'}", "empty caption"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -359,7 +369,7 @@ def test_bad_records_are_replaced_and_reported_once(bad_folder):
     assert captions == ["pair zero", "pair two", "pair two", "pair five", "pair five", "pair five"]
     # Item 3 reports record 3 only, though its replacement skipped the bad record 4 too: 4 is reported by item 4.
     assert [len(item["skipped"]) for item in items] == [0, 1, 0, 1, 1, 0]
-    assert {skipped for item in items for skipped in item["skipped"]} == expected
+    assert {skipped for item in items for skipped in item["skipped"]} == skips_of(folder, "captions.json", expected)
 
 
 def test_bad_record_at_the_end_wraps_around(tmp_path):
@@ -367,7 +377,7 @@ def test_bad_record_at_the_end_wraps_around(tmp_path):
     write_jsonl(tmp_path / "c.jsonl", [{"image": "a.png", "caption": "good"}, {"image": "gone.png", "caption": "x"}])
     item = CaptionDataset(tmp_path / "c.jsonl")[1]
     assert item["caption"] == "good" and item["skipped"] == (
-        SkippedSample(str(tmp_path / "gone.png"), "missing image file"),
+        SkippedSample(f"{tmp_path / 'c.jsonl'}, line 2, image {tmp_path / 'gone.png'}", "missing image file"),
     )
 
 
@@ -380,7 +390,7 @@ def test_dataloader_batches_keep_their_size_and_count_every_skip(bad_folder):
     )
     batches = list(loader)
     assert [batch["input_ids"].shape[0] for batch in batches] == [3, 3]
-    assert {skipped for batch in batches for skipped in batch.skipped} == expected
+    assert {skipped for batch in batches for skipped in batch.skipped} == skips_of(folder, "captions.json", expected)
     assert sum(len(batch.skipped) for batch in batches) == 3
 
 
@@ -418,7 +428,10 @@ def test_streaming_one_pass_skips_bad_records_then_cycles(bad_folder):
     assert [item["caption"] for item in items] == ["pair zero", "pair two", "pair five"]
     skipped = [skipped for item in items for skipped in item["skipped"]]
     bad_line = SkippedSample(f"{folder / 'captions.jsonl'}, line 3", "bad annotation: ")
-    assert set(skipped) - {skipped[1]} == expected and len(skipped) == 4
+    lines_after_the_bad_one = skips_of(
+        folder, "captions.jsonl", expected, lambda index: f"line {index + 1 + (index >= 2)}"
+    )
+    assert set(skipped) - {skipped[1]} == lines_after_the_bad_one and len(skipped) == 4
     assert skipped[1].source == bad_line.source and skipped[1].reason.startswith(bad_line.reason)
     again = next(stream)  # the next pass
     assert again["caption"] == "pair zero" and again["image_id"] == items[0]["image_id"] and again["skipped"] == ()

@@ -143,8 +143,15 @@ def test_the_commands_index_and_search_a_folder_and_answer_bad_input_with_one_li
     assert main(["index", str(photos), "--model", str(saved_model)]) == 0
     assert "Indexed 6 images" in capsys.readouterr().out
     assert main(["search", str(photos), "a red square", "--model", str(saved_model), "--top-k", "2"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("1. ") and "ITC cosine" in lines[0]
+    assert "unknown" not in captured.err
+    # words the tokenizer does not know still get a ranking, with a warning that names them
+    assert main(["search", str(photos), "a zyxwvut square", "--model", str(saved_model), "--top-k", "2"]) == 0
+    assert "warning: 1 of the 3 words are unknown to the model's tokenizer (read as [UNK]): zyxwvut" in (
+        capsys.readouterr().err
+    )
     default_index_path(photos).write_bytes(b"garbage")
     with pytest.raises(SystemExit, match="mamo-hf search: error: .*not a MAMO image index"):
         main(["search", str(photos), "red", "--model", str(saved_model), "--no-update"])
@@ -167,6 +174,7 @@ def test_index_and_search_refuse_what_would_mislead(photos, saved_model, tmp_pat
         (["search", str(photos), "   ", *model], "TEXT is empty"),
         (["index", str(photos), *model, "--index", str(tmp_path)], "is a folder: give the index's file path"),
         (["index", str(photos), *model, "--index", str(tmp_path / "gone" / "i.st")], "gone does not exist"),
+        (["index", str(photos), *model, "--index", str(tmp_path / "texts" / "a.txt" / "i.st")], "a.txt is a file"),
     ]
     MamoModel.from_pretrained(saved_model).save_pretrained(tmp_path / "bare")
     MamoProcessor.from_pretrained(saved_model).save_pretrained(tmp_path / "bare")

@@ -115,7 +115,7 @@ class CaptionDataset(MapCaptionDataset):
         super().__init__(options)
         paths = annotation_paths(annotation_files, READERS)
         image_ids: dict[str, int] = {}
-        self._pairs: list[tuple[int, str | None]] = []
+        self._pairs: list[tuple[int, str | None, str]] = []  # image id, caption, the record's place
         for where, raw, root in raw_records(paths, image_root, READERS):
             try:
                 image_path, captions = parse_record(where, raw, root, self.options.allow_absolute_paths)
@@ -125,7 +125,7 @@ class CaptionDataset(MapCaptionDataset):
                 self.annotation_errors.append(SkippedSample(where, f"bad annotation: {error}"))
                 continue
             image_id = image_ids.setdefault(image_path, len(image_ids))
-            self._pairs.extend((image_id, caption) for caption in captions)
+            self._pairs.extend((image_id, caption, where) for caption in captions)
         if not self._pairs:
             first_error = f" (the first bad one: {self.annotation_errors[0].reason})" if self.annotation_errors else ""
             raise ValueError(f"No usable records in the annotation files {[str(p) for p in paths]}{first_error}.")
@@ -135,9 +135,9 @@ class CaptionDataset(MapCaptionDataset):
         return len(self._pairs)
 
     def _pair(self, index: int) -> Pair:
-        image_id, caption = self._pairs[index]
+        image_id, caption, where = self._pairs[index]
         path = self.image_paths[image_id]
-        return Pair(source=path, image=path, caption=caption, image_id=image_id)
+        return Pair(source=record_source(where, path), image=path, caption=caption, image_id=image_id)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -172,6 +172,12 @@ def _undecoded(dataset, image_column: str, text_column: str):
             "row). Name the caption column with text_column= (--text-column)."
         )
     return dataset.select_columns([image_column, text_column]).cast_column(image_column, datasets.Image(decode=False))
+
+
+def record_source(where: str, image_path: str) -> str:
+    """How a bad record of an annotation file is named: its file and record or line, then its image (records that
+    share an image are told apart, and the report counts each)."""
+    return f"{where}, image {image_path}"
 
 
 def _is_text(feature) -> bool:
@@ -288,7 +294,8 @@ class _AnnotationStream:
         except ValueError as error:
             return [Pair(source=where, image=None, caption=None, image_id=-1, error=f"bad annotation: {error}")]
         image_id = stable_id(image_path)
-        return [Pair(source=image_path, image=image_path, caption=caption, image_id=image_id) for caption in captions]
+        source = record_source(where, image_path)
+        return [Pair(source=source, image=image_path, caption=caption, image_id=image_id) for caption in captions]
 
 
 class _HFStream:

@@ -249,8 +249,9 @@ def parse_record(where: str, raw: str | bytes | dict, root: str, allow_outside_r
     path = os.path.normpath(os.path.join(root, image))
     if not allow_outside_root and not path.startswith(os.path.join(root, "")):
         raise ValueError(
-            f"{where}: the image path {image!r} leads out of the image root {root}; allow it with "
-            "allow_absolute_paths=True (--allow-absolute-image-paths)"
+            f"{where}: the image path {image!r} leads out of the image root {root}; give an image root that holds "
+            "it (--image-root, --image_root in the examples) or allow it with allow_absolute_paths=True "
+            "(--allow-absolute-image-paths)"
         )
     return path, captions
 
