@@ -282,14 +282,17 @@ def search(args: argparse.Namespace) -> None:
 
 
 def _warn_of_unknown_words(text: str, tokenizer) -> None:
-    """A query whose words the model's tokenizer reads as [UNK] still gets a ranking, which means nothing: say so."""
+    """A query whose words the model's tokenizer reads as [UNK] (or drops, as BERT's drops emoji) still gets a ranking,
+    which means nothing: say so."""
     words = text.split()
     pieces = tokenizer(words, add_special_tokens=False)["input_ids"]
-    unknown = [word for word, word_pieces in zip(words, pieces) if tokenizer.unk_token_id in word_pieces]
+    unknown = [
+        word for word, word_pieces in zip(words, pieces) if not word_pieces or tokenizer.unk_token_id in word_pieces
+    ]
     if unknown:
         print(
             f"mamo-hf search: warning: {len(unknown)} of the {len(words)} words are unknown to the model's tokenizer "
-            f"(read as [UNK]): {' '.join(unknown[:5])}; the ranking can only use the other words.",
+            f"(read as [UNK] or dropped): {' '.join(unknown[:5])}; the ranking can only use the other words.",
             file=sys.stderr,
         )
 

@@ -148,10 +148,11 @@ def test_the_commands_index_and_search_a_folder_and_answer_bad_input_with_one_li
     assert len(lines) == 2 and lines[0].startswith("1. ") and "ITC cosine" in lines[0]
     assert "unknown" not in captured.err
     # words the tokenizer does not know still get a ranking, with a warning that names them
-    assert main(["search", str(photos), "a zyxwvut square", "--model", str(saved_model), "--top-k", "2"]) == 0
-    assert "warning: 1 of the 3 words are unknown to the model's tokenizer (read as [UNK]): zyxwvut" in (
-        capsys.readouterr().err
+    assert (
+        main(["search", str(photos), "a zyxwvut square \U0001f600", "--model", str(saved_model), "--top-k", "2"]) == 0
     )
+    warning = "warning: 2 of the 4 words are unknown to the model's tokenizer (read as [UNK] or dropped)"
+    assert f"{warning}: zyxwvut \U0001f600;" in capsys.readouterr().err
     default_index_path(photos).write_bytes(b"garbage")
     with pytest.raises(SystemExit, match="mamo-hf search: error: .*not a MAMO image index"):
         main(["search", str(photos), "red", "--model", str(saved_model), "--no-update"])
