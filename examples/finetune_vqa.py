@@ -241,7 +241,10 @@ def main():
             "seconds": metrics["train_seconds"],
         },
     )
-    scored = f"VQA accuracy {metrics['accuracy']:.2f} % {metrics['per_answer_type']}" if "accuracy" in metrics else ""
+    if "accuracy" in metrics:
+        scored = f"VQA accuracy {metrics['accuracy']:.2f} % {metrics['per_answer_type']}"
+    else:  # test-dev: questions without answers, scored by the evaluation server
+        scored = f"No test question has answers to score (predictions in {output_dir}/predictions.json);"
     print(f"{scored} after {metrics['steps']} steps, {seconds:.0f} s; metrics in {output_dir}/metrics.json")
 
 

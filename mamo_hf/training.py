@@ -764,7 +764,8 @@ def load_tokenizer(location: str, flag: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(location)
     except (OSError, ValueError) as error:
-        raise InvalidArgumentError(f"--{flag} {location}: no usable tokenizer ({first_line(error)})") from None
+        where = "" if folder.exists() else "no such folder, and as a Hub name: "
+        raise InvalidArgumentError(f"--{flag} {location}: {where}no usable tokenizer ({first_line(error)})") from None
     if len(tokenizer) <= len(set(tokenizer.all_special_ids)):
         raise InvalidArgumentError(
             f"--{flag} {location}: a tokenizer without a vocabulary (only its {len(tokenizer)} special tokens); give "

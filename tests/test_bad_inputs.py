@@ -757,3 +757,34 @@ def test_bad_records_that_share_an_image_are_each_counted_and_named_by_their_rec
     ]
     assert set(summary["skipped_records"].values()) == {"empty caption"}
     assert "Skipped 3 bad record(s): 3 × empty caption" in capsys.readouterr().out
+
+
+def test_a_tokenizer_name_that_is_no_folder_says_so_before_the_hub_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, stderr = run_main(capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--tokenizer", "nope",
+                            "--max-steps", "1")  # fmt: skip
+    assert code == 1
+    one_line_error(None, stderr, "--tokenizer nope: no such folder, and as a Hub name: no usable tokenizer (")
+
+
+def test_vqa_test_questions_without_answers_are_predicted_and_said_unscored(tmp_path):
+    """test-dev has no answers: the run writes its predictions and says that nothing was scored (its last line began
+    with an empty accuracy)."""
+    for colour in ("red", "blue"):
+        Image.new("RGB", (32, 32), colour).save(tmp_path / f"{colour}.png")
+    questions = [
+        {"question_id": index, "question": "what colour is it?", "image": f"{colour}.png", "answer": [colour]}
+        for index, colour in enumerate(["red", "blue"] * 4)
+    ]
+    (tmp_path / "train.json").write_text(json.dumps(questions))
+    (tmp_path / "test.json").write_text(json.dumps([{**question, "answer": []} for question in questions[:2]]))
+    result = run_example(
+        "finetune_vqa.py", "--train_file", str(tmp_path / "train.json"), "--test_file", str(tmp_path / "test.json"),
+        "--image_root", str(tmp_path), "--image_size", "32", "--max_steps", "1", "--report_to", "none",
+        "--save_strategy", "no", "--output_dir", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1].startswith("No test question has answers to score (predictions in")
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["scored_questions"] == 0
+    assert len(json.loads((tmp_path / "out" / "predictions.json").read_text())) == 2
