@@ -1,6 +1,6 @@
 """The `mamo-hf` command's entry point. It lives outside the `mamo_hf` package, whose import loads torch and
 transformers (seconds), so that `mamo-hf` and `mamo-hf --help` answer at once; every command is then parsed and run
-by `mamo_hf.cli`, which builds on the parser defined here."""
+by `mamo_hf.cli`, to which this script hands its parsers (the package never imports this script)."""
 
 import argparse
 import sys
@@ -19,12 +19,6 @@ COMMANDS = {
 }
 
 
-def first_line(error: BaseException) -> str:
-    """An error's message cut to its first line (or its type's name when it has none), for a one-line report."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def command_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The `mamo-hf` parser and one sub-parser per command, still without the commands' own flags."""
     parser = argparse.ArgumentParser(prog="mamo-hf", description=DESCRIPTION)
@@ -33,13 +27,14 @@ def command_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argum
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Answer `mamo-hf` alone or with `-h`/`--help` here; hand every command to `mamo_hf.cli.main`."""
+    """Answer `mamo-hf` alone or with `-h`/`--help` here; hand every command, with `command_parsers`, to
+    `mamo_hf.cli.main`."""
     arguments = sys.argv[1:] if argv is None else argv
     if not arguments or arguments[0] in ("-h", "--help"):
         command_parsers()[0].parse_args(arguments)  # prints the help (or the missing-command error) and exits
     from mamo_hf.cli import main as run_command
 
-    return run_command(arguments)
+    return run_command(arguments, command_parsers)
 
 
 if __name__ == "__main__":

@@ -110,7 +110,8 @@ def step_time_ratio(variants: list[str], steps: int, rounds: int) -> dict:
     import torch
 
     from mamo_hf.data import DemoCaptionDataset, PretrainingCollator
-    from mamo_hf.training import PretrainingArguments, build_model_and_processor
+    from mamo_hf.training import PretrainingArguments
+    from mamo_hf.training.model import build_model_and_processor
 
     torch.set_num_threads(1)
     models, batches = {}, None

@@ -111,9 +111,9 @@ def with_text_and_fusion_attention_dropout(probability: float) -> None:
     """Make the tiny preset's text and fusion encoders drop attention probabilities with `probability` (BERT's
     `attention_probs_dropout_prob`; a ViT from ImageNet-21k has none), in this run's process only. `MamoConfig.tiny`
     sets no dropout and `model_config` reaches only top-level fields, so the preset builder is wrapped."""
-    from mamo_hf import training
+    from mamo_hf.training import model
 
-    build = training.tiny_config_and_processor
+    build = model.tiny_config_and_processor
 
     def build_with_dropout(*args, **kwargs):
         config, processor = build(*args, **kwargs)
@@ -121,7 +121,7 @@ def with_text_and_fusion_attention_dropout(probability: float) -> None:
         config.fusion_encoder_config.attention_probs_dropout_prob = probability
         return config, processor
 
-    training.tiny_config_and_processor = build_with_dropout
+    model.tiny_config_and_processor = build_with_dropout
 
 
 def benchmark(model, processor) -> dict:

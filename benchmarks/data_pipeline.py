@@ -5,7 +5,7 @@
     python benchmarks/data_pipeline.py --sizes small --workers 4 --step-pairs-per-second 3.2
     python benchmarks/data_pipeline.py --sizes demo --batches 5 --output /tmp/data_pipeline.json   # quick check
 
-Measures the path of `mamo_hf.training._pretrain` from image file to batch, with no model: the dataset comes from
+Measures the path of `mamo_hf.training.pretrain` from image file to batch, with no model: the dataset comes from
 `build_train_dataset(PretrainingArguments(train_file=...), image_size)` (a `CaptionDataset` with `TrainTransform`),
 the loader is a `DataLoader` set up as in `_pretrain` (`EpochShuffleSampler`, `PretrainingCollator` over a
 `MamoProcessor` with the PIL image backend, `drop_last=True`, a seeded generator). Per item: read the file, decode
@@ -66,7 +66,8 @@ from mamo_hf import MamoImageProcessorPil, MamoProcessor
 from mamo_hf.data import PretrainingCollator, clean_caption
 from mamo_hf.data.demo import caption, demo_scene, demo_tokenizer, draw_scene, write_demo_dataset
 from mamo_hf.data.records import read_image
-from mamo_hf.training import EpochShuffleSampler, PretrainingArguments, build_train_dataset
+from mamo_hf.training import EpochShuffleSampler, PretrainingArguments
+from mamo_hf.training.data import build_train_dataset
 
 SIZES = {"demo": 64, "small": 128, "base": 256}  # training resolution, pixels
 # Pairs/s the full five-objective fp32 training step consumes on the 2-core development machine (BENCHMARKS.md):

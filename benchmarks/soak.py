@@ -77,11 +77,11 @@ def worker(arguments: dict) -> None:
     """One training process: NaN batches injected, each checkpoint write announced on stdout (for the killer)."""
     import torch
 
-    from mamo_hf import training
     from mamo_hf.data import PretrainingCollator
+    from mamo_hf.training import PretrainingArguments, checkpoints, pretrain
 
     torch.set_num_threads(1)
-    real_call, real_save = PretrainingCollator.__call__, training.save_checkpoint
+    real_call, real_save = PretrainingCollator.__call__, checkpoints.save_checkpoint
 
     def call(self, items):
         batch = real_call(self, items)
@@ -94,8 +94,8 @@ def worker(arguments: dict) -> None:
         return real_save(accelerator, output_dir, state, *args)
 
     PretrainingCollator.__call__ = call
-    training.save_checkpoint = save
-    summary = training.pretrain(training.PretrainingArguments(**arguments)).summary
+    checkpoints.save_checkpoint = save
+    summary = pretrain(PretrainingArguments(**arguments)).summary
     print("SUMMARY " + json.dumps({key: summary[key] for key in ("steps", "skipped_records", "nonfinite_steps")}))
 
 

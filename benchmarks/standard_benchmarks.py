@@ -43,6 +43,7 @@ from mamo_hf.data.standard import (
     winoground_examples,
     write_json,
 )
+from mamo_hf.errors import first_line
 from mamo_hf.evaluation.retrieval import evaluate_retrieval
 from mamo_hf.evaluation.standard import CHOICE_CHANCE, WINOGROUND_CHANCE, evaluate_choices, evaluate_winoground
 
@@ -205,8 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args.run(args)
     except (OSError, ValueError) as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise SystemExit(f"standard_benchmarks.py {args.command}: error: {first_line}") from None
+        raise SystemExit(f"standard_benchmarks.py {args.command}: error: {first_line(error)}") from None
 
 
 if __name__ == "__main__":

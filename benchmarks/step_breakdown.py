@@ -46,7 +46,8 @@ MOMENTUM_DISTILLATION = {"queue_size": 65536, "distill_alpha": 0.4}  # ALBEF's
 def demo_models_and_batch(extra: dict) -> tuple[dict[str, MamoForPreTraining], dict[str, torch.Tensor]]:
     """The models (`extra` config fields added) and one batch of the demo recipe (`ablation.py time`'s)."""
     from mamo_hf.data import DemoCaptionDataset, PretrainingCollator
-    from mamo_hf.training import PretrainingArguments, build_model_and_processor
+    from mamo_hf.training import PretrainingArguments
+    from mamo_hf.training.model import build_model_and_processor
 
     models = {}
     for name, overrides in (("five objectives", {}), ("ITC+ITM+MLM", NO_TEACHER_LOSSES)):

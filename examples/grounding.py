@@ -1,13 +1,14 @@
 """Weakly-supervised visual grounding end to end on CPU: fine-tune on expressions, ground them with Grad-CAM.
 
-The protocol of ALBEF and MAMO (docs/method.md §5) on the generated grounding set of `mamo_hf.data.grounding`: scenes
-of two or three coloured shapes, each object referred to by an expression that names its shape and, where needed, its
-colour and/or size ("the red circle", "the large blue square"), never its place. A tiny `MamoForImageTextRetrieval`
-(`MamoConfig.tiny`: 2 fusion layers, 48 px images in 6 × 6 patches of 8 px, two patches a side per cell of the 3 × 3
-scene grid) is trained from scratch with ITC + ITM on (scene, expression) pairs only, no boxes, in batches without
-false negatives (`UnambiguousBatchSampler`: in this small world an expression of one scene is often true of another,
-and ITM does not learn on random batches). Then, on held-out scenes, the Grad-CAM heat map of the ITM score
-(`mamo_hf.evaluation.grounding`) ranks the objects' boxes; the accuracy is compared with choosing a box at random.
+The protocol of ALBEF and MAMO (docs/method.md §5 "Downstream tasks") on the generated grounding set of
+`mamo_hf.data.grounding`: scenes of two or three coloured shapes, each object referred to by an expression that names
+its shape and, where needed, its colour and/or size ("the red circle", "the large blue square"), never its place. A
+tiny `MamoForImageTextRetrieval` (`MamoConfig.tiny`: 2 fusion layers, 48 px images in 6 × 6 patches of 8 px, two
+patches a side per cell of the 3 × 3 scene grid) is trained from scratch with ITC + ITM on (scene, expression) pairs
+only, no boxes, in batches without false negatives (`UnambiguousBatchSampler`: in this small world an expression of one
+scene is often true of another, and ITM does not learn on random batches). Then, on held-out scenes, the Grad-CAM heat
+map of the ITM score (`mamo_hf.evaluation.grounding`) ranks the objects' boxes; the accuracy is compared with choosing
+a box at random.
 
 Two read-outs are reported on the test scenes: the default one (word-piece queries, middle fusion layer, as
 `--layer` and `--queries` say) and the (layer, queries) read-out that does best on separate validation scenes.

@@ -17,9 +17,9 @@ import torch
 from transformers import HfArgumentParser, Trainer, TrainingArguments
 from transformers.integrations import is_tensorboard_available
 
+from mamo_hf.checks import MAX_IMAGE_SIZE, check_existing_path, check_model_location, check_saved_mamo
+from mamo_hf.errors import InvalidArgumentError, first_line
 from mamo_hf.hub import create_model_card, push_to_hub, upload_problem
-from mamo_hf.training import MAX_IMAGE_SIZE, InvalidArgumentError, check_model_location, check_saved_mamo
-from mamo_hf_cli import first_line
 
 # What every example does unless a flag says otherwise: log to TensorBoard (`<output_dir>/runs`), keep a checkpoint
 # at each epoch's end (the last two) for `--resume_from_checkpoint`, and hand the collator the dataset items as they
@@ -46,7 +46,7 @@ EXISTING_PATHS = ("train_file", "test_file", "image_root", "refcoco_files", "det
 MODEL_LOCATIONS = ("init", "checkpoint")
 # Integer flags that may be 0 (every other integer flag of an example is a count or a size: at least 1).
 MINIMUMS = {"overlays": 0, "layer": 0}
-# Integer flags with an upper bound: an image side beyond it only fills the memory (`mamo_hf.training`'s).
+# Integer flags with an upper bound: an image side beyond it only fills the memory (`mamo_hf.checks`').
 MAXIMUMS = {"image_size": MAX_IMAGE_SIZE}
 
 
@@ -62,17 +62,16 @@ def argument_problem(arguments) -> str | None:
             return f"{flag} must be an integer >= {minimum}, got {value}."
         if spec.name in MAXIMUMS and value > MAXIMUMS[spec.name]:
             return f"{flag} must be at most {MAXIMUMS[spec.name]}, got {value}."
-        if spec.name in EXISTING_PATHS and value is not None:
-            for path in value if isinstance(value, list) else [value]:
-                if not Path(path).exists():
-                    return f"{flag} {path}: no such file or folder."
-        if spec.name in MODEL_LOCATIONS:
-            try:
-                check_model_location(value, spec.name)
+        try:
+            if spec.name in EXISTING_PATHS:
+                for path in value if isinstance(value, list) else [value]:
+                    check_existing_path(path, flag)
+            if spec.name in MODEL_LOCATIONS:
+                check_model_location(value, flag)
                 if value is not None and Path(value).is_dir():
-                    check_saved_mamo(value, spec.name)
-            except InvalidArgumentError as error:
-                return str(error)
+                    check_saved_mamo(value, flag)
+        except InvalidArgumentError as error:
+            return str(error)
     image_size, patch_size = getattr(arguments, "image_size", None), getattr(arguments, "patch_size", None)
     if image_size and patch_size and image_size % patch_size:
         return f"--image_size {image_size} must be a multiple of --patch_size {patch_size}."

@@ -43,7 +43,8 @@ def match_scores(model, processor, image: Image.Image, captions: list[str]) -> l
 
 
 def phrase_heatmap(model, processor, image: Image.Image, phrase: str) -> Image.Image:
-    """The image with the Grad-CAM heat map of `phrase`'s ITM score drawn over it (docs/method.md §6)."""
+    """The image with the Grad-CAM heat map of `phrase`'s ITM score drawn over it (docs/method.md §5 "Downstream
+    tasks")."""
     image = image.convert("RGB")
     inputs = processor(images=[image], text=[phrase], return_tensors="pt")
     heatmap = gradcam_heatmaps(model, inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"])[0]

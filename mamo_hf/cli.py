@@ -1,6 +1,8 @@
-"""The `mamo-hf` command line: `demo`, `pretrain`, `demo-data`, `init-base`, `push`.
+"""The `mamo-hf` commands: `demo`, `pretrain`, `demo-data`, `push`, `init-base`, `index`, `search` and `app`.
 
-Run `mamo-hf <command> --help` for the options of each command.
+The entry script `mamo_hf_cli` (outside the package, so that `mamo-hf --help` answers without loading torch) names the
+commands and builds their parsers; `main` here adds each command's flags and runs it. Run `mamo-hf <command> --help`
+for the options of each command.
 """
 
 import argparse
@@ -9,7 +11,7 @@ import socket
 import sys
 from pathlib import Path
 
-from mamo_hf_cli import command_parsers, first_line
+from .errors import InvalidArgumentError, PretrainingError, first_line
 
 
 def _image_processor(image_size: int, source: str | None = None):
@@ -40,12 +42,12 @@ def _check_init_base(args: argparse.Namespace):
     (init-base never writes over a model). Returns the text checkpoint's tokenizer; raises `InvalidArgumentError`."""
     from transformers import AutoConfig
 
-    from .training import InvalidArgumentError, check_model_location, load_tokenizer
+    from .checks import check_model_location, load_tokenizer
 
     configs = {}
     for flag, (model_types, kind) in INIT_SOURCES.items():
         location = getattr(args, flag)
-        check_model_location(location, flag)
+        check_model_location(location, f"--{flag}")
         if Path(location).is_dir() and not (Path(location) / "config.json").is_file():
             raise InvalidArgumentError(f"--{flag} {location}: no config.json; give the folder save_pretrained wrote.")
         try:
@@ -75,7 +77,7 @@ def _check_init_base(args: argparse.Namespace):
     output = Path(args.output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise InvalidArgumentError(f"--output {output}: exists and is not an empty folder; choose a new folder.")
-    return load_tokenizer(args.text, "text")
+    return load_tokenizer(args.text, "--text")
 
 
 def init_base(args: argparse.Namespace) -> None:
@@ -83,7 +85,6 @@ def init_base(args: argparse.Namespace) -> None:
     from .hub import write_model_card
     from .modeling_mamo import MamoModel
     from .processing_mamo import MamoProcessor
-    from .training import InvalidArgumentError
 
     tokenizer = _check_init_base(args)
     try:
@@ -328,7 +329,7 @@ def app(args: argparse.Namespace) -> None:
 
 def _pretraining_arguments(args: argparse.Namespace):
     """`PretrainingArguments` from the parsed flags (the YAML file's values are the parser's defaults)."""
-    from .training import PretrainingArguments
+    from .training.arguments import PretrainingArguments
 
     names = {field.name for field in dataclasses.fields(PretrainingArguments)}
     values = {name: value for name, value in vars(args).items() if name in names}
@@ -354,7 +355,7 @@ def _add_pretraining_flags(parser: argparse.ArgumentParser, defaults: dict) -> N
     """One flag per `PretrainingArguments` field, plus `--config FILE.yaml` whose keys are the same fields."""
     import typing
 
-    from .training import PretrainingArguments
+    from .training.arguments import PretrainingArguments
 
     parser.add_argument("--config", help="YAML file of PretrainingArguments fields; flags override it")
     hints = typing.get_type_hints(PretrainingArguments)
@@ -381,11 +382,9 @@ def _yaml_settings(argv: list[str] | None) -> dict:
     """The values of `--config FILE.yaml` (PretrainingArguments fields), read before the real parse: they become
     the defaults of the pre-training flags, so that flags given on the command line override them. Each value must
     have its field's type (a YAML `no` is a boolean, a quoted `"no"` a string)."""
-    import typing
-
     import yaml
 
-    from .training import PretrainingArguments
+    from .training.arguments import FIELD_TYPES, fits_type, type_name
 
     probe = argparse.ArgumentParser(add_help=False)
     probe.add_argument("--config")
@@ -404,41 +403,13 @@ def _yaml_settings(argv: list[str] | None) -> dict:
         raise SystemExit(f"{prefix}: not valid YAML{place}.") from None
     if not isinstance(values, dict):
         raise SystemExit(f"{prefix}: expected a mapping of PretrainingArguments fields.")
-    hints = typing.get_type_hints(PretrainingArguments)
-    unknown = sorted(set(values) - set(hints))
+    unknown = sorted(set(values) - set(FIELD_TYPES))
     if unknown:
         raise SystemExit(f"{prefix}: unknown key(s) {unknown}; the keys are PretrainingArguments fields.")
     for name, value in values.items():
-        if not _has_type(value, hints[name]):
-            expected = str(hints[name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
-            raise SystemExit(f"{prefix}: {name} must be {expected}, got {value!r}.")
+        if not fits_type(value, FIELD_TYPES[name]):
+            raise SystemExit(f"{prefix}: {name} must be {type_name(FIELD_TYPES[name])}, got {value!r}.")
     return values
-
-
-def _has_type(value, hint) -> bool:
-    """Whether a YAML value fits a `PretrainingArguments` field's type (`int` also fits `float`; `bool` fits only
-    `bool`)."""
-    import types
-    import typing
-
-    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-    if value is None:
-        return union and type(None) in typing.get_args(hint)
-    options = [option for option in typing.get_args(hint) if option is not type(None)] if union else [hint]
-    for option in options:
-        origin = typing.get_origin(option)
-        if origin is list:
-            if isinstance(value, list) and all(_has_type(item, typing.get_args(option)[0]) for item in value):
-                return True
-        elif option is float:
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return True
-        elif option is int:
-            if isinstance(value, int) and not isinstance(value, bool):
-                return True
-        elif isinstance(value, origin or option):
-            return True
-    return False
 
 
 def _at_least(minimum: int, maximum: int | None = None):
@@ -457,8 +428,10 @@ def _at_least(minimum: int, maximum: int | None = None):
     return parse
 
 
-def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
-    """The `mamo-hf` parser; `settings` (from `--config`) are defaults of the pre-training flags."""
+def build_parser(command_parsers, settings: dict | None = None) -> argparse.ArgumentParser:
+    """The `mamo-hf` parser: `command_parsers()` (of the entry script `mamo_hf_cli`) gives the parser and one
+    sub-parser per command, to which each command's flags are added here; `settings` (from `--config`) are defaults
+    of the pre-training flags."""
     settings = settings or {}
     parser, commands = command_parsers()
 
@@ -540,18 +513,13 @@ def build_parser(settings: dict | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run `mamo-hf` with `argv` (default: the process' arguments); YAML files given with `--config` set defaults."""
-    from .training import PretrainingError
-
-    args = build_parser(_yaml_settings(argv)).parse_args(argv)
+def main(argv: list[str], command_parsers) -> int:
+    """Run the `mamo-hf` command `argv` with the parsers of `command_parsers` (the entry script's: `mamo_hf_cli.main`
+    calls this); YAML files given with `--config` set defaults."""
+    args = build_parser(command_parsers, _yaml_settings(argv)).parse_args(argv)
     try:
         args.run(args)
     except PretrainingError as error:
         print(f"mamo-hf {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,8 +13,8 @@
 # limitations under the License.
 """MAMO configuration: one sub-config per encoder and a composite config with the pre-training settings.
 
-Every choice that the paper leaves open (docs/method.md §7) is a field here, so that a checkpoint states how it
-was trained.
+Every choice that the paper leaves open (docs/method.md §7 "Decisions where the paper is silent") is a field here, so
+that a checkpoint states how it was trained.
 """
 
 import math
@@ -180,8 +180,8 @@ class MamoTextConfig(PreTrainedConfig):
 class MamoFusionConfig(PreTrainedConfig):
     r"""
     Configuration of the MAMO fusion encoder: BERT layers with merged attention over `[text tokens ; image tokens]`
-    (docs/method.md §1), initialised from layers 7..12 of `bert-base-uncased` for `mamo-base`. Its width must equal
-    the text encoder's.
+    (docs/method.md §1 "Architecture"), initialised from layers 7..12 of `bert-base-uncased` for `mamo-base`. Its width
+    must equal the text encoder's.
 
     Args:
         hidden_size (`int`, defaults to 768): width of the encoder.
@@ -222,7 +222,8 @@ class MamoFusionConfig(PreTrainedConfig):
 @strict
 class MamoConfig(PreTrainedConfig):
     r"""
-    Configuration of a MAMO model: the three encoders plus everything pre-training needs (docs/method.md §2–§3).
+    Configuration of a MAMO model: the three encoders plus everything pre-training needs (docs/method.md §2 "Joint
+    masking", §3 "Objectives").
 
     Args:
         vision_config (`dict` or `MamoVisionConfig`): image encoder.
@@ -347,7 +348,8 @@ class MamoConfig(PreTrainedConfig):
 
     @classmethod
     def mamo_base(cls, **kwargs) -> "MamoConfig":
-        """`mamo-base` (docs/method.md §1): ViT-B/16 at 256 px, 6 BERT-base text layers, 6 fusion layers, 256-d ITC."""
+        """`mamo-base` (docs/method.md §1 "Architecture"): ViT-B/16 at 256 px, 6 BERT-base text layers, 6 fusion
+        layers, 256-d ITC."""
         return cls(
             vision_config=MamoVisionConfig(),
             text_config=MamoTextConfig(),

@@ -11,9 +11,9 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Weight conversion from transformers checkpoints to MAMO (docs/method.md §1): a `ViTModel` becomes the image encoder,
-the first layers of a BERT the text encoder and the remaining ones the fusion encoder, BERT's MLM head the MLM head.
-Used by `MamoPreTrainedModel.from_vision_text_pretrained` and `mamo-hf init-base`."""
+"""Weight conversion from transformers checkpoints to MAMO (docs/method.md §1 "Architecture"): a `ViTModel` becomes the
+image encoder, the first layers of a BERT the text encoder and the remaining ones the fusion encoder, BERT's MLM head
+the MLM head. Used by `MamoPreTrainedModel.from_vision_text_pretrained` and `mamo-hf init-base`."""
 
 import re
 
@@ -87,9 +87,9 @@ def bert_to_mamo_state_dict(
     """Rename a transformers BERT state dict to MAMO's text and fusion encoders and MLM head.
 
     BERT layers `0..num_text_layers-1` become the text encoder's layers, the following ones the fusion encoder's
-    (docs/method.md §1); encoder keys get `prefix` (the base-model prefix of a head model). BERT's MLM head, when the
-    checkpoint has one, becomes `mlm_head.*` (its decoder weight is tied to the word embeddings). The pooler and NSP
-    head have no MAMO counterpart and are left out.
+    (docs/method.md §1 "Architecture"); encoder keys get `prefix` (the base-model prefix of a head model). BERT's MLM
+    head, when the checkpoint has one, becomes `mlm_head.*` (its decoder weight is tied to the word embeddings). The
+    pooler and NSP head have no MAMO counterpart and are left out.
     """
     mapped = {}
     for name, tensor in bert_state.items():
@@ -116,7 +116,8 @@ def bert_to_mamo_state_dict(
 def mamo_config_from_vit_bert(
     vit_config, bert_config, num_text_layers: int, image_size: int, special_tokens: dict[str, int], **overrides
 ) -> MamoConfig:
-    """The `MamoConfig` of a model whose encoders come from a ViT and a BERT checkpoint (docs/method.md §1)."""
+    """The `MamoConfig` of a model whose encoders come from a ViT and a BERT checkpoint (docs/method.md §1
+    "Architecture")."""
     if not 0 < num_text_layers < bert_config.num_hidden_layers:
         raise ValueError(
             f"`num_text_layers` must be between 1 and {bert_config.num_hidden_layers - 1} so that both the text "

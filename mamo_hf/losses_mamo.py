@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""MAMO's objectives (docs/method.md §3) as small pure functions, plus joint masking and the cross-rank gathers.
+"""MAMO's objectives (docs/method.md §3 "Objectives") as small pure functions, plus joint masking and the cross-rank
+gathers.
 
 Every function works in one process without a process group; under `torch.distributed` the gathers make the
 results equal to one process on the concatenated global batch (DDP averages the gradients of the ranks).
@@ -124,7 +125,7 @@ def distributed_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Joint masking (docs/method.md §2)
+# Joint masking (docs/method.md §2 "Joint masking")
 # --------------------------------------------------------------------------------------------------------------------
 
 
@@ -202,9 +203,9 @@ def corrupt_text(
 
 @dataclass(frozen=True)
 class JointMasking:
-    """MAMO's masking policy (docs/method.md §2): which patches the masked image Ĩ drops and which word pieces the
-    masked text T̃ hides. One policy in one place, used by the data collator (`PretrainingCollator`, which draws
-    each pair's masks from the pair's own key) and by `MamoForPreTraining` when it is called without masks.
+    """MAMO's masking policy (docs/method.md §2 "Joint masking"): which patches the masked image Ĩ drops and which word
+    pieces the masked text T̃ hides. One policy in one place, used by the data collator (`PretrainingCollator`, which
+    draws each pair's masks from the pair's own key) and by `MamoForPreTraining` when it is called without masks.
 
     Args:
         image_mask_ratio (`float`): each image masks exactly `round(image_mask_ratio · num_patches)` patches.

@@ -11,7 +11,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""PyTorch MAMO: a ViT image encoder, a BERT text encoder and a merged-attention fusion encoder (docs/method.md §1)."""
+"""PyTorch MAMO: a ViT image encoder, a BERT text encoder and a merged-attention fusion encoder (docs/method.md §1
+"Architecture")."""
 
 import math
 from collections.abc import Callable
@@ -502,7 +503,8 @@ class MamoPreTrainedModel(PreTrainedModel):
     ):
         r"""
         Build a MAMO model initialised as in the paper: the image encoder from a transformers ViT checkpoint, the text
-        encoder from the first BERT layers and the fusion encoder from the remaining ones (docs/method.md §1).
+        encoder from the first BERT layers and the fusion encoder from the remaining ones (docs/method.md §1
+        "Architecture").
 
         Args:
             vision_model_name_or_path (`str`): a `ViTModel` checkpoint (e.g. `google/vit-base-patch16-224-in21k`).
@@ -776,7 +778,8 @@ class MamoModelOutput(ModelOutput):
 
 
 class MamoModel(MamoPreTrainedModel):
-    """MAMO: image encoder, text encoder, merged-attention fusion encoder and ITC projections (docs/method.md §1).
+    """MAMO: image encoder, text encoder, merged-attention fusion encoder and ITC projections (docs/method.md §1
+    "Architecture").
 
     Besides `forward`, the building blocks are public so that training losses, retrieval and task heads call each
     encoder once per input: `get_image_features`, `get_text_features`, `restore_masked_patches` and `fuse`.
@@ -1031,7 +1034,7 @@ class MamoModelWithHeads(MamoPreTrainedModel):
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Pre-training: joint masking, EMA teacher and the five objectives (docs/method.md §2–§3)
+# Pre-training: joint masking, EMA teacher and the five objectives (docs/method.md §2 "Joint masking", §3 "Objectives")
 # --------------------------------------------------------------------------------------------------------------------
 
 
@@ -1094,13 +1097,13 @@ class MamoForPreTrainingOutput(ModelOutput):
 class FusionBatch:
     """The fusion views of one step, fused in a single call of the fusion encoder.
 
-    A *view* is one image–text input of the fusion encoder (docs/method.md §2–§3): the clean pair (I, T), the masked
-    image with the clean text (Ĩ, T), the clean image with the masked text (I, T̃), and the ITM pairs of an image
-    with a hard negative text or a text with a hard negative image. Each view is `(text_states [b, L, Dt],
-    text_mask [b, L], image_states [b, M, Dv])` plus the positions a loss will read, `(text_read [b, L],
-    image_read [b, M])` booleans (all of them by default). Texts are padded to the longest one (padding is masked,
-    so the states of real positions do not change), then all views are concatenated along the batch: the fusion
-    encoder runs once on larger matrices instead of once per view.
+    A *view* is one image–text input of the fusion encoder (docs/method.md §2 "Joint masking", §3 "Objectives"): the
+    clean pair (I, T), the masked image with the clean text (Ĩ, T), the clean image with the masked text (I, T̃), and
+    the ITM pairs of an image with a hard negative text or a text with a hard negative image. Each view is
+    `(text_states [b, L, Dt], text_mask [b, L], image_states [b, M, Dv])` plus the positions a loss will read,
+    `(text_read [b, L], image_read [b, M])` booleans (all of them by default). Texts are padded to the longest one
+    (padding is masked, so the states of real positions do not change), then all views are concatenated along the
+    batch: the fusion encoder runs once on larger matrices instead of once per view.
 
     Args:
         read_positions_only (`bool`): run the fusion encoder's last layer at the read positions only
@@ -1295,7 +1298,7 @@ class PretrainingObjective:
     teacher: tuple[str, ...] = ()
 
 
-# The objectives of docs/method.md §3, in the order they are computed.
+# The objectives of docs/method.md §3 "Objectives", in the order they are computed.
 PRETRAINING_OBJECTIVES = (
     PretrainingObjective("itc", encodings=("image", "text", "caption_negatives"), teacher=("itc_features",)),
     PretrainingObjective("itm", encodings=("caption_negatives",), views=("matching",)),
@@ -1365,9 +1368,9 @@ class CaptionNegativeEncodings:
 @dataclass
 class MamoPretrainingEncodings:
     r"""
-    Everything one pre-training step encodes, once, for all objectives (docs/method.md §2): the student's clean
-    encodings, the fusion outputs of every view, the masks, and the teacher's encodings. Fields no active objective
-    reads are `None`.
+    Everything one pre-training step encodes, once, for all objectives (docs/method.md §2 "Joint masking"): the
+    student's clean encodings, the fusion outputs of every view, the masks, and the teacher's encodings. Fields no
+    active objective reads are `None`.
 
     Args:
         input_ids, attention_mask (`torch.Tensor` of shape `[batch, length]`): the clean captions.
@@ -1412,8 +1415,8 @@ class MamoPretrainingEncodings:
 
 
 class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
-    """MAMO pre-training (docs/method.md §2–§3): joint masking, an EMA teacher and the objectives ITC, ITM, MLM, MIM
-    and MRM.
+    """MAMO pre-training (docs/method.md §2 "Joint masking", §3 "Objectives"): joint masking, an EMA teacher and the
+    objectives ITC, ITM, MLM, MIM and MRM.
 
     One step encodes the pair `(I, T)` and two corrupted views, `(Ĩ, T)` with 75% of the patches dropped and
     `(I, T̃)` with 25% of the word pieces masked (`encode_views`). The teacher (an EMA copy of the student, no
@@ -1453,7 +1456,7 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
         self.itm_head = nn.Linear(fusion_width, 2)
         self.mlm_head = MamoMLMHead(config.text_config)
         self.mim_predictor = MamoPredictor(fusion_width, config.vision_config.hidden_size)
-        # One MRM predictor g for the image and the text positions (docs/method.md §3.1).
+        # One MRM predictor g for the image and the text positions (docs/method.md §3.1 "MRM").
         self.mrm_predictor = MamoPredictor(fusion_width, fusion_width)
         if config.queue_size > 0:
             self.register_buffer("image_queue", _initial_queue(config))
@@ -1604,7 +1607,7 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
     ) -> MamoPretrainingEncodings:
         """Every encoder pass of the step that the active objectives read (`PRETRAINING_OBJECTIVES`), each once:
         the teacher on (I, T); the student on I, T, Ĩ (visible patches only) and T̃; one fusion call for all views
-        (docs/method.md §2–§3)."""
+        (docs/method.md §2 "Joint masking", §3 "Objectives")."""
         objectives = self.active_objectives
         views = {view for row in objectives for view in row.views}
         inputs = {name for row in objectives for name in row.encodings}
@@ -1885,7 +1888,8 @@ class MamoForImageTextRetrieval(_ImageTextAlignmentMixin, MamoModelWithHeads):
     Fine-tuning (`return_loss=True`) optimises `itc_weight · ITC + itm_weight · ITM` as in pre-training: ITC over
     the global batch, where pairs that share an `image_id` (several captions of one image) are all positives, and
     ITM on each pair, each image with a hard negative text and each text with a hard negative image. Retrieval
-    (`mamo_hf.evaluation.retrieval`) ranks candidates by ITC and re-ranks the best ones by ITM (docs/method.md §5).
+    (`mamo_hf.evaluation.retrieval`) ranks candidates by ITC and re-ranks the best ones by ITM (docs/method.md §5
+    "Downstream tasks").
 
     Example:
 
@@ -2008,7 +2012,7 @@ class MamoQuestionAnsweringOutput(ModelOutput):
 class MamoForQuestionAnswering(MamoModelWithHeads):
     """MAMO for visual question answering: a classifier on the multimodal [CLS] over a fixed answer vocabulary
     (`config.id2label`, e.g. the 3,129 most frequent VQA v2 answers), trained with binary cross-entropy against soft
-    VQA scores (docs/method.md §5, [decision]).
+    VQA scores (docs/method.md §5 "Downstream tasks", [decision]).
 
     Example:
 
@@ -2085,8 +2089,8 @@ class MamoVisualReasoningOutput(ModelOutput):
 
 class MamoForVisualReasoning(MamoModelWithHeads):
     """MAMO for NLVR2: is a statement true of a pair of images? Each image is fused with the statement, the two
-    multimodal [CLS] vectors are concatenated and classified (docs/method.md §5, [decision]). The statement is encoded
-    once.
+    multimodal [CLS] vectors are concatenated and classified (docs/method.md §5 "Downstream tasks", [decision]). The
+    statement is encoded once.
 
     Example:
 

@@ -5,7 +5,7 @@ features in one safetensors file (the image list, with each file's size and modi
 Run again, it embeds only the images that are new or changed, drops the deleted ones and keeps the rest; a different
 model (its image projection changed) re-embeds everything. The file is replaced atomically, so an interrupted update
 leaves the previous index whole. `search_index` ranks the indexed images for a text by ITC cosine similarity and can
-re-rank the best ones by the ITM head's match probability, as retrieval does (docs/method.md §6).
+re-rank the best ones by the ITM head's match probability, as retrieval does (docs/method.md §5 "Downstream tasks").
 
     mamo-hf index photos/ --model mamo-demo
     mamo-hf search photos/ "a large red circle at the top left" --model mamo-demo --rerank 10
@@ -22,8 +22,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from mamo_hf_cli import first_line
-
+from .errors import first_line
 from .evaluation.retrieval import base_and_itm_head, encode_corpus, itm_scores
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")

@@ -1,6 +1,8 @@
 """Small builders shared by the tests: tiny configs, a real BERT tokenizer from a vocab, image-text batches; the
 exit of the torchrun workers."""
 
+import csv
+import json
 import os
 import subprocess
 import sys
@@ -8,10 +10,13 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file
 from transformers import BertTokenizer
 
 from mamo_hf import MamoConfig
 from mamo_hf.configuration_mamo import special_token_ids
+from mamo_hf.data import PretrainingCollator
+from mamo_hf.training import PretrainingArguments
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 WORDS = (
@@ -99,3 +104,62 @@ def run_in_fresh_process(code: str, folder: Path) -> subprocess.CompletedProcess
         text=True,
         timeout=300,
     )
+
+
+def poison_batches(monkeypatch, calls: set[int]):
+    """Give the collator's `calls`-th batches (1-based) NaN pixels."""
+    real_call = PretrainingCollator.__call__
+    counter = {"calls": 0}
+
+    def call(self, items):
+        batch = real_call(self, items)
+        counter["calls"] += 1
+        if counter["calls"] in calls:
+            batch["pixel_values"] = torch.full_like(batch["pixel_values"], float("nan"))
+        return batch
+
+    monkeypatch.setattr(PretrainingCollator, "__call__", call)
+
+
+def tiny_run(tmp_path, name="run", **overrides) -> PretrainingArguments:
+    """A pre-training run of a few steps of a tiny model on 32 px demo data, logging every step to CSV."""
+    settings = TINY_RUN | {"output_dir": str(tmp_path / name)}
+    return PretrainingArguments(**(settings | overrides))
+
+
+def logged(run_dir, name="train/loss") -> dict[int, float]:
+    with open(Path(run_dir) / "logs" / "mamo" / "metrics.csv") as handle:
+        return {int(row["step"]): float(row["value"]) for row in csv.DictReader(handle) if row["name"] == name}
+
+
+def final_weights(run_dir) -> dict[str, torch.Tensor]:
+    return load_file(Path(run_dir) / "model.safetensors")
+
+
+def assert_same_weights(first, second, atol=0.0, rtol=0.0):
+    """Equal weights, but for attention key biases: softmax ignores them, so their gradient is zero up to float
+    noise, which Adam (dividing by its own tiny second moment) turns into steps of up to the learning rate."""
+    assert first.keys() == second.keys()
+    for name in first:
+        key_bias = name.endswith("attention.k_proj.bias")
+        torch.testing.assert_close(first[name], second[name], atol=1e-2 if key_bias else atol, rtol=rtol, msg=name)
+
+
+WORKERS = Path(__file__).parent / "workers"
+
+
+def run_two_processes(output_dir: Path, **overrides) -> subprocess.CompletedProcess:
+    """`pretrain` on two gloo processes (see `workers/pretrain_two_ranks.py`) with `PretrainingArguments` overrides."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--standalone",
+        str(WORKERS / "pretrain_two_ranks.py"),
+        str(output_dir),
+        json.dumps(overrides),
+    ]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)

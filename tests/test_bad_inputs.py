@@ -15,26 +15,21 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 from accelerate.state import AcceleratorState
-from helpers import TINY_RUN
+from helpers import logged, poison_batches, tiny_run
 from PIL import Image
 
-from mamo_hf import training
-from mamo_hf.cli import main
 from mamo_hf.data import CaptionDataset, load_image
 from mamo_hf.image_processing_mamo import to_rgb_array
-from mamo_hf.training import CheckpointError, OutputDirInUseError, PretrainingArguments, pretrain
+from mamo_hf.training import CheckpointError, OutputDirInUseError, list_checkpoints, pretrain
+from mamo_hf_cli import main
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
-
-
-def tiny_run(tmp_path, name="run", **overrides) -> PretrainingArguments:
-    return PretrainingArguments(**(TINY_RUN | {"output_dir": str(tmp_path / name)} | overrides))
 
 
 def cli(*arguments: str, timeout: int = 240) -> subprocess.CompletedProcess:
     """`mamo-hf ARGUMENTS` in a fresh process (a hang fails the test through the timeout)."""
     return subprocess.run(
-        [sys.executable, "-m", "mamo_hf.cli", *arguments],
+        [sys.executable, "-m", "mamo_hf_cli", *arguments],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -144,22 +139,14 @@ def test_resume_refuses_changed_arguments_naming_them(tmp_path, change, named):
     assert named in str(raised.value)
 
 
-def test_resume_with_allowed_changes_uses_the_new_learning_rate(tmp_path, monkeypatch):
+def test_resume_with_allowed_changes_uses_the_new_learning_rate(tmp_path):
     pretrain(tiny_run(tmp_path, checkpoint_every=3, max_steps=3, warmup_steps=0))
     AcceleratorState._reset_state(reset_partial_state=True)
-    rates = []
-    real_step = training._optimizer_step
-
-    def record(run, losses, queue):
-        rates.append(run.optimizer.param_groups[0]["lr"])
-        real_step(run, losses, queue)
-
-    monkeypatch.setattr(training, "_optimizer_step", record)
     arguments = {"checkpoint_every": 3, "max_steps": 4, "warmup_steps": 0, "resume": "latest"}
     pretrain(tiny_run(tmp_path, learning_rate=1e-4, min_learning_rate=1e-5, allow_changed_arguments=True, **arguments))
-    # Step 4 of a 4-step cosine from 1e-4 to 1e-5 starts from the schedule's value at step 3, near the floor,
-    # not from the old peak of 1e-3.
-    assert rates and rates[0] < 1e-4
+    # Step 4 ends a 4-step cosine from the new peak 1e-4 at its floor 1e-5; from the old peak of 1e-3 it would end
+    # at 1e-4 (the floor is a tenth of the peak).
+    assert logged(tmp_path / "run", "train/learning_rate")[4] == pytest.approx(1e-5)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -200,15 +187,7 @@ def test_training_reads_16_bit_and_transparent_images_as_the_processor_does(tmp_
 
 
 def test_non_finite_last_steps_leave_the_summary_with_the_last_applied_losses(tmp_path, monkeypatch):
-    real = training._forward_backward
-
-    def late_nan(accelerator, model, batch, args, micro_step):
-        outputs = real(accelerator, model, batch, args, micro_step)
-        if micro_step >= 4:  # steps 5 and 6 of 6
-            outputs["loss"] = outputs["loss"] * float("nan")
-        return outputs
-
-    monkeypatch.setattr(training, "_forward_backward", late_nan)
+    poison_batches(monkeypatch, {5, 6})  # steps 5 and 6 of 6
     summary = pretrain(tiny_run(tmp_path)).summary
     assert summary["nonfinite_steps"] == [5, 6] and summary["final_losses_step"] == 4
     assert all(np.isfinite(value) for value in summary["final_losses"].values())
@@ -238,7 +217,7 @@ def run_main(capsys, *arguments):
         (["--image-size", "100000"], "--image-size must be an integer from 16 to 4096"),
         (["--train-file", "{folder}/c.json", "--image-column", "img"], "--image-column applies to --hf-dataset and"),
         (["--train-file", "{folder}/c.json", "--text-column", "text"], "caption files name them with the fields"),
-        (["--report-to", "wandb"], "--report-to knows tensorboard and csv"),
+        (["--report-to", "wandb"], "--report-to must be some of tensorboard, csv"),
         (["--hf-dataset", "{folder}", "--train-file", "{folder}/c.json"], "--hf-dataset and --train-file"),
         (["--hub-model-id", "me/model"], "--hub-model-id is only used with --push-to-hub"),
         (["--init", "./no/such/folder"], "--init ./no/such/folder: no such folder"),
@@ -246,9 +225,9 @@ def run_main(capsys, *arguments):
         (["--caption-negatives", "-1"], "--caption-negatives must be an integer >= 0"),
         (["--demo-templates", "poem"], "--demo-templates must be some of list, relation"),
         (["--model", "base"], "--model base needs --tokenizer (e.g. bert-base-uncased), or start from --init"),
-        (["--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
-        (["--seed", "99999999999"], "--seed must be in [0, 2**32)"),
-        (["--demo-pairs", "1000000000000"], "--demo-pairs must be at most 10,000,000"),
+        (["--seed", "-1"], "--seed must be an integer from 0 to 4294967295, got -1"),
+        (["--seed", "99999999999"], "--seed must be an integer from 0 to 4294967295"),
+        (["--demo-pairs", "1000000000000"], "--demo-pairs must be an integer from 1 to 10000000"),
         (["--max-words", "0"], "--max-words must be an integer >= 1, got 0"),
         (["--image-size", "33"], "--image-size 33 must be a multiple of the patch size 16"),
         (["--image-root", "{folder}/c.json"], "--image-root {folder}/c.json: not a folder"),
@@ -718,7 +697,7 @@ def test_ctrl_c_ends_a_run_with_one_line_that_says_how_to_go_on(tmp_path, checkp
 
     run = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "mamo_hf.cli", "pretrain", "--output-dir", str(run), "--image-size", "32",
+        [sys.executable, "-m", "mamo_hf_cli", "pretrain", "--output-dir", str(run), "--image-size", "32",
          "--batch-size", "4", "--max-steps", "100000", "--eval-pairs", "0", "--checkpoint-every", checkpoint_every,
          "--num-workers", "1", "--report-to", "csv"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -735,7 +714,7 @@ def test_ctrl_c_ends_a_run_with_one_line_that_says_how_to_go_on(tmp_path, checkp
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-2000:]
     (line,) = [line for line in stderr.splitlines() if "interrupted" in line]
     if checkpoint_every == "1":
-        latest = training.list_checkpoints(run)[-1]
+        latest = list_checkpoints(run)[-1]
         assert line == f"mamo-hf pretrain: interrupted; continue from {latest.name} with --resume latest."
         from safetensors.torch import load_file
 

@@ -7,7 +7,6 @@ DataLoader workers or the epoch's batching; the bad-record report travels with t
 
 import inspect
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,7 +15,7 @@ from helpers import tiny_tokenizer
 from PIL import Image
 from transformers import Trainer, TrainingArguments
 
-from mamo_hf import JointMasking, MamoForPreTraining, training
+from mamo_hf import JointMasking, MamoForPreTraining
 from mamo_hf.data import (
     CaptionDataset,
     DemoCaptionDataset,
@@ -25,6 +24,7 @@ from mamo_hf.data import (
     SkippedSample,
     tiny_config_and_processor,
 )
+from mamo_hf.training.loop import forward_backward
 
 OBJECTIVES = ("itc", "itm", "mlm", "mim", "mrm")
 
@@ -67,9 +67,7 @@ def test_the_trainer_path_and_the_accelerate_path_mask_and_score_a_batch_alike(t
     loop_batch = collator([items[index] for index in order])
     for name in ("image_mask", "text_mask", "input_ids", "pixel_values"):
         torch.testing.assert_close(trainer_batch[name], loop_batch[name], rtol=0, atol=0, msg=name)
-    loop_outputs = training._forward_backward(
-        Accelerator(cpu=True), model, loop_batch, SimpleNamespace(seed=5), micro_step=0
-    )
+    loop_outputs = forward_backward(Accelerator(cpu=True), model, loop_batch, seed=5, micro_step=0)
     for name in OBJECTIVES:
         trainer_loss, loop_loss = getattr(trainer_outputs, f"loss_{name}"), getattr(loop_outputs, f"loss_{name}")
         torch.testing.assert_close(trainer_loss, loop_loss, rtol=0, atol=0, msg=name)

@@ -10,7 +10,7 @@ from PIL import Image
 from transformers import AutoModel, AutoProcessor, BertConfig, BertForMaskedLM, ViTConfig, ViTImageProcessor, ViTModel
 
 from mamo_hf import MamoModel, MamoProcessor
-from mamo_hf.cli import main
+from mamo_hf_cli import main
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +154,7 @@ def test_the_quick_help_and_the_full_parser_list_the_same_commands_and_the_scrip
     from mamo_hf.cli import build_parser
     from mamo_hf_cli import COMMANDS, command_parsers
 
-    full = next(action for action in build_parser()._actions if action.dest == "command")
+    full = next(action for action in build_parser(command_parsers)._actions if action.dest == "command")
     quick = next(action for action in command_parsers()[0]._actions if action.dest == "command")
     assert list(full.choices) == list(quick.choices) == list(COMMANDS)
     assert [choice.help for choice in full._choices_actions] == list(COMMANDS.values())

@@ -120,7 +120,8 @@ def test_minimal_pairs_share_their_words_and_stay_in_one_batch():
 
 
 def test_minimal_pairs_need_an_even_batch_and_demo_data():
-    from mamo_hf.training import PretrainingArguments, build_train_dataset
+    from mamo_hf.training import PretrainingArguments
+    from mamo_hf.training.data import build_train_dataset
 
     with pytest.raises(ValueError, match="even `--batch-size`"):
         build_train_dataset(PretrainingArguments(demo_minimal_pairs=1.0, batch_size=7), 64)

@@ -21,10 +21,10 @@ from transformers import AutoModel, AutoModelForPreTraining, AutoProcessor
 from transformers.pipelines import SUPPORTED_TASKS
 
 from mamo_hf import MamoModel
-from mamo_hf.cli import main
 from mamo_hf.data import DemoCaptionDataset
 from mamo_hf.hub import create_model_card
 from mamo_hf.training import PretrainingArguments, pretrain
+from mamo_hf_cli import main
 
 ENDPOINT = "https://huggingface.co"  # only used to build URL objects; nothing is sent
 

@@ -7,17 +7,42 @@ from pathlib import Path
 import mamo_hf
 
 PACKAGE = Path(mamo_hf.__file__).parent
+REPOSITORY = PACKAGE.parent
 
 
 def relative_imports(path: Path) -> set[str]:
     """Modules a file imports relatively, resolved to dotted names inside `mamo_hf`."""
-    package = path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1]
+    return {name for name in imported_modules(path) if name.startswith("mamo_hf")}
+
+
+def module_name(path: Path) -> str:
+    """The dotted name of a repository file: `mamo_hf/training/loop.py` → `mamo_hf.training.loop`."""
+    parts = path.relative_to(REPOSITORY).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, relatively or absolutely, as dotted names; `from package import module` counts
+    the submodule when the package has a file of that name."""
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level:
-            base = package[: len(package) - node.level + 1]
-            found.add(".".join((*base, node.module or "")))
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            submodules = {f"{module}.{alias.name}" for alias in node.names if is_module(f"{module}.{alias.name}")}
+            found |= submodules if len(submodules) == len(node.names) else {module, *submodules}
     return found
+
+
+def is_module(name: str) -> bool:
+    """Whether the dotted `name` is a module or package of the repository."""
+    candidate = REPOSITORY.joinpath(*name.split("."))
+    return candidate.with_suffix(".py").is_file() or (candidate / "__init__.py").is_file()
 
 
 def test_data_never_imports_evaluation_or_training():
@@ -42,7 +67,7 @@ def package_files() -> list[Path]:
 
 def test_no_module_imports_another_modules_private_name():
     """A name with a leading underscore is its module's own business: imported elsewhere, it is an API in hiding."""
-    repository = PACKAGE.parent
+    repository = REPOSITORY
     files = [*package_files(), *(repository / "examples").rglob("*.py"), *(repository / "benchmarks").rglob("*.py")]
     offenders = [
         f"{path.relative_to(repository)}: {alias.name}"
@@ -55,24 +80,63 @@ def test_no_module_imports_another_modules_private_name():
     assert not offenders
 
 
-def test_the_code_cites_only_documents_of_the_repository_and_sections_that_exist():
-    repository = PACKAGE.parent
-    method = (repository / "docs" / "method.md").read_text()
-    sections = set(re.findall(r"^#+ (\d+(?:\.\d+)?)\.? ", method, flags=re.MULTILINE))
+def test_the_code_cites_only_documents_of_the_repository_and_sections_that_exist_by_their_titles():
+    """A citation of the method document names its section by number and title (`docs/method.md §5 "Downstream
+    tasks"`, or `§2 "Joint masking", §3 "Objectives"`): the title must begin the heading of that number, so that a
+    citation of the wrong section shows."""
+    method = (REPOSITORY / "docs" / "method.md").read_text()
+    headings = dict(re.findall(r"^#+ (\d+(?:\.\d+)?)\.? (.+)$", method, flags=re.MULTILINE))
     texts = {
         path: path.read_text()
         for pattern in ("mamo_hf/**/*.py", "examples/**/*", "benchmarks/*.py", "*.md")
-        for path in repository.glob(pattern)
+        for path in REPOSITORY.glob(pattern)
         if path.is_file() and path.suffix in {".py", ".md", ".yaml"}
     }
     assert not [str(path) for path, text in texts.items() if "SPEC.md" in text]
-    cited = {
-        (str(path.relative_to(repository)), section)
-        for path, text in texts.items()
-        for group in re.findall(r"docs/method\.md ((?:§[\d.]+(?:[–-]§?[\d.]+)?(?:, )?)+)", text)
-        for section in re.findall(r"(\d+(?:\.\d+)?)", group)
-    }
-    assert cited and not [(path, section) for path, section in cited if section not in sections]
+    cited, untitled = [], []
+    for path, text in texts.items():
+        for group in re.findall(r'docs/method\.md\s+(§[\d.]+(?:\s+"[^"]+")?(?:, §[\d.]+(?:\s+"[^"]+")?)*)', text):
+            for number, title in re.findall(r'§([\d.]*\d)(?:\s+"([^"]+)")?', group):
+                title = " ".join(title.replace("#", " ").split())  # a title may go on in the next comment line
+                (cited if title else untitled).append((str(path.relative_to(REPOSITORY)), number, title))
+    assert cited and not untitled, untitled
+    wrong = [(path, number, title) for path, number, title in cited if not headings.get(number, "").startswith(title)]
+    assert not wrong
+
+
+def test_no_module_of_the_package_imports_the_entry_script():
+    """`mamo_hf_cli` hands its parsers to `mamo_hf.cli`; the package never imports it back."""
+    offenders = [str(path) for path in package_files() if "mamo_hf_cli" in imported_modules(path)]
+    assert not offenders
+
+
+def test_no_import_circle_among_the_repository_modules():
+    """The explicit imports among the package's modules and the entry script form no circle."""
+    files = [*package_files(), REPOSITORY / "mamo_hf_cli.py"]
+    modules = {module_name(path): path for path in files}
+    graph = {name: sorted(imported_modules(path) & set(modules) - {name}) for name, path in modules.items()}
+    assert not find_circle(graph)
+
+
+def find_circle(graph: dict[str, list[str]]) -> list[str]:
+    """A circle of `graph` (module → the modules it imports) as the list of its modules, or [] (depth-first)."""
+    state, path = {}, []
+
+    def visit(node):
+        state[node], path[len(path) :] = "open", [node]
+        for target in graph[node]:
+            if state.get(target) == "open":
+                return path[path.index(target) :]
+            if target not in state and (circle := visit(target)):
+                return circle
+        state[node] = "done"
+        path.pop()
+        return []
+
+    for node in graph:
+        if node not in state and (circle := visit(node)):
+            return circle
+    return []
 
 
 def test_the_modules_a_checkpoint_carries_import_only_each_other():

@@ -15,22 +15,24 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
+from helpers import assert_same_weights, final_weights, logged, poison_batches, run_two_processes, tiny_run
 from safetensors.torch import load_file
-from test_training import assert_same_weights, final_weights, logged, run_two_processes, tiny_run
 
-from mamo_hf import training
-from mamo_hf.cli import main
-from mamo_hf.data import PretrainingCollator, write_demo_dataset
+from mamo_hf import MamoForPreTraining
+from mamo_hf.data import write_demo_dataset
 from mamo_hf.training import (
-    LOCK_FILE,
     CheckpointError,
-    DivergenceGuard,
     InvalidArgumentError,
     OutputDirInUseError,
     TrainingDivergedError,
+    checkpoints,
+    devices,
     list_checkpoints,
     pretrain,
 )
+from mamo_hf.training.optimization import DivergenceGuard
+from mamo_hf.training.run_dir import LOCK_FILE
+from mamo_hf_cli import main
 
 
 @pytest.fixture(autouse=True)
@@ -123,21 +125,6 @@ def test_two_processes_resume_exactly_from_every_checkpoint_across_an_epoch_boun
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def poison_batches(monkeypatch, calls: set[int]):
-    """Give the collator's `calls`-th batches (1-based) NaN pixels."""
-    real_call = PretrainingCollator.__call__
-    counter = {"calls": 0}
-
-    def call(self, items):
-        batch = real_call(self, items)
-        counter["calls"] += 1
-        if counter["calls"] in calls:
-            batch["pixel_values"] = torch.full_like(batch["pixel_values"], float("nan"))
-        return batch
-
-    monkeypatch.setattr(PretrainingCollator, "__call__", call)
-
-
 def test_a_nan_batch_is_skipped_leaving_weights_optimizer_schedule_teacher_and_queue_untouched(tmp_path, monkeypatch):
     poison_batches(monkeypatch, {3})
     run = tiny_run(tmp_path, checkpoint_every=1, save_total_limit=0, model_config={"queue_size": 16})
@@ -152,7 +139,7 @@ def test_a_nan_batch_is_skipped_leaving_weights_optimizer_schedule_teacher_and_q
     optimizer_after = torch.load(after / "optimizer.bin", weights_only=True)
     for index, state in optimizer_before["state"].items():
         assert torch.equal(state["exp_avg"], optimizer_after["state"][index]["exp_avg"])
-    schedule = [json.loads((path / training.TRAINING_STATE).read_text())["scheduler"] for path in (before, after)]
+    schedule = [json.loads((path / checkpoints.TRAINING_STATE).read_text())["scheduler"] for path in (before, after)]
     assert schedule[0]["last_epoch"] == schedule[1]["last_epoch"] == 2
     # the next batch trains again, and the run ends with finite weights
     weights_next = load_file(Path(run.output_dir) / "checkpoint-4" / "model.safetensors")
@@ -230,9 +217,9 @@ def test_checkpoints_hold_no_pickle_and_resuming_runs_none(tmp_path):
     pretrain(run)
     reset_accelerate()
     checkpoint = Path(run.output_dir) / "checkpoint-3"
-    assert sorted(path.name for path in checkpoint.iterdir()) == sorted(training.CHECKPOINT_FILES)
+    assert sorted(path.name for path in checkpoint.iterdir()) == sorted(checkpoints.CHECKPOINT_FILES)
     torch.load(checkpoint / "optimizer.bin", weights_only=True)  # plain tensors and numbers only
-    state = json.loads((checkpoint / training.TRAINING_STATE).read_text())
+    state = json.loads((checkpoint / checkpoints.TRAINING_STATE).read_text())
     assert state["step"] == 3 and state["scheduler"]["last_epoch"] == 3 and state["nonfinite_steps"] == []
     marker = tmp_path / "executed"
     for name in ("random_states_0.pkl", "scheduler.bin"):  # files older versions (and Accelerate) wrote
@@ -252,7 +239,7 @@ def test_checkpoints_hold_no_pickle_and_resuming_runs_none(tmp_path):
         (lambda folder: (folder / "optimizer.bin").unlink(), "optimizer.bin is missing"),
         (lambda folder: (folder / "model.safetensors").write_bytes(b"garbage"), "model or optimizer state"),
         (lambda folder: (folder / "optimizer.bin").write_bytes(b"garbage"), "model or optimizer state"),
-        (lambda folder: (folder / training.TRAINING_STATE).write_text("{"), "training_state.json is unreadable"),
+        (lambda folder: (folder / checkpoints.TRAINING_STATE).write_text("{"), "training_state.json is unreadable"),
     ],
 )
 def test_a_missing_or_corrupt_state_file_is_an_error_naming_it(tmp_path, damage, message):
@@ -309,7 +296,7 @@ def test_a_second_run_on_a_live_runs_folder_refuses_and_a_stale_lock_is_taken_ov
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(tmp_path, monkeypatch, overrides, message):
-    monkeypatch.setattr(training, "build_model_and_processor", lambda args: pytest.fail("work started"))
+    monkeypatch.setattr(MamoForPreTraining, "__init__", lambda self, config: pytest.fail("work started"))
     with pytest.raises(InvalidArgumentError, match=message):
         pretrain(tiny_run(tmp_path, **overrides))
 
@@ -365,7 +352,7 @@ def test_records_with_a_missing_key_or_outside_the_root_are_skipped_and_counted_
 
 
 def test_bf16_without_native_support_is_refused_unless_allowed_with_a_warning(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(training, "has_native_bf16", lambda device: False)
+    monkeypatch.setattr(devices, "has_native_bf16", lambda device: False)
     with pytest.raises(InvalidArgumentError, match="no native bf16 .* ~25× slower than fp32"):
         pretrain(tiny_run(tmp_path, mixed_precision="bf16", cpu=True))
     reset_accelerate()
@@ -373,7 +360,7 @@ def test_bf16_without_native_support_is_refused_unless_allowed_with_a_warning(tm
         summary = pretrain(tiny_run(tmp_path, mixed_precision="bf16", cpu=True, max_steps=1, allow_slow_bf16=True))
     assert summary.summary["steps"] == 1 and "running anyway" in caplog.text
     reset_accelerate()
-    monkeypatch.setattr(training, "has_native_bf16", lambda device: True)
+    monkeypatch.setattr(devices, "has_native_bf16", lambda device: True)
     caplog.clear()
     pretrain(tiny_run(tmp_path, "native", mixed_precision="bf16", cpu=True, max_steps=1))
     assert "no native bf16" not in caplog.text
@@ -383,7 +370,7 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
     cpuinfo = {"with": "flags\t\t: fpu sse avx2 avx512f avx512_bf16\n", "without": "flags\t\t: fpu sse avx2\n"}
     for kind, text in cpuinfo.items():
         (tmp_path / kind).write_text("processor\t: 0\n" + text)
-        monkeypatch.setattr(training, "CPUINFO", tmp_path / kind)
-        assert training.has_native_bf16(torch.device("cpu")) is (kind == "with")
-    monkeypatch.setattr(training, "CPUINFO", tmp_path / "absent")
-    assert training.has_native_bf16(torch.device("cpu")) is None  # unknown: neither refused nor warned
+        monkeypatch.setattr(devices, "CPUINFO", tmp_path / kind)
+        assert devices.has_native_bf16(torch.device("cpu")) is (kind == "with")
+    monkeypatch.setattr(devices, "CPUINFO", tmp_path / "absent")
+    assert devices.has_native_bf16(torch.device("cpu")) is None  # unknown: neither refused nor warned

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from mamo_hf import MamoForImageTextRetrieval, MamoProcessor
-from mamo_hf.cli import main
 from mamo_hf.data import tiny_config_and_processor
 from mamo_hf.search import default_index_path, read_index, search_index, update_index
+from mamo_hf_cli import main
 
 COLOURS = [(220, 30, 30), (30, 200, 40), (30, 40, 220), (230, 220, 20), (240, 240, 240), (20, 20, 20)]
 

@@ -18,11 +18,11 @@ from accelerate.state import AcceleratorState, GradientState
 from helpers import TINY_RUN
 from PIL import Image
 
-from mamo_hf.cli import main
 from mamo_hf.data import CaptionOptions, SkippedSample, StreamingCaptionDataset, TrainTransform
 from mamo_hf.data.files import expand_braces, expand_data_files
 from mamo_hf.data.shards import shard_format
 from mamo_hf.training import InvalidArgumentError, PretrainingArguments, pretrain
+from mamo_hf_cli import main
 
 UNREADABLE = "unreadable image: not an image file of a format PIL knows"
 NO_CAPTION = "missing caption: the sample has no .txt file and no 'caption' in a .json file"
@@ -355,14 +355,14 @@ def tiny_run(tmp_path, **overrides) -> PretrainingArguments:
     ],
 )
 def test_bad_shard_arguments_are_refused_before_any_work(tmp_path, monkeypatch, overrides, message):
-    from mamo_hf import training
+    from mamo_hf import MamoForPreTraining
 
     write_tar(tmp_path / "00000.tar", [good_sample(0)])
     raw_parquet(tmp_path / "a.parquet", 2)
     overrides["train_file"] = [
         file.replace("SHARDS", str(tmp_path)) for file in overrides.get("train_file", [str(tmp_path / "*.tar")])
     ]
-    monkeypatch.setattr(training, "build_model_and_processor", lambda args: pytest.fail("work started"))
+    monkeypatch.setattr(MamoForPreTraining, "__init__", lambda self, config: pytest.fail("work started"))
     with pytest.raises(InvalidArgumentError, match=message):
         pretrain(tiny_run(tmp_path, **overrides))
 

@@ -2,25 +2,20 @@
 
 import csv
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
-from helpers import TINY_RUN
+from helpers import assert_same_weights, final_weights, logged, run_two_processes, tiny_run
 from safetensors.torch import load_file
 
-from mamo_hf import MamoForPreTraining, training
-from mamo_hf.cli import main
+from mamo_hf import MamoForPreTraining
 from mamo_hf.data import write_demo_dataset
 from mamo_hf.data.demo import COLOURS, COLUMNS, ROWS, SHAPES
-from mamo_hf.training import PretrainingArguments, list_checkpoints, pretrain
-
-WORKER = Path(__file__).parent / "workers" / "pretrain_two_ranks.py"
+from mamo_hf.training import CheckpointError, checkpoints, list_checkpoints, pretrain
+from mamo_hf_cli import main
 
 
 @pytest.fixture(autouse=True)
@@ -31,30 +26,6 @@ def fresh_accelerate_state():
     GradientState._reset_state()
 
 
-def tiny_run(tmp_path, name="run", **overrides) -> PretrainingArguments:
-    """A pre-training run of a few steps of a tiny model on 32 px demo data, logging every step to CSV."""
-    settings = TINY_RUN | {"output_dir": str(tmp_path / name)}
-    return PretrainingArguments(**(settings | overrides))
-
-
-def logged(run_dir, name="train/loss") -> dict[int, float]:
-    with open(Path(run_dir) / "logs" / "mamo" / "metrics.csv") as handle:
-        return {int(row["step"]): float(row["value"]) for row in csv.DictReader(handle) if row["name"] == name}
-
-
-def final_weights(run_dir) -> dict[str, torch.Tensor]:
-    return load_file(Path(run_dir) / "model.safetensors")
-
-
-def assert_same_weights(first, second, atol=0.0, rtol=0.0):
-    """Equal weights, but for attention key biases: softmax ignores them, so their gradient is zero up to float
-    noise, which Adam (dividing by its own tiny second moment) turns into steps of up to the learning rate."""
-    assert first.keys() == second.keys()
-    for name in first:
-        key_bias = name.endswith("attention.k_proj.bias")
-        torch.testing.assert_close(first[name], second[name], atol=1e-2 if key_bias else atol, rtol=rtol, msg=name)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Resume and checkpoints
 # ----------------------------------------------------------------------------------------------------------------
@@ -63,7 +34,7 @@ def assert_same_weights(first, second, atol=0.0, rtol=0.0):
 def test_resume_continues_exactly_like_the_uninterrupted_run(tmp_path, monkeypatch):
     uninterrupted = pretrain(tiny_run(tmp_path, "uninterrupted")).summary
 
-    real_save = training.save_checkpoint
+    real_save = checkpoints.save_checkpoint
 
     def save_then_crash(accelerator, output_dir, state, *args):
         path = real_save(accelerator, output_dir, state, *args)
@@ -71,12 +42,12 @@ def test_resume_continues_exactly_like_the_uninterrupted_run(tmp_path, monkeypat
             raise KeyboardInterrupt("stopped after the checkpoint of step 3")
         return path
 
-    monkeypatch.setattr(training, "save_checkpoint", save_then_crash)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         pretrain(tiny_run(tmp_path, "interrupted", checkpoint_every=3))
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
-    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
     resumed = pretrain(tiny_run(tmp_path, "interrupted", checkpoint_every=3, resume="latest")).summary
 
     assert uninterrupted["steps"] == resumed["steps"] == 6
@@ -103,11 +74,11 @@ def test_an_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatc
 
     monkeypatch.setattr(Accelerator, "save_state", save_half_then_crash)
     run = tiny_run(tmp_path, checkpoint_every=2)
-    with pytest.raises(training.CheckpointError, match="disk full"):  # one line for the CLI; no partial folder
+    with pytest.raises(CheckpointError, match="disk full"):  # one line for the CLI; no partial folder
         pretrain(run)
-    checkpoints = list_checkpoints(run.output_dir)
-    assert [path.name for path in checkpoints] == ["checkpoint-2"]
-    assert json.loads((checkpoints[0] / training.TRAINING_STATE).read_text())["step"] == 2
+    kept = list_checkpoints(run.output_dir)
+    assert [path.name for path in kept] == ["checkpoint-2"]
+    assert json.loads((kept[0] / checkpoints.TRAINING_STATE).read_text())["step"] == 2
 
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
@@ -164,23 +135,6 @@ def test_accumulating_two_half_batches_equals_one_full_batch(tmp_path, monkeypat
 # ----------------------------------------------------------------------------------------------------------------
 # Two processes
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def run_two_processes(output_dir: Path, **overrides) -> subprocess.CompletedProcess:
-    """`pretrain` on two gloo processes (see `workers/pretrain_two_ranks.py`) with `PretrainingArguments` overrides."""
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--standalone",
-        str(WORKER),
-        str(output_dir),
-        json.dumps(overrides),
-    ]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
 
 
 def test_two_processes_stay_in_sync_match_one_process_and_evaluate_together(tmp_path):

@@ -1,4 +1,5 @@
-"""Data for weakly-supervised visual grounding (docs/method.md §5): RefCOCO+ in ALBEF's layout, and a generated set.
+"""Data for weakly-supervised visual grounding (docs/method.md §5 "Downstream tasks"): RefCOCO+ in ALBEF's layout, and
+a generated set.
 
 A grounding sample is an image, a referring expression, proposal boxes `(x, y, w, h)` in pixels of the image, and
 the ground truth: either the index of the right proposal, or the referred object's box (a proposal is then correct

@@ -1,6 +1,6 @@
-"""VQA answers: normalisation, accuracy, soft training targets and the answer vocabulary (docs/method.md §5), with the
-rules of the official VQA evaluation (`vqaEval.py` of the VQA API), re-implemented here. Data code (the VQA
-collator's targets) and evaluation code (`mamo_hf.evaluation.vqa`) both use it.
+"""VQA answers: normalisation, accuracy, soft training targets and the answer vocabulary (docs/method.md §5 "Downstream
+tasks"), with the rules of the official VQA evaluation (`vqaEval.py` of the VQA API), re-implemented here. Data code
+(the VQA collator's targets) and evaluation code (`mamo_hf.evaluation.vqa`) both use it.
 
 An answer is normalised (`normalize_answer`) before it is compared: lowercase, punctuation removed or turned into
 spaces, number words written as digits, articles dropped, contractions given their apostrophes. The accuracy of a

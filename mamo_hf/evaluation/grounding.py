@@ -1,4 +1,5 @@
-"""Weakly-supervised visual grounding with Grad-CAM, the protocol of ALBEF and MAMO (docs/method.md §5).
+"""Weakly-supervised visual grounding with Grad-CAM, the protocol of ALBEF and MAMO (docs/method.md §5 "Downstream
+tasks").
 
 A model fine-tuned with ITC + ITM on referring expressions alone (no boxes) grounds an expression by Grad-CAM: the
 gradient of the ITM "match" logit with respect to the attention probabilities of one fusion layer, kept where it is

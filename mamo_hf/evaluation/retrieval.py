@@ -1,4 +1,4 @@
-"""Image-text retrieval with the protocol of ALBEF and MAMO (docs/method.md §5).
+"""Image-text retrieval with the protocol of ALBEF and MAMO (docs/method.md §5 "Downstream tasks").
 
 Every image and every text is encoded once (in batches); candidates are ranked by ITC similarity, and the top `k` of
 each query are re-ranked by the ITM match probability, computed in batches over many queries at once. Text

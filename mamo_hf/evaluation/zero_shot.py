@@ -1,5 +1,6 @@
 """Zero-shot image classification: each image against a set of label prompts, by ITC as CLIP does, and optionally
-with the best labels re-ranked by ITM, as MAMO's retrieval protocol re-ranks its candidates (docs/method.md §5).
+with the best labels re-ranked by ITM, as MAMO's retrieval protocol re-ranks its candidates (docs/method.md §5
+"Downstream tasks").
 
 The "zero-shot-image-classification" pipeline of transformers gives the ITC ranking (the model of
 `AutoModelForZeroShotImageClassification` scores `N` images against `M` prompts); `zero_shot_classify` adds the ITM

@@ -28,7 +28,7 @@ from helpers import exit_distributed_worker  # noqa: E402
 from mamo_hf import JointMasking, MamoForPreTraining  # noqa: E402
 from mamo_hf.data import DemoCaptionDataset, PretrainingCollator, tiny_config_and_processor  # noqa: E402
 from mamo_hf.modeling_mamo import MamoTextLayer, MamoVisionLayer  # noqa: E402
-from mamo_hf.training import seed_micro_step, step_generator  # noqa: E402
+from mamo_hf.training.sampling import seed_micro_step, step_generator  # noqa: E402
 
 GLOBAL_BATCH, SEED = 8, 3
 
