@@ -22,6 +22,7 @@ from .configuration_mamo import MamoConfig, MamoFusionConfig, MamoTextConfig, Ma
 from .image_processing_mamo import MamoImageProcessor, MamoImageProcessorPil
 from .losses_mamo import JointMasking
 from .modeling_mamo import (
+    FusionView,
     MamoForImageTextRetrieval,
     MamoForPreTraining,
     MamoForPreTrainingOutput,
@@ -37,6 +38,8 @@ from .modeling_mamo import (
     MamoVisionModel,
     MamoVisualReasoningOutput,
     PretrainingObjective,
+    StudentEncoding,
+    TeacherTarget,
 )
 from .processing_mamo import MamoProcessor
 
@@ -101,5 +104,8 @@ __all__ = [
     "MamoVisionConfig",
     "MamoVisionModel",
     "MamoVisualReasoningOutput",
+    "FusionView",
     "PretrainingObjective",
+    "StudentEncoding",
+    "TeacherTarget",
 ]

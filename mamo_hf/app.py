@@ -63,6 +63,17 @@ def build_app(model, processor, image_folder: str | Path | None = None, title: s
     model.eval()
     if image_folder is not None:
         update_index(image_folder, model, processor)
+    with gr.Blocks(title=title) as app:
+        gr.Markdown(f"# {title}\nMasked multimodal modeling (MAMO) for vision-language: ITC, ITM and Grad-CAM.")
+        for tab in (_match_tab, _zero_shot_tab, _gradcam_tab):
+            tab(gr, model, processor)
+        if image_folder is not None:
+            _search_tab(gr, model, processor, image_folder)
+    return app
+
+
+def _match_tab(gr, model, processor) -> None:
+    """Match: an image against captions, one per line, by ITC and ITM."""
 
     def match(image, captions_text):
         captions = _lines(captions_text)
@@ -72,6 +83,19 @@ def build_app(model, processor, image_folder: str | Path | None = None, title: s
         return [[row["caption"], *(round(row[name], 4) for name in ("cosine", "itc_probability", "itm_probability"))]
                 for row in rows]  # fmt: skip
 
+    with gr.Tab("Match"):
+        with gr.Row():
+            match_image = gr.Image(type="pil", label="Image", elem_id="match-image")
+            captions = gr.Textbox(lines=4, label="Captions, one per line", elem_id="match-captions")
+        match_button = gr.Button("Score", elem_id="match-button")
+        headers = ["caption", "ITC cosine", "ITC probability", "ITM probability"]
+        table = gr.Dataframe(headers=headers, label="Scores", elem_id="match-table", interactive=False)
+        match_button.click(match, [match_image, captions], table)
+
+
+def _zero_shot_tab(gr, model, processor) -> None:
+    """Zero-shot: an image classified among labels put into a prompt template."""
+
     def classify(image, labels_text, template):
         labels = [label.strip() for label in (labels_text or "").split(",") if label.strip()]
         if image is None or not labels or "{}" not in template:
@@ -79,10 +103,36 @@ def build_app(model, processor, image_folder: str | Path | None = None, title: s
         ranked = zero_shot_classify(model, processor, [image.convert("RGB")], labels, hypothesis_template=template)
         return {entry["label"]: entry["score"] for entry in ranked[0]}
 
+    with gr.Tab("Zero-shot"):
+        with gr.Row():
+            label_image = gr.Image(type="pil", label="Image", elem_id="zero-shot-image")
+            with gr.Column():
+                labels = gr.Textbox(label="Labels, separated by commas", elem_id="zero-shot-labels")
+                template = gr.Textbox(value="a photo of a {}", label="Template", elem_id="zero-shot-template")
+        classify_button = gr.Button("Classify", elem_id="zero-shot-button")
+        ranking = gr.Label(label="ITC probability", elem_id="zero-shot-ranking")
+        classify_button.click(classify, [label_image, labels, template], ranking)
+
+
+def _gradcam_tab(gr, model, processor) -> None:
+    """Grad-CAM: where in the image a phrase's ITM score comes from."""
+
     def locate(image, phrase):
         if image is None or not (phrase or "").strip():
             raise gr.Error("Give an image and a phrase.")
         return phrase_heatmap(model, processor, image, phrase.strip())
+
+    with gr.Tab("Grad-CAM"):
+        with gr.Row():
+            cam_image = gr.Image(type="pil", label="Image", elem_id="gradcam-image")
+            phrase = gr.Textbox(label="Phrase", elem_id="gradcam-phrase")
+        cam_button = gr.Button("Locate", elem_id="gradcam-button")
+        heat = gr.Image(type="pil", label="Grad-CAM of the ITM score", elem_id="gradcam-heatmap")
+        cam_button.click(locate, [cam_image, phrase], heat)
+
+
+def _search_tab(gr, model, processor, image_folder) -> None:
+    """Search: the images of `image_folder` that best match a text."""
 
     def find(query, top_k, rerank):
         if not (query or "").strip():
@@ -91,42 +141,14 @@ def build_app(model, processor, image_folder: str | Path | None = None, title: s
         hits = search_index(image_folder, query.strip(), model, processor, top_k=int(top_k), rerank=int(rerank))
         return [(str(Path(image_folder) / hit.path), _hit_caption(hit)) for hit in hits]
 
-    with gr.Blocks(title=title) as app:
-        gr.Markdown(f"# {title}\nMasked multimodal modeling (MAMO) for vision-language: ITC, ITM and Grad-CAM.")
-        with gr.Tab("Match"):
-            with gr.Row():
-                match_image = gr.Image(type="pil", label="Image", elem_id="match-image")
-                captions = gr.Textbox(lines=4, label="Captions, one per line", elem_id="match-captions")
-            match_button = gr.Button("Score", elem_id="match-button")
-            headers = ["caption", "ITC cosine", "ITC probability", "ITM probability"]
-            table = gr.Dataframe(headers=headers, label="Scores", elem_id="match-table", interactive=False)
-            match_button.click(match, [match_image, captions], table)
-        with gr.Tab("Zero-shot"):
-            with gr.Row():
-                label_image = gr.Image(type="pil", label="Image", elem_id="zero-shot-image")
-                with gr.Column():
-                    labels = gr.Textbox(label="Labels, separated by commas", elem_id="zero-shot-labels")
-                    template = gr.Textbox(value="a photo of a {}", label="Template", elem_id="zero-shot-template")
-            classify_button = gr.Button("Classify", elem_id="zero-shot-button")
-            ranking = gr.Label(label="ITC probability", elem_id="zero-shot-ranking")
-            classify_button.click(classify, [label_image, labels, template], ranking)
-        with gr.Tab("Grad-CAM"):
-            with gr.Row():
-                cam_image = gr.Image(type="pil", label="Image", elem_id="gradcam-image")
-                phrase = gr.Textbox(label="Phrase", elem_id="gradcam-phrase")
-            cam_button = gr.Button("Locate", elem_id="gradcam-button")
-            heat = gr.Image(type="pil", label="Grad-CAM of the ITM score", elem_id="gradcam-heatmap")
-            cam_button.click(locate, [cam_image, phrase], heat)
-        if image_folder is not None:
-            with gr.Tab("Search"):
-                query = gr.Textbox(label=f"Search {image_folder}", elem_id="search-query")
-                with gr.Row():
-                    top_k = gr.Slider(1, 20, value=5, step=1, label="Images")
-                    rerank = gr.Slider(0, 50, value=10, step=1, label="Re-rank the best k by ITM (0: ITC only)")
-                search_button = gr.Button("Search", elem_id="search-button")
-                gallery = gr.Gallery(label="Best matches", elem_id="search-gallery", columns=5)
-                search_button.click(find, [query, top_k, rerank], gallery)
-    return app
+    with gr.Tab("Search"):
+        query = gr.Textbox(label=f"Search {image_folder}", elem_id="search-query")
+        with gr.Row():
+            top_k = gr.Slider(1, 20, value=5, step=1, label="Images")
+            rerank = gr.Slider(0, 50, value=10, step=1, label="Re-rank the best k by ITM (0: ITC only)")
+        search_button = gr.Button("Search", elem_id="search-button")
+        gallery = gr.Gallery(label="Best matches", elem_id="search-gallery", columns=5)
+        search_button.click(find, [query, top_k, rerank], gallery)
 
 
 def _hit_caption(hit) -> str:

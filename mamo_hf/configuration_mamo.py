@@ -331,7 +331,7 @@ class MamoConfig(PreTrainedConfig):
         )
         _require(self.queue_size >= 0, "queue_size", f"must be non-negative, got {self.queue_size}.")
         _require(0.0 <= self.distill_alpha <= 1.0, "distill_alpha", f"must be in [0, 1], got {self.distill_alpha}.")
-        for name in ("itc_weight", "itm_weight", "mlm_weight", "mim_weight", "mrm_weight"):
+        for name in self.objective_weight_names():
             value = getattr(self, name)
             _require(value >= 0, name, f"must be non-negative, got {value}.")
         fusion_layers = self.fusion_encoder_config.num_hidden_layers
@@ -345,6 +345,11 @@ class MamoConfig(PreTrainedConfig):
             "masked_modeling_warmup_steps",
             f"must be non-negative, got {self.masked_modeling_warmup_steps}.",
         )
+
+    @classmethod
+    def objective_weight_names(cls) -> tuple[str, ...]:
+        """The fields `<objective>_weight`, one per pre-training objective (a new objective declares one)."""
+        return tuple(name for name in cls.__dataclass_fields__ if name.endswith("_weight"))
 
     @classmethod
     def mamo_base(cls, **kwargs) -> "MamoConfig":

@@ -151,8 +151,7 @@ def create_model_card(
         summary,
         f"MAMO ([paper]({PAPER_URL})) learns fine-grained vision-language representations with masked multimodal "
         "modeling: an image encoder (ViT), a text encoder and a merged-attention fusion encoder (BERT), pre-trained "
-        "with ITC, ITM, MLM, masked image modeling on momentum features (MIM) and masked representation modeling "
-        "(MRM). This checkpoint was made with the `mamo_hf` package.",
+        f"with {_objectives_in_words()}. This checkpoint was made with the `mamo_hf` package.",
         _usage_section(model_name, model_class),
     ]
     if results:
@@ -165,6 +164,14 @@ def create_model_card(
         sections.append("## Training\n\n" + settings)
     sections.append(f"## Citation\n\n```bibtex\n{CITATION}\n```")
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n" + "\n\n".join(sections) + "\n")
+
+
+def _objectives_in_words() -> str:
+    """The pre-training objectives of the table, in words: "image-text contrastive learning (ITC), ... and ..."."""
+    from .modeling_mamo import PRETRAINING_OBJECTIVES
+
+    titles = [row.title for row in PRETRAINING_OBJECTIVES]
+    return ", ".join(titles[:-1]) + " and " + titles[-1]
 
 
 def _usage_section(model_id: str, model_class: str) -> str:

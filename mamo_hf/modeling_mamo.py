@@ -16,7 +16,8 @@
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from enum import Enum
 from typing import Any, NamedTuple
 
 import torch
@@ -777,6 +778,17 @@ class MamoModelOutput(ModelOutput):
         return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in self.values())
 
 
+def _pairing(num_images: int, num_texts: int, fuse_pairs: bool | None, return_loss: bool | None) -> bool:
+    """Whether `MamoModel.forward` fuses the pairs (by default when images and texts come in pairs); fusing or an
+    ITC loss without pairs is refused."""
+    paired = num_images == num_texts
+    fuse_pairs = paired if fuse_pairs is None else fuse_pairs
+    if (fuse_pairs or return_loss) and not paired:
+        wanted = "`fuse_pairs=True`" if fuse_pairs else "`return_loss=True`"
+        raise ValueError(f"{wanted} needs images and texts in pairs, got {num_images} images and {num_texts} texts.")
+    return fuse_pairs
+
+
 class MamoModel(MamoPreTrainedModel):
     """MAMO: image encoder, text encoder, merged-attention fusion encoder and ITC projections (docs/method.md §1
     "Architecture").
@@ -902,6 +914,20 @@ class MamoModel(MamoPreTrainedModel):
             text_states, self.image_to_fusion(image_states), attention_mask=text_attention_mask, **kwargs
         )
 
+    def _one_modality(
+        self, input_ids, pixel_values, attention_mask, token_type_ids, position_ids, visible_patch_indices, **kwargs
+    ) -> MamoModelOutput:
+        """`forward` given images only or texts only: that modality's encoder states and ITC features."""
+        if input_ids is None and pixel_values is not None:
+            check_pixel_values(pixel_values, self.config.vision_config.num_channels)
+            image_outputs = self.get_image_features(pixel_values, visible_patch_indices, **kwargs)
+            return _one_modality_output(image_outputs, image_model_output=image_outputs)
+        check_text_inputs(input_ids, attention_mask, self.config.text_config.vocab_size)
+        text_outputs = self.get_text_features(
+            input_ids, attention_mask, token_type_ids=token_type_ids, position_ids=position_ids, **kwargs
+        )
+        return _one_modality_output(text_outputs, text_model_output=text_outputs)
+
     @can_return_tuple
     def forward(
         self,
@@ -937,25 +963,12 @@ class MamoModel(MamoPreTrainedModel):
         Returns:
             [`MamoModelOutput`]
         """
-        if input_ids is None and pixel_values is not None:
-            check_pixel_values(pixel_values, self.config.vision_config.num_channels)
-            image_outputs = self.get_image_features(pixel_values, visible_patch_indices, **kwargs)
-            return _one_modality_output(image_outputs, image_model_output=image_outputs)
-        if pixel_values is None and input_ids is not None:
-            check_text_inputs(input_ids, attention_mask, self.config.text_config.vocab_size)
-            text_outputs = self.get_text_features(
-                input_ids, attention_mask, token_type_ids=token_type_ids, position_ids=position_ids, **kwargs
+        if (input_ids is None) != (pixel_values is None):
+            return self._one_modality(
+                input_ids, pixel_values, attention_mask, token_type_ids, position_ids, visible_patch_indices, **kwargs
             )
-            return _one_modality_output(text_outputs, text_model_output=text_outputs)
         attention_mask = check_image_text_inputs(self.config, input_ids, pixel_values, attention_mask, pairs=False)
-        paired = pixel_values.shape[0] == input_ids.shape[0]
-        fuse_pairs = paired if fuse_pairs is None else fuse_pairs
-        if (fuse_pairs or return_loss) and not paired:
-            wanted = "`fuse_pairs=True`" if fuse_pairs else "`return_loss=True`"
-            raise ValueError(
-                f"{wanted} needs images and texts in pairs, got {pixel_values.shape[0]} images and "
-                f"{input_ids.shape[0]} texts."
-            )
+        fuse_pairs = _pairing(pixel_values.shape[0], input_ids.shape[0], fuse_pairs, return_loss)
 
         image_outputs = self.get_image_features(pixel_values, visible_patch_indices=visible_patch_indices, **kwargs)
         text_outputs = self.get_text_features(
@@ -1072,8 +1085,11 @@ class MamoForPreTrainingOutput(ModelOutput):
     Output of [`MamoForPreTraining`]. Losses of objectives whose weight is 0 are `None`.
 
     Args:
-        loss (`torch.FloatTensor` of shape `()`): `Σ_k w_k · L_k` over the five objectives.
-        loss_itc, loss_itm, loss_mlm, loss_mim, loss_mrm (`torch.FloatTensor` of shape `()`): the objectives.
+        loss (`torch.FloatTensor` of shape `()`): `Σ_k w_k · L_k` over the objectives of the table
+            (`PRETRAINING_OBJECTIVES`).
+        losses (`dict[str, torch.FloatTensor]`): every computed objective's loss by its name ("itc", "itm", ...).
+        loss_itc, loss_itm, loss_mlm, loss_mim, loss_mrm (`torch.FloatTensor` of shape `()`): the paper's
+            objectives, also in `losses`.
         logits_per_image (`torch.FloatTensor` of shape `[batch, candidates]`): ITC logits of this rank's images
             against the texts of the global batch (and the queue).
         itm_logits (`torch.FloatTensor` of shape `[3 · batch, 2]`): ITM logits of the positive pairs, of each image
@@ -1083,6 +1099,7 @@ class MamoForPreTrainingOutput(ModelOutput):
     """
 
     loss: torch.FloatTensor | None = None
+    losses: dict[str, torch.FloatTensor] | None = None
     loss_itc: torch.FloatTensor | None = None
     loss_itm: torch.FloatTensor | None = None
     loss_mlm: torch.FloatTensor | None = None
@@ -1271,49 +1288,98 @@ class _ImageTextAlignmentMixin:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+class StudentEncoding(Enum):
+    """A student encoding of the step: the clean image I and text T, the masked image Ĩ (visible patches only) and
+    text T̃, and the batch's rule-based caption hard negatives (when it carries them)."""
+
+    IMAGE = "image"
+    TEXT = "text"
+    MASKED_IMAGE = "masked_image"
+    MASKED_TEXT = "masked_text"
+    CAPTION_NEGATIVES = "caption_negatives"
+
+
+class FusionView(Enum):
+    """A fusion view of the step (`FusionBatch`), with the student encodings it is built from: the ITM views at
+    [CLS], (Ĩ, T) read at the masked patches, (I, T̃) read at the masked tokens."""
+
+    MATCHING = ("matching", (StudentEncoding.IMAGE, StudentEncoding.TEXT))
+    MASKED_IMAGE = ("masked_image", (StudentEncoding.MASKED_IMAGE, StudentEncoding.TEXT))
+    MASKED_TEXT = ("masked_text", (StudentEncoding.IMAGE, StudentEncoding.MASKED_TEXT))
+
+    def __init__(self, label: str, encodings: tuple[StudentEncoding, ...]):
+        self.label, self.encodings = label, encodings
+
+
+class TeacherTarget(Enum):
+    """A target the EMA teacher encodes from the clean pair: its image encoder's patch states `v̄`, its fusion
+    states `h` at the masked positions, its ITC features (read only with a queue or distillation, see
+    `MamoForPreTraining.teacher_targets`)."""
+
+    IMAGE_STATES = "image_states"
+    FUSION_STATES = "fusion_states"
+    ITC_FEATURES = "itc_features"
+
+
 @dataclass(frozen=True)
 class PretrainingObjective:
     r"""
     One row of the objective table: what a pre-training objective reads from the step's encodings. `encode_views`
     computes the union of what the active objectives read, and nothing else; `forward` calls `<name>_loss` of each
-    and sums them, weighted. A new objective is a row here and its `<name>_loss` method, plus its weight
-    (`MamoConfig.<name>_weight`) and its output field (`MamoForPreTrainingOutput.loss_<name>`); the training loop
-    logs it from this table.
+    and sums them, weighted. A new objective is a row here, its `<name>_loss` method and its weight
+    (`MamoConfig.<name>_weight`); its loss then appears in `MamoForPreTrainingOutput.losses`, and the training loop
+    checks, logs and reports it from this table.
 
     Args:
         name (`str`): `config.<name>_weight` weighs the objective (0 switches it off), `MamoForPreTraining.<name>_loss`
-            computes it and `MamoForPreTrainingOutput.loss_<name>` returns it.
-        encodings (`tuple[str, ...]`): student encodings it reads itself: "image" (I), "text" (T) and
-            "caption_negatives" (the batch's rule-based caption hard negatives, when it carries them).
-        views (`tuple[str, ...]`): fusion views it reads (`VIEW_ENCODINGS` says what each is built from): "matching"
-            (the ITM views at [CLS]), "masked_image" ((Ĩ, T) at the masked patches) and "masked_text" ((I, T̃) at
-            the masked tokens).
-        teacher (`tuple[str, ...]`): teacher targets it reads: "image_states" (`v̄`), "fusion_states" (`h` at the
-            masked positions) and "itc_features" (read only with a queue or distillation, see `teacher_targets`).
+            computes it.
+        title (`str`): the objective in words, as the model card names it.
+        encodings (`tuple[StudentEncoding, ...]`): student encodings it reads itself.
+        views (`tuple[FusionView, ...]`): fusion views it reads.
+        teacher (`tuple[TeacherTarget, ...]`): teacher targets it reads.
+        masked_modeling (`bool`): its weight ramps up from 0 over `config.masked_modeling_warmup_steps` teacher
+            updates, while the teacher whose features it predicts is still close to its initialisation.
     """
 
     name: str
-    encodings: tuple[str, ...] = ()
-    views: tuple[str, ...] = ()
-    teacher: tuple[str, ...] = ()
+    title: str
+    encodings: tuple[StudentEncoding, ...] = ()
+    views: tuple[FusionView, ...] = ()
+    teacher: tuple[TeacherTarget, ...] = ()
+    masked_modeling: bool = False
 
 
 # The objectives of docs/method.md §3 "Objectives", in the order they are computed.
 PRETRAINING_OBJECTIVES = (
-    PretrainingObjective("itc", encodings=("image", "text", "caption_negatives"), teacher=("itc_features",)),
-    PretrainingObjective("itm", encodings=("caption_negatives",), views=("matching",)),
-    PretrainingObjective("mlm", views=("masked_text",)),
-    PretrainingObjective("mim", views=("masked_image",), teacher=("image_states",)),
-    PretrainingObjective("mrm", views=("masked_image", "masked_text"), teacher=("fusion_states",)),
+    PretrainingObjective(
+        "itc",
+        "image-text contrastive learning (ITC)",
+        encodings=(StudentEncoding.IMAGE, StudentEncoding.TEXT, StudentEncoding.CAPTION_NEGATIVES),
+        teacher=(TeacherTarget.ITC_FEATURES,),
+    ),
+    PretrainingObjective(
+        "itm",
+        "image-text matching (ITM)",
+        encodings=(StudentEncoding.CAPTION_NEGATIVES,),
+        views=(FusionView.MATCHING,),
+    ),
+    PretrainingObjective("mlm", "masked language modeling (MLM)", views=(FusionView.MASKED_TEXT,)),
+    PretrainingObjective(
+        "mim",
+        "masked image modeling on momentum features (MIM)",
+        views=(FusionView.MASKED_IMAGE,),
+        teacher=(TeacherTarget.IMAGE_STATES,),
+        masked_modeling=True,
+    ),
+    PretrainingObjective(
+        "mrm",
+        "masked representation modeling (MRM)",
+        views=(FusionView.MASKED_IMAGE, FusionView.MASKED_TEXT),
+        teacher=(TeacherTarget.FUSION_STATES,),
+        masked_modeling=True,
+    ),
 )
 OBJECTIVES = tuple(objective.name for objective in PRETRAINING_OBJECTIVES)
-
-# The student encodings each fusion view is built from ("masked_image" and "masked_text" are Ĩ and T̃).
-VIEW_ENCODINGS = {
-    "matching": ("image", "text"),
-    "masked_image": ("masked_image", "text"),
-    "masked_text": ("image", "masked_text"),
-}
 
 
 class ObjectiveOutput(NamedTuple):
@@ -1357,12 +1423,15 @@ class CaptionNegativeEncodings:
             shape `[num_negatives, length]`): text-encoder outputs of the negatives that exist, in row-major order.
         embeds (`torch.FloatTensor` of shape `[batch, k, projection_dim]`): their ITC features (zeros where missing).
         valid (`torch.BoolTensor` of shape `[batch, k]`): which negatives exist.
+        logits (`torch.FloatTensor` of shape `[batch, k]`): each image's ITC logits against its own negatives
+            (`caption_negative_logits`, −inf where missing), for ITC's softmax and for ITM's choice of the hardest.
     """
 
     states: torch.Tensor
     attention_mask: torch.Tensor
     embeds: torch.Tensor
     valid: torch.Tensor
+    logits: torch.Tensor | None = None
 
 
 @dataclass
@@ -1377,8 +1446,10 @@ class MamoPretrainingEncodings:
         image_ids (`torch.LongTensor` of shape `[batch]`, *optional*): the pairs' image ids (see `forward`).
         image, text (`BaseModelOutputWithPooling`): the student's encodings of the clean image and text.
         image_mask (`torch.BoolTensor` of shape `[batch, num_patches]`): `M_v`, patches dropped in (Ĩ, T).
-        masked_patches (`torch.LongTensor` of shape `[batch, num_masked]`): the indices of `M_v`, sorted.
+        visible_patches, masked_patches (`torch.LongTensor` of shape `[batch, num_visible]`, `[batch, num_masked]`):
+            the indices of the visible patches of Ĩ and of `M_v`, sorted.
         text_mask (`torch.BoolTensor` of shape `[batch, length]`): `M_t`, tokens masked in (I, T̃).
+        masked_input_ids (`torch.LongTensor` of shape `[batch, length]`): T̃, the text with `M_t` replaced.
         fused (`dict[str, torch.FloatTensor]`): fusion outputs by view, at the positions a loss reads (`FusionBatch`):
             "masked_image" (Ĩ, T) at the masked patches, "masked_text" (I, T̃) at the masked tokens, the ITM views
             (`MATCHING_VIEWS`) at [CLS].
@@ -1393,8 +1464,10 @@ class MamoPretrainingEncodings:
     image: BaseModelOutputWithPooling | None = None
     text: BaseModelOutputWithPooling | None = None
     image_mask: torch.Tensor | None = None
+    visible_patches: torch.Tensor | None = None
     masked_patches: torch.Tensor | None = None
     text_mask: torch.Tensor | None = None
+    masked_input_ids: torch.Tensor | None = None
     fused: dict[str, torch.Tensor] = field(default_factory=dict)
     itm_labels: torch.Tensor | None = None
     teacher: MamoTeacherTargets | None = None
@@ -1402,16 +1475,20 @@ class MamoPretrainingEncodings:
 
     def fused_patch_states(self) -> torch.Tensor:
         """Fusion outputs of (Ĩ, T) at the masked patches `M_v`: `[batch, num_masked, hidden]`."""
-        return self.fused["masked_image"].view(*self.masked_patches.shape, -1)
+        return self.fused[FusionView.MASKED_IMAGE.label].view(*self.masked_patches.shape, -1)
 
     def fused_token_states(self) -> torch.Tensor:
         """Fusion outputs of (I, T̃) at the masked tokens `M_t`: `[num_masked_tokens, hidden]`."""
-        return self.fused["masked_text"]
+        return self.fused[FusionView.MASKED_TEXT.label]
 
     def matching_cls_states(self) -> torch.Tensor:
         """The [CLS] fusion outputs of the ITM views, `[3 · batch, hidden]` (`MATCHING_VIEWS` order), `[4 · batch,
         hidden]` with caption negatives."""
         return torch.cat([self.fused[name] for name in (*MATCHING_VIEWS, CAPTION_NEGATIVE_VIEW) if name in self.fused])
+
+
+# The fields of `MamoForPreTrainingOutput`: an objective's loss has a field of its own when one is declared.
+OUTPUT_FIELDS = frozenset(spec.name for spec in fields(MamoForPreTrainingOutput))
 
 
 class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
@@ -1444,6 +1521,7 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
     """
 
     accepts_loss_kwargs = False
+    objective_table: tuple[PretrainingObjective, ...] = PRETRAINING_OBJECTIVES
     _tied_weights_keys = {"mlm_head.decoder.weight": "mamo.text_encoder.embeddings.word_embeddings.weight"}
     _keys_to_ignore_on_load_missing = [r"^teacher\."]  # absent teacher weights are copied from the student
 
@@ -1517,15 +1595,15 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
 
     @property
     def active_objectives(self) -> tuple[PretrainingObjective, ...]:
-        """The rows of `PRETRAINING_OBJECTIVES` whose weight is not 0, in their order of computation."""
-        return tuple(row for row in PRETRAINING_OBJECTIVES if getattr(self.config, f"{row.name}_weight") > 0)
+        """The rows of `objective_table` whose weight is not 0, in their order of computation."""
+        return tuple(row for row in self.objective_table if getattr(self.config, f"{row.name}_weight") > 0)
 
-    def objective_weight(self, name: str) -> float | torch.Tensor:
-        """`config.<name>_weight`; for MIM and MRM ramped up linearly over `config.masked_modeling_warmup_steps`
-        teacher updates."""
-        weight = getattr(self.config, f"{name}_weight")
+    def objective_weight(self, row: PretrainingObjective) -> float | torch.Tensor:
+        """`config.<name>_weight` of a row; for a masked-modeling row (MIM, MRM) ramped up linearly over
+        `config.masked_modeling_warmup_steps` teacher updates."""
+        weight = getattr(self.config, f"{row.name}_weight")
         warmup = self.config.masked_modeling_warmup_steps
-        if name in ("mim", "mrm") and warmup > 0:
+        if row.masked_modeling and warmup > 0:
             return weight * (self.teacher_updates.float() / warmup).clamp(max=1.0)
         return weight
 
@@ -1583,13 +1661,17 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
             negative_input_ids,
             negative_attention_mask,
         )
-        results = {row.name: getattr(self, f"{row.name}_loss")(encodings) for row in self.active_objectives}
+        objectives = self.active_objectives
+        results = {row.name: getattr(self, f"{row.name}_loss")(encodings) for row in objectives}
         if self.training and "itc" in results and self.config.queue_size > 0:
             self._enqueue(encodings.teacher.image_embeds, encodings.teacher.text_embeds)
-        loss = sum(self.objective_weight(name) * result.loss for name, result in results.items()) if results else None
+        loss = sum(self.objective_weight(row) * results[row.name].loss for row in objectives) if results else None
+        losses = {name: result.loss for name, result in results.items()}
+        named = {f"loss_{name}": value for name, value in losses.items() if f"loss_{name}" in OUTPUT_FIELDS}
         return MamoForPreTrainingOutput(
             loss=loss,
-            **{f"loss_{name}": result.loss for name, result in results.items()},
+            losses=losses,
+            **named,
             **{key: value for result in results.values() for key, value in result.outputs.items()},
         )
 
@@ -1610,57 +1692,29 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
         (docs/method.md §2 "Joint masking", §3 "Objectives")."""
         objectives = self.active_objectives
         views = {view for row in objectives for view in row.views}
-        inputs = {name for row in objectives for name in row.encodings}
-        inputs |= {name for view in views for name in VIEW_ENCODINGS[view]}
+        inputs = {encoding for row in objectives for encoding in row.encodings}
+        inputs |= {encoding for view in views for encoding in view.encodings}
         encodings = MamoPretrainingEncodings(input_ids=input_ids, attention_mask=attention_mask, image_ids=image_ids)
-        if "masked_image" in inputs:
-            if image_mask is None:
-                image_mask = self.masking.image_mask(
-                    pixel_values.shape[0], self._num_patches(pixel_values), generator, pixel_values.device
-                )
-            encodings.image_mask = image_mask
-            visible_patches, encodings.masked_patches = image_mask_to_indices(image_mask)
-        if "masked_text" in inputs:
-            encodings.text_mask = (
-                text_mask if text_mask is not None else self.masking.text_mask(input_ids, attention_mask, generator)
-            )
-            masked_input_ids = self.corrupt_text(input_ids, encodings.text_mask, generator)
+        self._draw_masks(encodings, inputs, pixel_values, image_mask, text_mask, generator)
         targets = self.teacher_targets(objectives)
         if targets:
             encodings.teacher = self._encode_teacher(
                 pixel_values, input_ids, attention_mask, targets, encodings.text_mask, encodings.image_mask
             )
-
-        if "image" in inputs:
+        if StudentEncoding.IMAGE in inputs:
             encodings.image = self.mamo.get_image_features(pixel_values)
-        if "text" in inputs:
+        if StudentEncoding.TEXT in inputs:
             encodings.text = self.mamo.get_text_features(input_ids, attention_mask=attention_mask)
-        if "caption_negatives" in inputs and negative_input_ids is not None:
-            encodings.caption_negatives = self._encode_caption_negatives(negative_input_ids, negative_attention_mask)
+        if StudentEncoding.CAPTION_NEGATIVES in inputs and negative_input_ids is not None:
+            encodings.caption_negatives = self._encode_caption_negatives(
+                negative_input_ids, negative_attention_mask, encodings.image
+            )
         batch = FusionBatch()
-        if "masked_image" in inputs:
-            masked_image = self.mamo.get_image_features(pixel_values, visible_patch_indices=visible_patches)
-            restored = self.mamo.restore_masked_patches(
-                masked_image.last_hidden_state, visible_patches, pixel_values.shape[-2:]
-            )
-            no_tokens = torch.zeros_like(attention_mask, dtype=torch.bool)
-            masked_patches = F.pad(encodings.image_mask, (1, 0), value=False)  # [CLS] first, never read
-            batch.add(
-                "masked_image", encodings.text.last_hidden_state, attention_mask, restored, no_tokens, masked_patches
-            )
-        if "masked_text" in inputs:
-            masked_text = self.mamo.get_text_features(masked_input_ids, attention_mask=attention_mask)
-            image_states = encodings.image.last_hidden_state
-            no_patches = torch.zeros(image_states.shape[:2], dtype=torch.bool, device=image_states.device)
-            batch.add(
-                "masked_text",
-                masked_text.last_hidden_state,
-                attention_mask,
-                image_states,
-                encodings.text_mask,
-                no_patches,
-            )
-        if "matching" in views:
+        if FusionView.MASKED_IMAGE in views:
+            self._add_masked_image_view(batch, encodings, pixel_values)
+        if FusionView.MASKED_TEXT in views:
+            self._add_masked_text_view(batch, encodings)
+        if FusionView.MATCHING in views:
             encodings.itm_labels = self._add_matching_views(
                 batch, encodings.image, encodings.text, attention_mask, image_ids, generator
             )
@@ -1670,8 +1724,55 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
         encodings.fused = batch.run(self.mamo)
         return encodings
 
-    def _encode_caption_negatives(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
-        """The student's text encodings of the caption negatives that exist (`[batch, k, length]` inputs)."""
+    def _draw_masks(self, encodings, inputs, pixel_values, image_mask=None, text_mask=None, generator=None) -> None:
+        """`M_v` for Ĩ and `M_t` with the corrupted ids of T̃, when the `inputs` need them: the batch's masks (drawn by
+        `PretrainingCollator`), or drawn here with the same policy (`masking`)."""
+        masking = self.masking
+        if StudentEncoding.MASKED_IMAGE in inputs:
+            if image_mask is None:
+                num_patches = self.mamo.image_encoder.embeddings.num_patches_for(*pixel_values.shape[-2:])
+                image_mask = masking.image_mask(pixel_values.shape[0], num_patches, generator, pixel_values.device)
+            encodings.image_mask = image_mask
+            encodings.visible_patches, encodings.masked_patches = image_mask_to_indices(image_mask)
+        if StudentEncoding.MASKED_TEXT in inputs:
+            input_ids, attention_mask = encodings.input_ids, encodings.attention_mask
+            if text_mask is None:
+                text_mask = masking.text_mask(input_ids, attention_mask, generator)
+            encodings.text_mask = text_mask
+            encodings.masked_input_ids = self.corrupt_text(input_ids, text_mask, generator)
+
+    def _add_masked_image_view(self, batch: FusionBatch, encodings, pixel_values: torch.Tensor) -> None:
+        """(Ĩ, T): the student's image encoder on the visible patches, the mask embedding put back at the masked ones,
+        with the clean text; read at the masked patches."""
+        masked_image = self.mamo.get_image_features(pixel_values, visible_patch_indices=encodings.visible_patches)
+        restored = self.mamo.restore_masked_patches(
+            masked_image.last_hidden_state, encodings.visible_patches, pixel_values.shape[-2:]
+        )
+        no_tokens = torch.zeros_like(encodings.attention_mask, dtype=torch.bool)
+        masked_patches = F.pad(encodings.image_mask, (1, 0), value=False)  # [CLS] first, never read
+        text_states = encodings.text.last_hidden_state
+        batch.add(
+            FusionView.MASKED_IMAGE.label, text_states, encodings.attention_mask, restored, no_tokens, masked_patches
+        )
+
+    def _add_masked_text_view(self, batch: FusionBatch, encodings) -> None:
+        """(I, T̃): the student's text encoder on the corrupted text, with the clean image; read at the masked
+        tokens."""
+        masked_text = self.mamo.get_text_features(encodings.masked_input_ids, attention_mask=encodings.attention_mask)
+        image_states = encodings.image.last_hidden_state
+        no_patches = torch.zeros(image_states.shape[:2], dtype=torch.bool, device=image_states.device)
+        batch.add(
+            FusionView.MASKED_TEXT.label,
+            masked_text.last_hidden_state,
+            encodings.attention_mask,
+            image_states,
+            encodings.text_mask,
+            no_patches,
+        )
+
+    def _encode_caption_negatives(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image):
+        """The student's text encodings of the caption negatives that exist (`[batch, k, length]` inputs), and each
+        `image`'s ITC logits against its own negatives."""
         valid = attention_mask.bool().any(dim=-1)
         length = int(attention_mask.sum(dim=-1).max())  # the longest existing negative
         rows = valid.flatten()
@@ -1679,16 +1780,14 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
         text = self.mamo.get_text_features(input_ids.flatten(0, 1)[rows, :length], attention_mask=mask)
         embeds = text.pooler_output.new_zeros(*valid.shape, text.pooler_output.shape[-1])
         embeds[valid] = text.pooler_output
-        return CaptionNegativeEncodings(text.last_hidden_state, mask, embeds, valid)
+        logits = caption_negative_logits(image.pooler_output, embeds, valid, self.mamo.itc_temperature)
+        return CaptionNegativeEncodings(text.last_hidden_state, mask, embeds, valid, logits)
 
     def _add_caption_negative_view(self, batch: FusionBatch, image, negatives: CaptionNegativeEncodings):
         """Add each image with its hardest caption negative (the highest ITC similarity) to the ITM views; returns
         their labels `[B]`: 0, or −100 for an image without negatives (its view then holds a placeholder)."""
         with torch.no_grad():
-            logits = caption_negative_logits(
-                image.pooler_output, negatives.embeds, negatives.valid, self.mamo.itc_temperature
-            )
-            hardest = logits.argmax(dim=1)
+            hardest = negatives.logits.argmax(dim=1)
             has_negative = negatives.valid.any(dim=1)
             # Row of each image's chosen negative among the existing ones (row-major); a placeholder row 0 if none.
             rows = (negatives.valid.flatten().cumsum(0) - 1).view_as(negatives.valid)
@@ -1698,12 +1797,12 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
         )
         return torch.where(has_negative, 0, -100)
 
-    def teacher_targets(self, objectives: tuple[PretrainingObjective, ...]) -> set[str]:
+    def teacher_targets(self, objectives: tuple[PretrainingObjective, ...]) -> set[TeacherTarget]:
         """The teacher targets the `objectives` read; ITC reads the teacher's features only with a queue
         (`config.queue_size > 0`) or distillation (`config.distill_alpha > 0`)."""
         targets = {target for row in objectives for target in row.teacher}
         if self.config.queue_size == 0 and self.config.distill_alpha == 0:
-            targets.discard("itc_features")
+            targets.discard(TeacherTarget.ITC_FEATURES)
         return targets
 
     # One method per objective, in the order of `PRETRAINING_OBJECTIVES`; each returns an `ObjectiveOutput`.
@@ -1711,12 +1810,7 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
     def itc_loss(self, encodings: MamoPretrainingEncodings) -> ObjectiveOutput:
         """ITC (`image_text_contrastive_loss`) and this rank's image-to-text logits."""
         queue = (self.image_queue, self.text_queue) if self.config.queue_size > 0 else None
-        extra = None
-        if encodings.caption_negatives is not None:
-            negatives = encodings.caption_negatives
-            extra = caption_negative_logits(
-                encodings.image.pooler_output, negatives.embeds, negatives.valid, self.mamo.itc_temperature
-            )
+        extra = encodings.caption_negatives.logits if encodings.caption_negatives is not None else None
         loss, logits = self._contrastive_loss(
             encodings.image, encodings.text, encodings.image_ids, encodings.teacher, queue, extra
         )
@@ -1760,21 +1854,6 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
         text_part = masked_representation_loss(self.mrm_predictor(encodings.fused_token_states()), token_target)
         return ObjectiveOutput(image_part + text_part)
 
-    def sample_image_mask(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw the patch mask of a batch of images with `masking` (`True` = masked)."""
-        return self.masking.image_mask(
-            pixel_values.shape[0], self._num_patches(pixel_values), generator, pixel_values.device
-        )
-
-    def sample_text_mask(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Draw the MLM mask of a batch with `masking`, never on special tokens or padding."""
-        return self.masking.text_mask(input_ids, attention_mask, generator)
-
-    def _num_patches(self, pixel_values: torch.Tensor) -> int:
-        return self.mamo.image_encoder.embeddings.num_patches_for(*pixel_values.shape[-2:])
-
     def corrupt_text(
         self, input_ids: torch.Tensor, text_mask: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
@@ -1792,14 +1871,14 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
 
     @torch.no_grad()
     def _encode_teacher(
-        self, pixel_values, input_ids, attention_mask, targets: set[str], text_mask=None, image_mask=None
+        self, pixel_values, input_ids, attention_mask, targets: set[TeacherTarget], text_mask=None, image_mask=None
     ) -> MamoTeacherTargets:
-        """The teacher's encodings of the clean pair: `v̄` and the ITC features, and for the "fusion_states" target
+        """The teacher's encodings of the clean pair: `v̄` and the ITC features, and for the fusion-states target
         the top `config.mrm_target_layers` fusion layers at the masked tokens and patches."""
         image = self.teacher.get_image_features(pixel_values)
         text = self.teacher.get_text_features(input_ids, attention_mask=attention_mask)
         encoded = MamoTeacherTargets(image.last_hidden_state, image.pooler_output, text.pooler_output)
-        if "fusion_states" in targets:
+        if TeacherTarget.FUSION_STATES in targets:
             read = torch.cat([text_mask, F.pad(image_mask, (1, 0), value=False)], dim=1)
             top_layers, inputs = (
                 self.config.mrm_target_layers,
@@ -2156,6 +2235,9 @@ __all__ = [
     "MamoQuestionAnsweringOutput",
     "MamoVisualReasoningOutput",
     "PretrainingObjective",
+    "StudentEncoding",
+    "FusionView",
+    "TeacherTarget",
     "MamoForPreTraining",
     "MamoForPreTrainingOutput",
     "MamoForImageTextRetrieval",

@@ -87,7 +87,7 @@ def test_masked_image_pass_only_sees_visible_patches_and_mlm_logits_only_masked_
     model.mamo.image_encoder.register_forward_hook(lambda m, a, output: image_lengths.append(output[0].shape[1]))
     model.mlm_head.decoder.register_forward_hook(lambda m, args, output: mlm_rows.append(output.shape))
     batch = step_inputs(model)
-    text_mask = model.sample_text_mask(batch["input_ids"], batch["attention_mask"], torch.Generator().manual_seed(1))
+    text_mask = model.masking.text_mask(batch["input_ids"], batch["attention_mask"], torch.Generator().manual_seed(1))
     model(**batch, text_mask=text_mask)
     assert sorted(image_lengths) == [1 + 4, 1 + 16]  # 75% of 16 patches dropped
     assert mlm_rows == [(int(text_mask.sum()), model.config.text_config.vocab_size)]

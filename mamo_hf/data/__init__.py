@@ -1,7 +1,7 @@
 """MAMO data: pre-training caption datasets (files, Hugging Face datasets, streaming), augmentation, the collator
 and the built-in demo data; the downstream tasks' datasets and collators (retrieval, VQA, NLVR2, grounding)."""
 
-from .captions import CaptionDataset, HFCaptionDataset, MapCaptionDataset, StreamingCaptionDataset
+from .captions import CaptionDataset, HFCaptionDataset, MapCaptionDataset
 from .collator import PretrainingBatch, PretrainingCollator
 from .demo import (
     DemoCaptionDataset,
@@ -25,6 +25,7 @@ from .nlvr2 import CountComparisonDataset, NLVR2Collator, NLVR2Dataset
 from .records import DEFAULT_MAX_IMAGE_PIXELS, CaptionOptions, Pair, SkippedSample, load_image
 from .retrieval import RetrievalPairs, RetrievalSplit, demo_retrieval_split, load_retrieval_split
 from .shards import shard_format
+from .streaming import StreamingCaptionDataset
 from .transforms import TrainTransform, clean_caption, mirror_caption, states_frame
 from .vqa import VQACollator, VQADataset, easy_vqa_dataset, tokenizer_from_texts
 

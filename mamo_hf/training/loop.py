@@ -35,7 +35,7 @@ from ..data.records import BadRecordError, NoUsableRecordsError
 from ..errors import BadDataError, InvalidArgumentError
 from ..evaluation.retrieval import evaluate_retrieval
 from ..hub import finish_run
-from ..modeling_mamo import OBJECTIVES, MamoForPreTraining
+from ..modeling_mamo import MamoForPreTraining
 from ..processing_mamo import MamoProcessor
 from . import checkpoints, data, devices, optimization, reporting, run_dir, sampling
 from .arguments import PretrainingArguments
@@ -43,9 +43,6 @@ from .model import build_model_and_processor
 from .validation import validate_arguments
 
 logger = logging.get_logger(__name__)
-
-# What each step logs: the total, each objective of the table (`PRETRAINING_OBJECTIVES`) and the MLM accuracy.
-LOGGED_LOSSES = ("loss", *(f"loss_{name}" for name in OBJECTIVES), "mlm_accuracy")
 
 
 @dataclass
@@ -255,7 +252,7 @@ def _train_epoch(run: _Run) -> None:
             queue = run.unwrapped.queue_state()
         run.skipped.update((record.source, record.reason) for record in batch.skipped)
         outputs = forward_backward(run.accelerator, run.model, batch, run.args.seed, state["micro_step"])
-        window.append(_loss_vector(outputs))
+        window.append(logged_values(outputs))
         state["micro_step"] += 1
         state["batches_in_epoch"] += 1
         run.pairs_seen += batch["input_ids"].shape[0] * run.accelerator.num_processes
@@ -315,13 +312,13 @@ def _optimizer_step(run: _Run, losses: dict[str, float], queue: dict | None) -> 
         )
 
 
-def _loss_vector(outputs) -> dict[str, torch.Tensor]:
-    """The micro-batch's losses (and MLM accuracy), detached."""
-    return {
-        name: getattr(outputs, name).detach().float()
-        for name in LOGGED_LOSSES
-        if getattr(outputs, name, None) is not None
-    }
+def logged_values(outputs) -> dict[str, torch.Tensor]:
+    """What a step logs of a micro-batch's outputs, detached: the total loss, each objective's loss
+    (`outputs.losses`, as `loss_<name>`) and the MLM accuracy when MLM is on."""
+    values = {"loss": outputs.loss, **{f"loss_{name}": loss for name, loss in outputs.losses.items()}}
+    if outputs.mlm_accuracy is not None:
+        values["mlm_accuracy"] = outputs.mlm_accuracy
+    return {name: value.detach().float() for name, value in values.items()}
 
 
 def _mean_losses(accelerator: Accelerator, window: list[dict[str, torch.Tensor]]) -> dict[str, float]:
@@ -372,4 +369,4 @@ def _write_results(run: _Run, summary: dict, skipped: dict[str, str]) -> None:
     finish_run(run.output_dir, hub_model_id, **reporting.card_arguments(run.args, summary, run.output_dir))
 
 
-__all__ = ["PretrainingResult", "forward_backward", "pretrain"]
+__all__ = ["PretrainingResult", "forward_backward", "logged_values", "pretrain"]

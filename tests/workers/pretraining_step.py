@@ -37,7 +37,7 @@ def global_step_inputs(model):
     batch["image_mask"] = torch.stack(
         [torch.randperm(16, generator=torch.Generator().manual_seed(row)) < 12 for row in range(8)]
     )
-    batch["text_mask"] = model.sample_text_mask(
+    batch["text_mask"] = model.masking.text_mask(
         batch["input_ids"], batch["attention_mask"], torch.Generator().manual_seed(1)
     )
     return batch

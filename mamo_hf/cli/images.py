@@ -1,0 +1,157 @@
+# Copyright 2026 The mamo_hf authors. All rights reserved.
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""`mamo-hf index`, `mamo-hf search` and `mamo-hf app`: one's own image folder searched by text, and the
+interactive demo in the browser."""
+
+import argparse
+import socket
+import sys
+from pathlib import Path
+
+from ..errors import first_line
+from .options import at_least
+
+
+def _retrieval_model(command: str, location: str, needs_itm_head: bool = False):
+    """The `MamoForImageTextRetrieval` and processor saved at `location`, or a one-line error naming it: not a
+    saved MAMO folder, or (with `needs_itm_head`) one whose ITM head was never trained (a bare `MamoModel`)."""
+    import json
+
+    from ..modeling_mamo import MamoForImageTextRetrieval
+    from ..processing_mamo import MamoProcessor
+
+    flag = "MODEL" if command == "app" else "--model"
+    config = Path(location) / "config.json"
+    model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+    if model_type != "mamo" or not (Path(location) / "processor_config.json").is_file():
+        raise SystemExit(
+            f"mamo-hf {command}: error: {flag} {location}: not a saved MAMO model with its processor (a folder "
+            "written by mamo-hf pretrain or save_pretrained)."
+        )
+    model, loading = MamoForImageTextRetrieval.from_pretrained(location, output_loading_info=True)
+    if needs_itm_head and any(key.startswith("itm_head") for key in loading["missing_keys"]):
+        raise SystemExit(
+            f"mamo-hf {command}: error: {flag} {location} has no trained ITM head (a bare MamoModel): drop --rerank, "
+            "or use a pre-trained or retrieval model."
+        )
+    return model.eval(), MamoProcessor.from_pretrained(location)
+
+
+def index(args: argparse.Namespace) -> None:
+    """Embed the images of a folder that are new or changed since the last run (see `mamo_hf.search`)."""
+    from ..search import default_index_path, update_index
+
+    model, processor = _retrieval_model("index", args.model)
+    index_path = Path(args.index) if args.index else default_index_path(args.folder)
+    try:
+        update = update_index(args.folder, model, processor, index_path, batch_size=args.batch_size)
+    except ValueError as error:
+        raise SystemExit(f"mamo-hf index: error: {error}") from None
+    print(update.summary(index_path))
+
+
+def search(args: argparse.Namespace) -> None:
+    """Bring a folder's index up to date (unless --no-update), then print its best images for a text."""
+    from ..search import default_index_path, search_index, update_index
+
+    if not args.text.strip():
+        raise SystemExit("mamo-hf search: error: TEXT is empty: say what to look for.")
+    model, processor = _retrieval_model("search", args.model, needs_itm_head=args.rerank > 0)
+    _warn_of_unknown_words(args.text, processor.tokenizer)
+    index_path = Path(args.index) if args.index else default_index_path(args.folder)
+    try:
+        if not args.no_update:
+            update = update_index(args.folder, model, processor, index_path)
+            if update.added or update.updated or update.removed:
+                print(update.summary(index_path))
+        hits = search_index(args.folder, args.text, model, processor, index_path, args.top_k, args.rerank)
+    except ValueError as error:
+        raise SystemExit(f"mamo-hf search: error: {error}") from None
+    for rank, hit in enumerate(hits, start=1):
+        itm = f"  ITM {hit.itm_score:.3f}" if hit.itm_score is not None else ""
+        print(f"{rank:3d}. {hit.path}  ITC cosine {hit.similarity:.3f}{itm}")
+
+
+def _warn_of_unknown_words(text: str, tokenizer) -> None:
+    """A query whose words the model's tokenizer reads as [UNK] (or drops, as BERT's drops emoji) still gets a ranking,
+    which means nothing: say so."""
+    words = text.split()
+    pieces = tokenizer(words, add_special_tokens=False)["input_ids"]
+    unknown = [
+        word for word, word_pieces in zip(words, pieces) if not word_pieces or tokenizer.unk_token_id in word_pieces
+    ]
+    if unknown:
+        print(
+            f"mamo-hf search: warning: {len(unknown)} of the {len(words)} words are unknown to the model's tokenizer "
+            f"(read as [UNK] or dropped): {' '.join(unknown[:5])}; the ranking can only use the other words.",
+            file=sys.stderr,
+        )
+
+
+def app(args: argparse.Namespace) -> None:
+    """Serve the interactive demo of a saved model (see `mamo_hf.app`) until interrupted."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        from ..app import APP_EXTRA
+
+        raise SystemExit(f"mamo-hf app: error: the app needs Gradio: {APP_EXTRA}") from None
+    from ..app import build_app
+
+    if args.images is not None and not Path(args.images).is_dir():
+        raise SystemExit(f"mamo-hf app: error: --images {args.images}: not a folder.")
+    try:
+        socket.getaddrinfo(args.host, args.port)
+    except (socket.gaierror, UnicodeError) as error:
+        raise SystemExit(f"mamo-hf app: error: --host {args.host}: not a host name or address ({error}).")
+    model, processor = _retrieval_model("app", args.model)
+    try:
+        demo = build_app(model, processor, image_folder=args.images, title=f"MAMO: {Path(args.model).name}")
+    except ValueError as error:  # an image folder without images
+        raise SystemExit(f"mamo-hf app: error: --images {first_line(error)}") from None
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, share=False)
+    except OSError as error:
+        raise SystemExit(
+            f"mamo-hf app: error: cannot serve on {args.host}:{args.port} ({first_line(error)})."
+        ) from None
+
+
+def add_image_commands(commands: dict) -> None:
+    """The flags of `index`, `search` and `app`."""
+    for name, run in (("index", index), ("search", search)):
+        command = commands[name]
+        command.add_argument("folder", help="the folder of images (searched recursively)")
+        if name == "search":
+            command.add_argument("text", help="what to look for, e.g. 'a red circle at the top left'")
+            command.add_argument("--top-k", type=at_least(1), default=5, help="images to show (default 5)")
+            command.add_argument(
+                "--rerank", type=at_least(0), default=0, help="re-rank the k best by ITM (default 0: ITC only)"
+            )
+            command.add_argument("--no-update", action="store_true", help="search the index as it is")
+        else:
+            command.add_argument("--batch-size", type=at_least(1), default=32, help="images per forward (default 32)")
+        command.add_argument("--model", required=True, help="a saved MAMO folder (e.g. mamo-demo)")
+        command.add_argument("--index", default=None, help="the index file (default: FOLDER/.mamo-index.safetensors)")
+        command.set_defaults(run=run)
+
+    app_parser = commands["app"]
+    app_parser.add_argument("model", help="a saved MAMO folder (e.g. mamo-demo)")
+    app_parser.add_argument("--images", default=None, help="a folder of images to search by text (adds a tab)")
+    app_parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    app_parser.add_argument("--port", type=at_least(1, 65535), default=7860, help="port (default 7860)")
+    app_parser.set_defaults(run=app)
+
+
+__all__ = ["add_image_commands"]
