@@ -235,13 +235,15 @@ def counts(served: dict) -> dict:
 
 
 def code_version() -> dict:
-    """Where the measured `mamo_hf` comes from: its folder and, in a git checkout, the commit and whether it has
-    uncommitted changes."""
+    """Where the measured `mamo_hf` comes from: its folder and, in a git checkout, the commit and whether the package
+    has uncommitted changes."""
     folder = Path(mamo_hf.__file__).resolve().parent.parent
     git = ["git", "-C", str(folder)]
     try:
         commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
-        status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True, check=True).stdout
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--", "mamo_hf"], capture_output=True, text=True, check=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return {"folder": str(folder)}
     return {"folder": str(folder), "commit": commit.strip(), "uncommitted_changes": bool(status.strip())}
