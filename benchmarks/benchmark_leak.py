@@ -40,6 +40,7 @@ import copy
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 import time
@@ -289,7 +290,8 @@ def main() -> None:
     per_seed = {seed: audit_seed(seed, args, reference) for seed in args.seeds}
     pythonpath = os.environ.get("PYTHONPATH")
     run = {
-        "command": (f"PYTHONPATH={pythonpath} " if pythonpath else "") + "python " + " ".join(sys.argv),
+        "command": (f"PYTHONPATH={shlex.quote(pythonpath)} " if pythonpath else "")
+        + shlex.join(["python", *sys.argv]),
         "mamo_hf": code_version(),
         "settings": {**{k: v for k, v in vars(args).items() if k not in ("label", "output")}, "benchmark": BENCHMARK},
         "verified_items_per_seed": args.verify,
