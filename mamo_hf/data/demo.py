@@ -4,17 +4,17 @@ Scenes hold one to three objects on a 3×3 grid of positions, so a caption only 
 shape, size *and* place are all right: the fine-grained alignment MAMO's objectives are meant to learn. Everything
 is generated from a seed, on the fly, with PIL only.
 
-**Disjoint from the fine-grained benchmark, augmentation included.** Pairs of objects in one configuration in
-`EVALUATION_SHARE` are reserved for the benchmark (`mamo_hf.data.finegrained`; `mamo_hf.data.reserved` defines
-them): a reserved pair's objects differ in colour, shape and size, and whether a pair is reserved depends only on
-its `reservation_key`, which the pair shares with its horizontal mirror and with every variant of either that has
-attributes exchanged between the two objects. Training scenes (`demo_scene`, `minimal_pair_scene` (both members),
-`demo_pairs`) are redrawn until no two of their objects are a reserved pair. Hence, whatever the seeds: no benchmark
-scene, none of its attribute-swapped variants (its hard negatives) and none of their mirrors is a training scene or
-two of the three objects of one, before or after `TrainTransform`, whose flip mirrors a scene (column c → 2 − c) and
-its caption together, and whose crops rewrite no caption. What is not excluded, only measured
-(`benchmarks/benchmark_leak.py`): a benchmark caption that is word for word the caption of a different training
-image, which happens for "relation" captions, since they name no cells.
+**Disjoint from the fine-grained benchmark, augmentation included.** Pairs of objects whose configuration, or its
+mirror's, is one of the tenth that a hash picks are reserved for the benchmark (`mamo_hf.data.finegrained`;
+`mamo_hf.data.reserved` defines them): a reserved pair's objects differ in colour, shape and size, and whether a
+pair is reserved depends only on its `reservation_key`, which the pair shares with its horizontal mirror and with
+every variant of either that has attributes exchanged between the two objects. Training scenes (`demo_scene`,
+`minimal_pair_scene` (both members), `demo_pairs`) are redrawn until no two of their objects are a reserved pair.
+Hence, whatever the seeds: no benchmark scene, none of its attribute-swapped variants (the scenes of its swap
+negatives) and none of their mirrors is a training scene or two of the three objects of one, before or after
+`TrainTransform`, whose flip mirrors a scene (column c → 2 − c) and its caption together, and whose crops rewrite no
+caption. What is not excluded, only measured (`benchmarks/benchmark_leak.py`): a benchmark caption that is word for
+word the caption of a different training image, which happens for "relation" captions, since they name no cells.
 
 Captions come in templates (`CAPTION_TEMPLATES`): "list" names every object with its place ("there is a large red
 circle at the top left and a small blue square at the bottom right"); "relation" relates the first two objects

@@ -6,16 +6,20 @@ caption but leaves its bag of words intact: only a model that binds each attribu
 caption from the negative.
 
 **Disjoint from training by construction, augmentation included.** The first two objects of every benchmark scene
-are a pair reserved for evaluation (`mamo_hf.data.reserved.is_evaluation_scene`), and the demo world's training
-generators never draw a scene in which any two objects are a reserved pair, nor the mirror of one (the reservation
-is the same for a pair, its horizontal mirror and every variant of either with attributes exchanged between its two
-objects). So, with `TrainTransform`'s flip (which mirrors the image and swaps "left" and "right" in the caption) and
-crops (which rewrite no caption) on: no benchmark scene, no negative's scene, and no pair of objects a benchmark item
-tests is ever shown in training, alone or as two of the three objects of a training scene. For a seed, the 2-object
-scenes are those of earlier versions (the reservation grew to cover the mirrors and sub-scenes; it still holds
-them); 3-object scenes are drawn with the first two objects reserved as a pair. Not excluded, only measured by
-`benchmarks/benchmark_leak.py`: captions that are word for word a training caption of another image (a "relation"
-caption names no cells, so it is true of many images; the negatives' captions are seen in training as often).
+are a benchmark pair (`mamo_hf.data.reserved.is_evaluation_scene`), hence a reserved pair; a reserved pair's
+horizontal mirror and its variants with attributes exchanged between the two objects are reserved too, and the demo
+world's training generators never draw a scene in which any two objects are a reserved pair. So, with
+`TrainTransform` on (its flip mirrors the image and swaps "left" and "right" in the caption; its crops rewrite no
+caption), no benchmark pair, none of its swapped variants (the scenes of the `colour`, `shape`, `size`, `position`
+and `relation` negatives) and none of their mirrors is ever shown in training, as a whole scene or as two of the
+three objects of one. For a seed, the 2-object scenes are those of earlier versions (the reservation now covers
+mirrors and sub-scenes, and still holds every earlier benchmark pair); in a 3-object scene the first two objects
+are a benchmark pair and the third is free.
+
+The guarantee is about scenes. Caption overlaps are only measured (`benchmarks/benchmark_leak.py`): a "relation"
+caption names no cells, so one sentence is the caption of many images, and many benchmark "relation" captions are
+word for word the caption of some training image of other cells, as are its "relation" negatives, about as often;
+the `count` negative of a two-object scene names one object, a scene every training run shows.
 
 **Templates.** The caption and its negatives use one caption template (`mamo_hf.data.demo.CAPTION_TEMPLATES`), each
 with its negative types (`TEMPLATE_NEGATIVES`):

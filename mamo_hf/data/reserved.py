@@ -20,8 +20,11 @@ depends only on `reservation_key`, which a pair, its mirror and all their attrib
 variants is a benchmark pair, and the same holds for their horizontal mirrors: the flip of `TrainTransform` mirrors
 the image (column c → 2 − c) and swaps "left" and "right" in the caption (`mirror_caption`), so a flipped scene is
 the mirror of a scene with no reserved pair, which has none either. The flip is the only augmentation that rewrites
-a caption; the crop never does, and caption-safe crops (the default, and the only ones a demo caption gets, since
-every demo caption names a size) keep each object in its cell. Caption overlaps without a shared scene (a "relation"
+a caption. The crop rewrites none, and caption-safe crops (the default, and the only ones a demo caption gets, since
+every demo caption names a size) keep each object in its cell; with `--no-caption-safe-crops` a strong crop can
+move an object to another cell of the image while the caption names the first one, a case not covered here.
+`clean_caption` only normalises (a demo caption has at most 27 words, under the default cut of 30), and caption
+hard negatives are negatives, never a positive caption. Caption overlaps without a shared scene (a "relation"
 caption names no cells, so one sentence is true of many scenes) are not excluded; `benchmarks/benchmark_leak.py`
 measures them.
 """
