@@ -5,9 +5,21 @@ first two objects differ in colour, shape and size, so that exchanging one attri
 caption but leaves its bag of words intact: only a model that binds each attribute to its object can tell the
 caption from the negative.
 
-**Disjoint from training by construction.** Every benchmark scene is drawn from the configurations that the demo
-world reserves for evaluation (`mamo_hf.data.demo.is_evaluation_scene`), which the training generators never
-produce; since exchanging attributes keeps a scene's configuration, no negative's scene is a training scene either.
+**Disjoint from training by construction, augmentation included.** The first two objects of every benchmark scene
+are a benchmark pair (`mamo_hf.data.reserved.is_evaluation_scene`), hence a reserved pair; a reserved pair's
+horizontal mirror and its variants with attributes exchanged between the two objects are reserved too, and the demo
+world's training generators never draw a scene in which any two objects are a reserved pair. So, with
+`TrainTransform` on (its flip mirrors the image and swaps "left" and "right" in the caption; its crops rewrite no
+caption), no benchmark pair, none of its swapped variants (the scenes of the `colour`, `shape`, `size`, `position`
+and `relation` negatives) and none of their mirrors is ever shown in training, as a whole scene or as two of the
+three objects of one. For a seed, the 2-object scenes are those of earlier versions (the reservation now covers
+mirrors and sub-scenes, and still holds every earlier benchmark pair); in a 3-object scene the first two objects
+are a benchmark pair and the third is free.
+
+The guarantee is about scenes. Caption overlaps are only measured (`benchmarks/benchmark_leak.py`): a "relation"
+caption names no cells, so one sentence is the caption of many images, and many benchmark "relation" captions are
+word for word the caption of some training image of other cells, as are its "relation" negatives, about as often;
+the `count` negative of a two-object scene names one object, a scene every training run shows.
 
 **Templates.** The caption and its negatives use one caption template (`mamo_hf.data.demo.CAPTION_TEMPLATES`), each
 with its negative types (`TEMPLATE_NEGATIVES`):
@@ -30,7 +42,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from .demo import CAPTION_TEMPLATES, SceneObject, binding_scene, draw_scene, is_evaluation_scene, swap_attribute
+from .demo import CAPTION_TEMPLATES, SceneObject, binding_scene, draw_scene, swap_attribute
+from .reserved import is_evaluation_scene
 
 TEMPLATE_NEGATIVES = {
     "list": ("colour", "shape", "size", "position", "count"),
@@ -71,7 +84,7 @@ def hard_negatives(scene: list[SceneObject], rng: random.Random, template: str =
 
 
 def evaluation_scene(rng: random.Random, num_objects: int) -> list[SceneObject]:
-    """A `binding_scene` of a configuration reserved for evaluation."""
+    """A `binding_scene` whose first two objects are a benchmark pair (`is_evaluation_scene`)."""
     scene = binding_scene(rng, num_objects)
     while not is_evaluation_scene(scene):
         scene = binding_scene(rng, num_objects)
