@@ -25,7 +25,7 @@ REPLACEABLE_NOUNS = {
     "sports": {"ball": "frisbee ball"},
     "food": {
         "sliced": "pizza cake|cupcake",
-        "handheld": "sandwich burger|hamburger|cheeseburger donut|doughnut",
+        "handheld": "sandwich|burger|hamburger|cheeseburger|sub donut|doughnut",
         "fruit": "apple banana orange strawberry lemon|lime grape pear peach",
         "vegetable": "carrot tomato potato onion cucumber",
     },
@@ -110,6 +110,8 @@ ANIMATE = frozenset({"person", "animal"})
 SWAPPABLE = frozenset(
     "shape animal vehicle board sports food furniture tableware electronics appliance clothing reading".split()
 )
+# Categories whose nouns may exchange places across kinds ("a dog" and "a horse", "a car" and "a bike").
+FREELY_SWAPPABLE = frozenset({"shape", "animal", "vehicle"})
 # Things around which a relation is not inverted: everything is under the sky.
 BACKDROPS = frozenset("sky sun moon cloud clouds".split())
 # Nouns of these kinds keep their place after these words: "in a bowl" cannot become "in a plate", nor "in a field"
@@ -118,6 +120,10 @@ KEPT_AFTER = {
     "dishware": frozenset("in into on onto inside".split()),
     "ground": frozenset("in into at of down up through inside".split()),
 }
+# "a flock of sheep" cannot become "a flock of cows": the collective noun belongs to the animal.
+COLLECTIVES = frozenset("flock flocks herd herds pack packs swarm litter pride school".split())
+# Nouns of these kinds keep their place before these words: "a field of flowers".
+KEPT_BEFORE = {"ground": frozenset({"of"})}
 # Children have no age to change ("an old girl"), and a man or a woman is not replaced in a caption that says "his",
 # "her" or "beard".
 YOUTHFUL = frozenset("boy boys girl girls child children kid kids baby babies toddler toddlers".split())

@@ -4,11 +4,14 @@ from itertools import combinations
 
 from .actions import ACTIONS, UNFIT_BEFORE, object_fits, subject_fits
 from .edits import Choices, says_something_else
-from .lexicon import BE_VERBS
+from .lexicon import BE_VERBS, DUAL_WORDS
 from .nouns import (
+    COLLECTIVES,
+    FREELY_SWAPPABLE,
     GENDER_CUES,
     GROUPS_OF_KIND,
     KEPT_AFTER,
+    KEPT_BEFORE,
     MASS_NOUNS,
     NOUNS,
     SAME_PLURAL,
@@ -35,10 +38,14 @@ def _is_plural(caption: Caption, phrase: Phrase, noun: Noun) -> bool:
     return noun.plural_form
 
 
-def _same_thing(first: Noun, second: Noun) -> bool:
-    return first.singular == second.singular or (
-        first.kind is not None and (first.kind, first.group) == (second.kind, second.group)
-    )
+def _exchangeable(first: Noun, second: Noun) -> bool:
+    """Whether two nouns may exchange places: different things of one kind, or of one category where any two may
+    ("a dog" and "a horse"; not "a cake" and "strawberries", nor "a table" and "chairs")."""
+    if first.category != second.category or first.category not in SWAPPABLE or first.singular == second.singular:
+        return False
+    if first.kind is None or second.kind is None or first.kind != second.kind:
+        return first.category in FREELY_SWAPPABLE and (first.kind, first.group) != (second.kind, second.group)
+    return first.group != second.group
 
 
 def swap_object_choices(caption: Caption) -> Choices:
@@ -49,9 +56,7 @@ def swap_object_choices(caption: Caption) -> Choices:
     for first, second in combinations(range(len(caption.phrases)), 2):
         a, b = caption.phrases[first], caption.phrases[second]
         nouns = _plain_noun(caption, a), _plain_noun(caption, b)
-        if None in nouns or nouns[0].category != nouns[1].category or nouns[0].category not in SWAPPABLE:
-            continue
-        if _same_thing(*nouns):
+        if None in nouns or not _exchangeable(*nouns):
             continue
         plurals = _is_plural(caption, a, nouns[0]), _is_plural(caption, b, nouns[1])
         replacements = {a.head: nouns[1].form(plurals[0]), b.head: nouns[0].form(plurals[1])}
@@ -60,15 +65,23 @@ def swap_object_choices(caption: Caption) -> Choices:
     return [swaps] if swaps else []
 
 
+def _kept_in_place(caption: Caption, phrase: Phrase, kind: str) -> bool:
+    """Whether the words around a phrase keep its noun: "in a bowl" (not "in a plate"), "a field of flowers", "a
+    flock of sheep"."""
+    before = caption.lower[max(phrase.start - 2, 0) : phrase.start]
+    after = caption.lower[phrase.end : phrase.end + 1]
+    if before[-1:] == ("of",) and before[0] in COLLECTIVES:
+        return True
+    return bool(set(before[-1:]) & KEPT_AFTER.get(kind, set()) or set(after) & KEPT_BEFORE.get(kind, set()))
+
+
 def _replaceable(caption: Caption, phrase: Phrase) -> Noun | None:
-    """The phrase's head noun if it may be replaced: a noun with a kind, not kept in place by the word before it
-    ("in a bowl"), and no man or woman in a caption that says "his", "her" or "beard"."""
+    """The phrase's head noun if it may be replaced: a noun with a kind, not kept in place by the words around it,
+    and no man or woman in a caption that says "his", "her" or "beard"."""
     noun = _plain_noun(caption, phrase)
     if noun is None or noun.kind is None:
         return None
-    if caption.lower[phrase.start - 1 : phrase.start] and caption.lower[phrase.start - 1] in KEPT_AFTER.get(
-        noun.kind, ()
-    ):
+    if _kept_in_place(caption, phrase, noun.kind):
         return None
     if noun.category == "person" and not GENDER_CUES.isdisjoint(caption.lower):
         return None
@@ -85,12 +98,14 @@ def _verb_object_kind(caption: Caption, phrase: Phrase) -> str | None:
 
 
 def _other_nouns(caption: Caption, phrase: Phrase, noun: Noun) -> list[str]:
-    """The first noun of every other synonym group of `noun`'s kind that the caption does not name and that its verb
-    can take, in the head's number."""
+    """The first noun of every other synonym group of `noun`'s kind that the caption does not name, that its verb
+    can take and that an attribute before it cannot swallow, in the head's number."""
     named = {NOUNS[word].singular for word in caption.lower if word in NOUNS}
     groups, wanted = GROUPS_OF_KIND[noun.kind], _verb_object_kind(caption, phrase)
     others = [group[0] for number, group in enumerate(groups) if number != noun.group and named.isdisjoint(group)]
     others = [other for other in others if wanted is None or object_fits(wanted, True, NOUNS[other])]
+    if caption.tags[phrase.head - 1] == "ATTR":  # "a green apple" must not become "a green orange"
+        others = [other for other in others if other not in DUAL_WORDS]
     return [NOUNS[other].form(_is_plural(caption, phrase, noun)) for other in others]
 
 
