@@ -1,6 +1,7 @@
 """Compositional hard negatives from any caption, and how pre-training uses them (ITC's softmax, ITM)."""
 
 import json
+import os
 import random
 from collections import Counter
 
@@ -404,3 +405,27 @@ def test_things_of_one_category_exchange_places_only_where_it_changes_the_captio
     assert outputs(swap_objects, "a man in a red shirt") == set()
     assert outputs(swap_attributes, "an open laptop and a closed book") == {"a closed laptop and an open book"}
     assert outputs(swap_attributes, "a brown dog with a red ball") == set()  # a red dog is no dog
+
+
+def test_negatives_do_not_depend_on_the_process_hash_seed():
+    """Workers and ranks are separate processes with their own string hashing: no draw may follow a set's order."""
+    import subprocess
+    import sys
+
+    script = (
+        "from mamo_hf.data.negatives import CaptionNegatives, FAMILIES\n"
+        "captions = ['a red car next to a blue bus on the left', 'two black dogs chasing a white cat', "
+        "'a large red circle left of a small blue square', 'a man riding a horse in front of a wooden barn']\n"
+        "print([CaptionNegatives(6, FAMILIES, seed=1)(caption, key) for caption in captions for key in range(5)])\n"
+    )
+    drawn = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(drawn) == 1

@@ -98,7 +98,12 @@ class Caption:
 
     def phrase_ending(self, index: int) -> int | None:
         """The phrase whose last word is `index - 1`, if any."""
-        return next((number for number, phrase in enumerate(self.phrases) if phrase.end == index), None)
+        return _phrase_ending(self.phrases, index)
+
+
+def _phrase_ending(phrases: Sequence[Phrase], index: int) -> int | None:
+    """The number of the phrase whose last word is `index - 1`, if any."""
+    return next((number for number, phrase in enumerate(phrases) if phrase.end == index), None)
 
 
 def _neighbour(lower: Sequence[str], index: int) -> str | None:
@@ -252,11 +257,6 @@ def _phrase(lower: Sequence[str], tags: Sequence[str], start: int, end: int) -> 
     return Phrase(start, end, head, noun, category, count, compound)
 
 
-def _subject_before(phrases: Sequence[Phrase], index: int) -> int | None:
-    """The phrase that ends right before word `index` (the subject of the verb there), if any."""
-    return next((number for number, phrase in enumerate(phrases) if phrase.end == index), None)
-
-
 def _attributes(lower: Sequence[str], tags: Sequence[str], phrases: Sequence[Phrase]) -> tuple[Attribute, ...]:
     """Every attribute word with its role and the phrase it describes; words of two lexicons read by their place."""
     found = []
@@ -270,7 +270,7 @@ def _attributes(lower: Sequence[str], tags: Sequence[str], phrases: Sequence[Phr
                 continue
             kind = KIND_OF[word]
             if predicate:
-                found.append(Attribute(index, kind, _subject_before(phrases, phrase.start - 1), "predicate"))
+                found.append(Attribute(index, kind, _phrase_ending(phrases, phrase.start - 1), "predicate"))
             elif index < phrase.head:
                 found.append(Attribute(index, kind, number, "modifier"))
             elif kind == "colour" and word not in DUAL_WORDS and after_in and phrase.start == phrase.head:
