@@ -3,7 +3,8 @@
 A model that reads a caption as a bag of words cannot tell "a red circle left of a blue square" from "a blue circle
 left of a red square". Minimal pairs teach the difference, but a user's captions come without them; these rules
 make them from the captions themselves, in the spirit of NegCLIP and SugarCrepe (swap, replace), with lexicons and
-no parser or model (`reading`), so they cost tens of microseconds. Each family changes a caption in one way:
+no parser or model (`reading`), so they cost about a tenth of a millisecond per caption. Each family changes a caption
+in one way:
 
 - `swap_attributes`: two different colours, sizes, materials, ages or states of two noun phrases, two counts, or two
   places in the frame exchange places ("a red car next to a blue bus" → "a blue car next to a red bus", "at the top

@@ -65,7 +65,8 @@ def _place_swaps(caption: Caption) -> list[Edit]:
     swaps, words = [], list(caption.words)
     for (a, b), (c, d) in combinations(caption.places, 2):
         first, second = _owner_before(caption, a), _owner_before(caption, c)
-        if caption.lower[a:b] != caption.lower[c:d] and (not first or not second or first != second):
+        owners_differ = not first or not second or first != second  # an unknown owner may differ
+        if caption.lower[a:b] != caption.lower[c:d] and owners_differ:
             swaps.append(words[:a] + words[c:d] + words[b:c] + words[a:b] + words[d:])
     return swaps
 
@@ -157,7 +158,7 @@ def replace_count_choices(caption: Caption) -> Choices:
         recounted = [
             _recount(caption, phrase, COUNTS[other - 1]) for other in (value - 1, value + 1) if 1 <= other <= 10
         ]
-        recounted = [words for words in recounted if words is not None]
+        recounted = [edit for edit in recounted if edit is not None]
         if recounted:
             choices.append(recounted)
     return choices

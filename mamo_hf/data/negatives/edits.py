@@ -57,7 +57,7 @@ def _signature(caption: Caption, phrase: int, replacements: dict[int, str]) -> t
     )
 
 
-def directed_link(caption: Caption, first: int, second: int) -> bool:
+def _directed_link(caption: Caption, first: int, second: int) -> bool:
     """Whether phrases `first` < `second` are neighbours joined by a directed relation or verb ("behind", "left
     of", "chasing"), with no "and", "or" or comma between them."""
     if second != first + 1:
@@ -74,4 +74,4 @@ def says_something_else(caption: Caption, first: int, second: int, replacements:
     is no longer the same pair, or it is but a directed relation joins them ("a red car behind a blue car")."""
     before = sorted(_signature(caption, phrase, {}) for phrase in (first, second))
     after = sorted(_signature(caption, phrase, replacements) for phrase in (first, second))
-    return before != after or directed_link(caption, first, second)
+    return before != after or _directed_link(caption, first, second)

@@ -49,9 +49,9 @@ def _exchangeable(first: Noun, second: Noun) -> bool:
 
 
 def swap_object_choices(caption: Caption) -> Choices:
-    """`swap_objects`: the head nouns of two phrases of one category exchange places, each taking the other's
-    number ("a black dog and two white cats" → "a black cat and two white dogs"), where the caption then says
-    something else; one group of alternatives."""
+    """`swap_objects`: the head nouns of two phrases exchange places, each taking the other's number ("a black dog
+    and two white cats" → "a black cat and two white dogs"), where they may (`_exchangeable`) and the caption then
+    says something else; one group of alternatives."""
     swaps = []
     for first, second in combinations(range(len(caption.phrases)), 2):
         a, b = caption.phrases[first], caption.phrases[second]
