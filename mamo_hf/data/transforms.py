@@ -2,7 +2,8 @@
 
 `clean_caption` normalises every caption before it becomes an item. `TrainTransform` is the pre-training
 augmentation, a random resized crop and a horizontal flip; the flip goes with `mirror_caption`, which swaps "left"
-and "right" in the caption so that it stays true of the flipped image, and a caption that says where things are in
+and "right" where they name a side (not the verb in "the man left the room", nor "right next to"), so that the
+caption stays true of the flipped image, and a caption that says where things are in
 the frame or how big they look (`states_frame`) gets only a mild crop that keeps it true. A transform is called as
 `transform(image, caption, rng) -> (image, caption)` with a `random.Random` of its own per item
 (`mamo_hf.data.records.ItemBuilder`), so that augmentation does not depend on worker scheduling.
@@ -14,9 +15,16 @@ import re
 
 from PIL import Image, ImageOps
 
+from .sides import names_a_side
+
 _PUNCTUATION = re.compile(r"[^\w\s'-]")
 _LEFT_OR_RIGHT = re.compile(r"\b(left|right)\b", re.IGNORECASE)
 _MIRRORED_WORDS = {"left": "right", "right": "left"}
+# The word just before a match (only whitespace between), and the word or hyphenated tail just after it.
+_WORD_BEFORE = re.compile(r"([A-Za-z]+(?:'[A-Za-z]+)?)\s+$")
+_WORD_AFTER = re.compile(r"\s+([A-Za-z]+)|(-[A-Za-z]+)")
+# "he's left" is "he has left"; "the man's left hand" is a possessive.
+_PRONOUNS_WITH_S = frozenset("he she it that there who what".split())
 # Words that place an object in the frame or size it: a strong crop moves objects across the frame and zooms them.
 FRAME_WORDS = frozenset(
     "left right top bottom middle center centre corner upper lower edge side small large big little tiny huge".split()
@@ -38,8 +46,20 @@ def clean_caption(text: str | None, max_words: int | None = 30) -> str:
     return " ".join(words[:max_words])
 
 
+def _neighbours(match: re.Match) -> tuple[str | None, str | None]:
+    """The words before and after a match, None where punctuation or the caption's end comes first."""
+    before = _WORD_BEFORE.search(match.string, 0, match.start())
+    after = _WORD_AFTER.match(match.string, match.end())
+    previous = before.group(1).lower() if before else None
+    if previous and previous.endswith("'s"):
+        previous = "has" if previous[:-2] in _PRONOUNS_WITH_S else "his"
+    return previous, (after.group(1) or after.group(2)) if after else None
+
+
 def _mirror_word(match: re.Match) -> str:
     word = match.group(0)
+    if not names_a_side(word, *_neighbours(match)):
+        return word
     mirrored = _MIRRORED_WORDS[word.lower()]
     if word.isupper():
         return mirrored.upper()
@@ -52,8 +72,9 @@ def states_frame(caption: str) -> bool:
 
 
 def mirror_caption(text: str) -> str:
-    """Swap the whole words "left" and "right" (case kept: "Left" → "Right", "LEFT" → "RIGHT"), so that a caption
-    stays true of a horizontally flipped image. "left-hand" becomes "right-hand"; "leftover" and "bright" stay."""
+    """Swap the whole words "left" and "right" where they name a side (`mamo_hf.data.sides.names_a_side`; case kept:
+    "Left" → "Right", "LEFT" → "RIGHT"), so that a caption stays true of a horizontally flipped image. "left-hand"
+    becomes "right-hand"; "leftover", "bright", the verb in "the man left the room" and "right next to" stay."""
     return _LEFT_OR_RIGHT.sub(_mirror_word, text)
 
 
