@@ -9,8 +9,8 @@ background or its shape), from the generator's geometry.
 **The probe** (`fit_linear_probe`): features standardised with the mean and standard deviation of the fit patches
 only, then multinomial logistic regression with an L2 penalty, solved in float64 by full-batch L-BFGS from zero
 weights. The objective is strictly convex, so the probe is its unique minimum (up to the solver's tolerance) and the
-same for the same inputs: deterministic, with no seed to choose. On the demo model (4,800 fit patches of 64
-features) it takes well under a second.
+same for the same inputs: deterministic, with no seed to choose. On the demo model (6,400 fit patches of 64
+features) a fit takes 1 to 4 seconds on one thread.
 
 **The scores** (`segmentation_metrics`): over all test patches, per class `IoU_c = |P_c ∩ T_c| / |P_c ∪ T_c|`
 (`P_c` the patches predicted `c`, `T_c` those labelled `c`); mIoU is their mean over the classes present in the
