@@ -65,7 +65,13 @@ from mamo_hf.data.grounding import (
     read_refcoco,
     read_refer_targets,
 )
-from mamo_hf.evaluation.grounding import default_gradcam_layer, gradcam_heatmaps, grounding_accuracy, save_overlay
+from mamo_hf.evaluation.grounding import (
+    default_gradcam_layer,
+    gradcam_heatmaps,
+    grounding_accuracy,
+    readout_sweep,
+    save_overlay,
+)
 from mamo_hf.hub import MeasuredResult
 
 
@@ -207,16 +213,6 @@ def fine_tune(model, processor, args: GroundingArguments, training_args, validat
     return trainer
 
 
-def readout_variants(num_fusion_layers: int) -> list[tuple[int, str]]:
-    """Every (layer, queries) a Grad-CAM map can be read from (word pieces not in the last layer)."""
-    return [
-        (layer, queries)
-        for layer in range(num_fusion_layers)
-        for queries in ("words", "text", "cls")
-        if not (queries == "words" and layer == num_fusion_layers - 1)
-    ]
-
-
 def accuracy_line(metrics: dict) -> str:
     """ "84.3% (random 41.0%, 732 expressions)"."""
     return (
@@ -230,10 +226,7 @@ def evaluate_generated(model, processor, args: GroundingArguments, validation: l
     num_layers = len(model.mamo.fusion_encoder.layers)
     test = generated_grounding_samples(args.eval_scenes, seed=seed + 2, image_size=args.image_size)
     default = (default_gradcam_layer(num_layers) if args.layer is None else args.layer, args.queries)
-    sweep = {
-        variant: grounding_accuracy(model, processor, validation, layer=variant[0], queries=variant[1])["accuracy"]
-        for variant in readout_variants(num_layers)
-    }
+    sweep = readout_sweep(model, processor, validation)
     best = max(sweep, key=sweep.get)
     results = {"default": (default, grounding_accuracy(model, processor, test, layer=default[0], queries=default[1]))}
     results["best_on_validation"] = (best, grounding_accuracy(model, processor, test, layer=best[0], queries=best[1]))

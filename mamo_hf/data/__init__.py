@@ -11,6 +11,7 @@ from .demo import (
     tiny_config_and_processor,
     write_demo_dataset,
 )
+from .dense import DENSE_TASKS, dense_probe_scenes, patch_labels
 from .files import expand_data_files
 from .grounding import (
     GroundingCaptionDataset,
@@ -35,6 +36,7 @@ __all__ = [
     "CaptionOptions",
     "CountComparisonDataset",
     "DEFAULT_MAX_IMAGE_PIXELS",
+    "DENSE_TASKS",
     "DemoCaptionDataset",
     "GroundingCaptionDataset",
     "GroundingSample",
@@ -57,12 +59,14 @@ __all__ = [
     "demo_pairs",
     "demo_retrieval_split",
     "demo_tokenizer",
+    "dense_probe_scenes",
     "easy_vqa_dataset",
     "expand_data_files",
     "generated_grounding_samples",
     "load_image",
     "load_retrieval_split",
     "mirror_caption",
+    "patch_labels",
     "processor_for_config",
     "read_refcoco",
     "read_refer_targets",

@@ -22,7 +22,9 @@ for ITC + ITM fine-tuning: the boxes are for evaluation.
 `mamo_hf.data.demo`, all different, each referred to by an expression that names its shape and its colour and/or
 size where needed to tell it from the others (or, at random, where not): "the circle", "the red circle", "the large
 blue square"; never its position, so that only looking at the image can find it. Proposals are the boxes of all
-objects of the scene. `UnambiguousBatchSampler` draws training batches free of false negatives.
+objects of the scene. `UnambiguousBatchSampler` draws training batches free of false negatives. With `reserved`,
+the scenes are drawn only from the configurations the demo world reserves for evaluation (True) or never from them
+(False), so that test scenes are disjoint from fine-tuning scenes and from pre-training on the demo data.
 """
 
 import itertools
@@ -39,7 +41,7 @@ import torch
 from PIL import Image
 
 from .captions import MapCaptionDataset
-from .demo import COLOURS, SHAPES, SIZES, SceneObject, draw_scene
+from .demo import COLOURS, SHAPES, SIZES, SceneObject, draw_scene, is_evaluation_scene
 from .files import json_records
 from .records import CaptionOptions, Pair
 from .transforms import clean_caption
@@ -235,25 +237,47 @@ def referring_expression(objects: list[SceneObject], target: int, rng: random.Ra
     return "the " + " ".join(getattr(objects[target], name) for name in names)
 
 
-def grounding_scene(seed: int, index: int, min_objects: int = 2, max_objects: int = 3) -> GroundingScene:
+def grounding_scene(
+    seed: int, index: int, min_objects: int = 2, max_objects: int = 3, reserved: bool | None = None
+) -> GroundingScene:
     """Scene `index` of the generated grounding set of `seed`: `min_objects` to `max_objects` objects of different
     kinds (colour, shape, size) in different cells, and their expressions. From its own RNG, seeded by
-    `(seed, index)`, so any scene can be drawn alone."""
+    `(seed, index)`, so any scene can be drawn alone.
+
+    `reserved`: None for any configuration; False to redraw the objects until the scene is not of a configuration
+    reserved for evaluation (`mamo_hf.data.demo.is_evaluation_scene`), True until it is one (such scenes have two
+    objects or more). Scenes drawn with True and with False can never show the same configuration, whatever the
+    seeds, and the demo's training data (`DemoCaptionDataset`) never holds a reserved one."""
+    if reserved and max_objects < 2:
+        raise ValueError(f"Reserved configurations have two objects or more: max_objects is {max_objects}.")
     rng = random.Random(f"grounding:{seed}:{index}")
+    objects = _distinct_objects(rng, min_objects, max_objects)
+    while reserved is not None and is_evaluation_scene(objects) != reserved:
+        objects = _distinct_objects(rng, min_objects, max_objects)
+    return GroundingScene(objects, [referring_expression(objects, target, rng) for target in range(len(objects))])
+
+
+def _distinct_objects(rng: random.Random, min_objects: int, max_objects: int) -> list[SceneObject]:
+    """`min_objects` to `max_objects` objects of different kinds in different cells."""
     count = rng.randint(min_objects, max_objects)
     cells, kinds = rng.sample(range(9), count), rng.sample(_OBJECT_KINDS, count)
-    objects = [replace(kind, row=cell // 3, column=cell % 3) for cell, kind in zip(cells, kinds)]
-    return GroundingScene(objects, [referring_expression(objects, target, rng) for target in range(count)])
+    return [replace(kind, row=cell // 3, column=cell % 3) for cell, kind in zip(cells, kinds)]
 
 
 def generated_grounding_samples(
-    num_scenes: int, seed: int = 0, image_size: int = 64, min_objects: int = 2, max_objects: int = 3
+    num_scenes: int,
+    seed: int = 0,
+    image_size: int = 64,
+    min_objects: int = 2,
+    max_objects: int = 3,
+    reserved: bool | None = None,
 ) -> list[GroundingSample]:
-    """Grounding samples of `num_scenes` generated scenes: one per object (its expression, every object's box as
-    the proposals, `target_index` = the object's). The same for the same arguments."""
+    """Grounding samples of `num_scenes` generated scenes (`grounding_scene`, `reserved` as there): one per object
+    (its expression, every object's box as the proposals, `target_index` = the object's). The same for the same
+    arguments."""
     samples = []
     for index in range(num_scenes):
-        scene = grounding_scene(seed, index, min_objects, max_objects)
+        scene = grounding_scene(seed, index, min_objects, max_objects, reserved)
         image = draw_scene(scene.objects, image_size)
         boxes = tuple(object_box(scene_object, image_size) for scene_object in scene.objects)
         for target, expression in enumerate(scene.expressions):
@@ -272,17 +296,25 @@ class GroundingCaptionDataset(MapCaptionDataset):
         seed (`int`): seed of the scenes.
         image_size (`int`): side of the drawn images, in pixels.
         min_objects (`int`), max_objects (`int`): objects per scene.
+        reserved (`bool`, *optional*): configurations of the scenes, as for `grounding_scene` (False: never one
+            reserved for evaluation).
 
     Attributes: `scenes` (the `GroundingScene` of each scene index) and `pairs` (the `(scene index, object index)`
     of each item).
     """
 
     def __init__(
-        self, num_scenes: int, seed: int = 0, image_size: int = 64, min_objects: int = 2, max_objects: int = 3
+        self,
+        num_scenes: int,
+        seed: int = 0,
+        image_size: int = 64,
+        min_objects: int = 2,
+        max_objects: int = 3,
+        reserved: bool | None = None,
     ):
         super().__init__(CaptionOptions(transform=None, max_words=None, strict=True, seed=seed, max_image_pixels=None))
         self.image_size = image_size
-        self.scenes = [grounding_scene(seed, index, min_objects, max_objects) for index in range(num_scenes)]
+        self.scenes = [grounding_scene(seed, index, min_objects, max_objects, reserved) for index in range(num_scenes)]
         self.pairs = [
             (index, target) for index, scene in enumerate(self.scenes) for target in range(len(scene.objects))
         ]

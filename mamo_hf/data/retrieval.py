@@ -15,6 +15,7 @@ from PIL import Image
 
 from .demo import caption, demo_scene, draw_scene
 from .files import json_records
+from .finegrained import evaluation_scene
 from .records import require_image_files
 from .transforms import clean_caption
 
@@ -64,13 +65,26 @@ def _image_and_captions(record, where: str) -> tuple[str, list[str]]:
 
 
 def demo_retrieval_split(
-    num_images: int, seed: int = 0, captions_per_image: int = 2, image_size: int = 64, max_objects: int = 3
+    num_images: int,
+    seed: int = 0,
+    captions_per_image: int = 2,
+    image_size: int = 64,
+    max_objects: int = 3,
+    reserved: bool = False,
 ) -> RetrievalSplit:
     """A generated corpus: demo scenes (PIL images) with `captions_per_image` captions each, which list the same
-    objects in different orders (the same scene seeds as `DemoCaptionDataset`)."""
+    objects in different orders. The scenes are those of `DemoCaptionDataset` for the same seed (training
+    configurations), or, with `reserved=True`, scenes of two to `max_objects` objects of the configurations reserved
+    for evaluation (`mamo_hf.data.finegrained.evaluation_scene`), which no training data holds."""
+    if reserved and not 2 <= max_objects <= 3:
+        raise ValueError(f"Reserved scenes hold 2 or 3 objects: max_objects must be 2 or 3, got {max_objects}.")
     split = RetrievalSplit([], [], [], [])
     for index in range(num_images):
-        scene = demo_scene(seed, index, max_objects)
+        if reserved:
+            scene_rng = random.Random(f"reserved:{seed}:{index}")
+            scene = evaluation_scene(scene_rng, scene_rng.randint(2, max_objects))
+        else:
+            scene = demo_scene(seed, index, max_objects)
         rng = random.Random(f"captions:{seed}:{index}")
         orders = [scene] + [rng.sample(scene, len(scene)) for _ in range(captions_per_image - 1)]
         _add_image(split, draw_scene(scene, image_size), [caption(order) for order in orders])

@@ -308,6 +308,26 @@ def grounding_accuracy(
     return {**_accuracies(hits, list(samples), iou_threshold), "splits": splits, "predictions": predictions}
 
 
+def readout_variants(num_fusion_layers: int) -> list[tuple[int, str]]:
+    """Every (layer, queries) a Grad-CAM map can be read from (word pieces not in the last layer)."""
+    return [
+        (layer, queries)
+        for layer in range(num_fusion_layers)
+        for queries in ("words", "text", "cls")
+        if not (queries == "words" and layer == num_fusion_layers - 1)
+    ]
+
+
+def readout_sweep(model, processor, samples: Sequence[GroundingSample], **kwargs) -> dict[tuple[int, str], float]:
+    """The grounding accuracy (%) of every read-out of `readout_variants` on `samples`, to select one on validation
+    samples (`max(sweep, key=sweep.get)`: the first best). `kwargs` go to `grounding_accuracy`."""
+    sweep = {}
+    for layer, queries in readout_variants(len(model.mamo.fusion_encoder.layers)):
+        metrics = grounding_accuracy(model, processor, samples, layer=layer, queries=queries, **kwargs)
+        sweep[layer, queries] = metrics["accuracy"]
+    return sweep
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Overlays
 # ---------------------------------------------------------------------------------------------------------------
