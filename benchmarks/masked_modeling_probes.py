@@ -10,7 +10,8 @@ instruments are sized for the tiny demo model, 64 px in 4 × 4 patches). Three i
    (background / object colour, 7 classes; background / object shape, 5 classes; labels from the generator's
    geometry, `mamo_hf.data.dense`), fitted on demo training scenes and scored on scenes of the configurations reserved
    for evaluation: mIoU and patch accuracy per task, next to the accuracy of always answering background.
-2. **Grounding** (docs/method.md §5): a copy of the checkpoint gets the fine-tune `GROUNDING_FINE_TUNE` (ITC + ITM
+2. **Grounding** (docs/method.md §5 "Downstream tasks"): a copy of the checkpoint gets the fine-tune
+`GROUNDING_FINE_TUNE` (ITC + ITM
    with hard negatives; the learning rate of `examples/grounding.py`, two thirds of its steps) on the referring
    expressions of generated grounding scenes (`mamo_hf.data.grounding`, never a reserved configuration; batches without
    false negatives, `UnambiguousBatchSampler`); then Grad-CAM of the ITM score ranks the objects' boxes in scenes of
@@ -25,13 +26,13 @@ instruments are sized for the tiny demo model, 64 px in 4 × 4 patches). Three i
    `retrieval_k`, on images of reserved configurations; the zero-shot recalls before the fine-tune are reported too.
 
 **Disjoint by construction.** Every test scene (dense, grounding, retrieval) is of a configuration reserved for
-evaluation (`mamo_hf.data.demo.is_evaluation_scene`: the sorted colours, shapes, sizes and cells of a scene, hashed;
-one configuration in ten), which no training generator produces: not the demo pre-training data
-(`DemoCaptionDataset`, minimal pairs included), not the dense probe's fit scenes (`demo_scene`), not the fine-tunes'
-scenes (`reserved=False` grounding scenes, `demo_scene` retrieval images). So no test image, nor any image showing the
-same objects in the same cells, is ever seen before scoring, whatever the seeds. (The grounding validation scenes,
-used only to pick the read-out, are reserved scenes of another seed: other scenes than the test ones, but not other
-configurations by construction.)
+evaluation (`mamo_hf.data.reserved.is_evaluation_scene`: its first two objects form a pair reserved up to attribute
+swaps and the horizontal mirror), which no training generator produces, not even as two of a scene's objects: not the
+demo pre-training data (`DemoCaptionDataset`, minimal pairs included), not the dense probe's fit scenes (`demo_scene`),
+not the fine-tunes' scenes (`reserved=False` grounding scenes, `demo_scene` retrieval images). So no test image, nor
+any image showing the same objects in the same cells, is ever seen before scoring, whatever the seeds. (The grounding
+validation scenes, used only to pick the read-out, are reserved scenes of another seed: other scenes than the test
+ones, but not other configurations by construction.)
 
 **Identical treatment.** Every scene set is fixed (`Settings.scene_seed`, `Settings.test_seed`), the same for every
 checkpoint and seed; `--seed` sets the fine-tunes' data order and hard-negative draws, so that the arms of one seed get

@@ -7,9 +7,10 @@ import torch
 
 from mamo_hf import MamoForPreTraining
 from mamo_hf.data import tiny_config_and_processor
-from mamo_hf.data.demo import COLOURS, SHAPES, SceneObject, draw_scene, is_evaluation_scene
+from mamo_hf.data.demo import COLOURS, SHAPES, SceneObject, draw_scene
 from mamo_hf.data.dense import DENSE_TASKS, dense_probe_scenes, object_map, patch_labels
 from mamo_hf.data.grounding import generated_grounding_samples, grounding_scene
+from mamo_hf.data.reserved import is_evaluation_scene
 from mamo_hf.data.retrieval import demo_retrieval_split
 from mamo_hf.evaluation.dense_probe import dense_probe, fit_linear_probe, patch_features, segmentation_metrics
 

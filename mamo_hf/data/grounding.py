@@ -41,9 +41,10 @@ import torch
 from PIL import Image
 
 from .captions import MapCaptionDataset
-from .demo import COLOURS, SHAPES, SIZES, SceneObject, draw_scene, is_evaluation_scene
+from .demo import COLOURS, SHAPES, SIZES, SceneObject, draw_scene
 from .files import json_records
 from .records import CaptionOptions, Pair
+from .reserved import is_evaluation_scene
 from .transforms import clean_caption
 
 Box = tuple[float, float, float, float]
@@ -245,7 +246,7 @@ def grounding_scene(
     `(seed, index)`, so any scene can be drawn alone.
 
     `reserved`: None for any configuration; False to redraw the objects until the scene is not of a configuration
-    reserved for evaluation (`mamo_hf.data.demo.is_evaluation_scene`), True until it is one (such scenes have two
+    reserved for evaluation (`mamo_hf.data.reserved.is_evaluation_scene`), True until it is one (such scenes have two
     objects or more). Scenes drawn with True and with False can never show the same configuration, whatever the
     seeds, and the demo's training data (`DemoCaptionDataset`) never holds a reserved one."""
     if reserved and max_objects < 2:

@@ -27,6 +27,7 @@ from dataclasses import MISSING, dataclass
 
 from ..checks import MAX_IMAGE_SIZE
 from ..data.demo import TRAINING_TEMPLATES
+from ..data.negatives import DEFAULT_FAMILIES as DEFAULT_NEGATIVE_FAMILIES
 from ..data.negatives import FAMILIES as NEGATIVE_FAMILIES
 
 TRACKERS = ("tensorboard", "csv")
@@ -148,15 +149,16 @@ class PretrainingArguments:
     )
     caption_negatives: int = argument(
         0,
-        help="rule-based hard-negative captions per caption (attributes, objects or relations swapped, words "
-        "shuffled), added to ITC's softmax and to ITM (0: off)",
+        help="rule-based hard-negative captions per caption (attributes, counts, objects, actions or relations "
+        "exchanged or replaced), added to ITC's softmax and to ITM (0: off)",
         defines_run=True,
         minimum=0,
     )
     caption_negative_families: list[str] = argument(
-        help="rule families of --caption-negatives: " + ", ".join(NEGATIVE_FAMILIES),
+        help="rule families of --caption-negatives: " + ", ".join(NEGATIVE_FAMILIES) + " (shuffle: the words in "
+        "another order, opt-in)",
         defines_run=True,
-        default_factory=lambda: list(NEGATIVE_FAMILIES),
+        default_factory=lambda: list(DEFAULT_NEGATIVE_FAMILIES),
         choices=NEGATIVE_FAMILIES,
     )
     max_length: int = argument(
