@@ -251,6 +251,11 @@ class MamoConfig(PreTrainedConfig):
         masked_modeling_warmup_steps (`int`, defaults to 0): the MIM and MRM weights ramp up linearly from 0 over this
             many teacher updates (optimizer steps), while the teacher is still close to its random initialisation.
             [decision]
+        masked_modeling_start_step (`int`, defaults to 0): a staged schedule: MIM and MRM, and with them the teacher's
+            forward pass and the masked-image view, are off until this many teacher updates (optimizer steps) have
+            run, then on (ramped up over `masked_modeling_warmup_steps` from there). The teacher is updated from the
+            first step on, so that it is an EMA of the student when the masked objectives start. 0: from the start.
+            [decision]
         itm_negative_gradient (`bool`, defaults to `True`): back-propagate the ITM loss of the hard-negative pairs
             into the encoders that produced the negatives, as ALBEF does; `False` feeds them to the fusion encoder as
             constants.
@@ -295,6 +300,7 @@ class MamoConfig(PreTrainedConfig):
     mrm_target_layers: int = 1
     normalize_targets: bool = False
     masked_modeling_warmup_steps: int = 0
+    masked_modeling_start_step: int = 0
     itm_negative_gradient: bool = True
     initializer_range: float | int = 0.02
     tie_word_embeddings: bool = True
@@ -345,6 +351,17 @@ class MamoConfig(PreTrainedConfig):
             "masked_modeling_warmup_steps",
             f"must be non-negative, got {self.masked_modeling_warmup_steps}.",
         )
+        _require(
+            self.masked_modeling_start_step >= 0,
+            "masked_modeling_start_step",
+            f"must be non-negative, got {self.masked_modeling_start_step}.",
+        )
+
+    @property
+    def counts_teacher_updates(self) -> bool:
+        """Whether the masked objectives follow a schedule of teacher updates (a warm-up or a staged start), which
+        the model counts in its `teacher_updates` buffer."""
+        return self.masked_modeling_warmup_steps > 0 or self.masked_modeling_start_step > 0
 
     @classmethod
     def objective_weight_names(cls) -> tuple[str, ...]:

@@ -482,7 +482,7 @@ class MamoPreTrainedModel(PreTrainedModel):
                 init.copy_(module.image_queue, _initial_queue(module.config))
                 init.copy_(module.text_queue, _initial_queue(module.config, seed=1))
                 init.zeros_(module.queue_pointer)
-            if module.config.masked_modeling_warmup_steps > 0:
+            if module.config.counts_teacher_updates:
                 init.zeros_(module.teacher_updates)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -1337,8 +1337,10 @@ class PretrainingObjective:
         encodings (`tuple[StudentEncoding, ...]`): student encodings it reads itself.
         views (`tuple[FusionView, ...]`): fusion views it reads.
         teacher (`tuple[TeacherTarget, ...]`): teacher targets it reads.
-        masked_modeling (`bool`): its weight ramps up from 0 over `config.masked_modeling_warmup_steps` teacher
-            updates, while the teacher whose features it predicts is still close to its initialisation.
+        masked_modeling (`bool`): it follows the masked-modeling schedule: off until
+            `config.masked_modeling_start_step` teacher updates, then its weight ramps up from 0 over
+            `config.masked_modeling_warmup_steps` of them (the teacher whose features it predicts starts close to its
+            initialisation).
     """
 
     name: str
@@ -1540,7 +1542,7 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
             self.register_buffer("image_queue", _initial_queue(config))
             self.register_buffer("text_queue", _initial_queue(config, seed=1))
             self.register_buffer("queue_pointer", torch.zeros((), dtype=torch.long))
-        if config.masked_modeling_warmup_steps > 0:
+        if config.counts_teacher_updates:
             self.register_buffer("teacher_updates", torch.zeros((), dtype=torch.long))
         self.post_init()
         self.teacher.eval()
@@ -1585,7 +1587,7 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
         """
         teacher, student = list(self.teacher.parameters()), list(self.mamo.parameters())
         torch._foreach_lerp_(teacher, student, 1.0 - self.config.momentum)
-        if self.config.masked_modeling_warmup_steps > 0:
+        if self.config.counts_teacher_updates:
             self.teacher_updates += 1
 
     @property
@@ -1595,16 +1597,29 @@ class MamoForPreTraining(_ImageTextAlignmentMixin, MamoModelWithHeads):
 
     @property
     def active_objectives(self) -> tuple[PretrainingObjective, ...]:
-        """The rows of `objective_table` whose weight is not 0, in their order of computation."""
-        return tuple(row for row in self.objective_table if getattr(self.config, f"{row.name}_weight") > 0)
+        """The rows of `objective_table` whose weight is not 0, in their order of computation; the masked-modeling
+        rows only from `config.masked_modeling_start_step` teacher updates on (the staged schedule)."""
+        started = self.masked_modeling_started
+        return tuple(
+            row
+            for row in self.objective_table
+            if getattr(self.config, f"{row.name}_weight") > 0 and (started or not row.masked_modeling)
+        )
+
+    @property
+    def masked_modeling_started(self) -> bool:
+        """Whether the teacher updates have reached `config.masked_modeling_start_step`."""
+        start = self.config.masked_modeling_start_step
+        return start == 0 or int(self.teacher_updates) >= start
 
     def objective_weight(self, row: PretrainingObjective) -> float | torch.Tensor:
         """`config.<name>_weight` of a row; for a masked-modeling row (MIM, MRM) ramped up linearly over
-        `config.masked_modeling_warmup_steps` teacher updates."""
+        `config.masked_modeling_warmup_steps` teacher updates from `config.masked_modeling_start_step` on."""
         weight = getattr(self.config, f"{row.name}_weight")
         warmup = self.config.masked_modeling_warmup_steps
         if row.masked_modeling and warmup > 0:
-            return weight * (self.teacher_updates.float() / warmup).clamp(max=1.0)
+            since_start = self.teacher_updates.float() - self.config.masked_modeling_start_step
+            return weight * (since_start / warmup).clamp(min=0.0, max=1.0)
         return weight
 
     @can_return_tuple

@@ -466,3 +466,24 @@ def test_each_view_is_fused_and_read_where_its_loss_reads():
     torch.testing.assert_close(views.fused["positive"], clean[:, 0])
     torch.testing.assert_close(views.teacher.fusion_token_layers[-1], clean[:, :length][views.text_mask])
     torch.testing.assert_close(views.teacher.fusion_patch_layers[-1], at_masked_patches(clean))
+
+
+def test_a_staged_schedule_runs_no_teacher_and_no_masked_image_view_before_it_starts_then_the_five_objectives():
+    model = build(masked_modeling_start_step=3, masked_modeling_warmup_steps=2).train()
+    teacher_calls = []
+    model.teacher.image_encoder.register_forward_hook(lambda *args: teacher_calls.append(1))
+    for updates in range(6):
+        teacher_calls.clear()
+        inputs = step_inputs(model)
+        outputs = model(**inputs)
+        views = model.encode_views(**{name: inputs[name] for name in ("pixel_values", "input_ids", "attention_mask")})
+        started = updates >= 3
+        assert set(outputs.losses) == ({"itc", "itm", "mlm", "mim", "mrm"} if started else {"itc", "itm", "mlm"})
+        assert ("masked_image" in views.fused) is started and (views.teacher is not None) is started
+        assert bool(teacher_calls) is started
+        if started:  # ramped up over 2 updates from the start: 0, 0.5, 1
+            ramp = min(1.0, (updates - 3) / 2)
+            rest = outputs.loss_itc + outputs.loss_itm + outputs.loss_mlm
+            torch.testing.assert_close(outputs.loss, rest + ramp * (outputs.loss_mim + outputs.loss_mrm))
+        model.update_teacher()  # the teacher follows the student from the first step on
+    assert int(model.teacher_updates) == 6

@@ -60,6 +60,50 @@ def test_resume_continues_exactly_like_the_uninterrupted_run(tmp_path, monkeypat
     )
 
 
+def test_a_staged_schedule_resumes_exactly_across_its_start(tmp_path, monkeypatch):
+    """MIM and MRM start at step 4 (after 3 teacher updates); a run stopped after the checkpoint of step 2, before the
+    start, continues like the uninterrupted one, losses and weights, and starts them at the same step."""
+    staged = {"model_config": {"masked_modeling_start_step": 3}, "checkpoint_every": 2}
+    pretrain(tiny_run(tmp_path, "uninterrupted", **staged))
+    real_save = checkpoints.save_checkpoint
+
+    def save_then_crash(accelerator, output_dir, state, *args):
+        path = real_save(accelerator, output_dir, state, *args)
+        if state["step"] == 2:
+            raise KeyboardInterrupt("stopped after the checkpoint of step 2")
+        return path
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(tiny_run(tmp_path, "interrupted", **staged))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
+    pretrain(tiny_run(tmp_path, "interrupted", resume="latest", **staged))
+
+    for name in ("train/loss", "train/loss_mim"):
+        expected, resumed = logged(tmp_path / "uninterrupted", name), logged(tmp_path / "interrupted", name)
+        assert resumed == pytest.approx(expected, rel=1e-6, abs=1e-7), name
+    assert sorted(logged(tmp_path / "uninterrupted", "train/loss_mrm")) == [4, 5, 6]
+    assert_same_weights(
+        final_weights(tmp_path / "interrupted"), final_weights(tmp_path / "uninterrupted"), atol=1e-6, rtol=1e-5
+    )
+
+
+def test_two_processes_with_a_staged_schedule_match_one_process(tmp_path):
+    """Before the start MIM's and MRM's heads get no gradient: DDP is told so, and the ranks stay in sync."""
+    settings = {"model_config": {"masked_modeling_start_step": 2}}
+    result = run_two_processes(tmp_path / "two", **settings)
+    assert result.returncode == 0, result.stderr[-4000:]
+    pretrain(tiny_run(tmp_path, "one", batch_size=8, max_steps=3, **settings))
+    two, one = logged(tmp_path / "two"), logged(tmp_path / "one")
+    for step in one:
+        assert two[step] == pytest.approx(one[step], rel=1e-4), step
+    assert sorted(logged(tmp_path / "two", "train/loss_mim")) == [3]
+    rank_states = [load_file(tmp_path / "two" / f"rank{rank}.safetensors")["state"] for rank in (0, 1)]
+    assert torch.equal(rank_states[0], rank_states[1])
+
+
 def test_an_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     from accelerate import Accelerator
 

@@ -24,7 +24,6 @@ from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 from transformers.utils import logging
 
 from ..errors import InvalidArgumentError
-from ..modeling_mamo import OBJECTIVES
 from .arguments import PretrainingArguments
 from .reporting import trackers
 
@@ -37,11 +36,10 @@ def build_accelerator(args: PretrainingArguments) -> Accelerator:
     """The run's `Accelerator`, checked: a precision the device has (`check_bf16_speed`, `check_precision_and_device`)
     and one process group for every process the launcher started (`check_process_count`).
 
-    The ITC queue is updated identically on every rank, so DDP broadcasts no buffer; with an objective switched off,
-    some parameters get no gradient, which DDP must be told.
+    The ITC queue is updated identically on every rank, so DDP broadcasts no buffer (`expect_unused_parameters` then
+    completes the DDP options from the model).
     """
-    some_weight_is_zero = any(args.model_config.get(f"{name}_weight", 1.0) == 0 for name in OBJECTIVES)
-    ddp_options = DistributedDataParallelKwargs(broadcast_buffers=False, find_unused_parameters=some_weight_is_zero)
+    ddp_options = DistributedDataParallelKwargs(broadcast_buffers=False)
     output_dir = Path(args.output_dir)
     accelerator = Accelerator(
         kwargs_handlers=[ddp_options],
@@ -55,6 +53,15 @@ def build_accelerator(args: PretrainingArguments) -> Accelerator:
     check_precision_and_device(args, accelerator)
     check_process_count(accelerator)
     return accelerator
+
+
+def expect_unused_parameters(accelerator: Accelerator, model) -> None:
+    """Tell DDP, before `prepare`, whether some parameters may get no gradient in a step: the head of an objective
+    whose weight is 0, and MIM's and MRM's before a staged schedule starts them (`masked_modeling_start_step`)."""
+    config = model.config
+    switched_off = any(getattr(config, name) == 0 for name in config.objective_weight_names())
+    if accelerator.ddp_handler is not None:
+        accelerator.ddp_handler.find_unused_parameters = switched_off or config.masked_modeling_start_step > 0
 
 
 def has_native_bf16(device: torch.device) -> bool | None:
@@ -128,4 +135,4 @@ def end_training(accelerator: Accelerator) -> None:
     accelerator.end_training()
 
 
-__all__ = ["build_accelerator", "check_bf16_speed", "end_training", "has_native_bf16"]
+__all__ = ["build_accelerator", "check_bf16_speed", "end_training", "expect_unused_parameters", "has_native_bf16"]

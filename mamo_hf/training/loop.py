@@ -125,6 +125,7 @@ def _start_run(args: PretrainingArguments, accelerator: Accelerator, output_dir:
     optimizer, scheduler = optimization.build_optimizer_and_schedule(model, args, total_steps)
     # The schedule counts optimizer steps whatever the number of processes: it is stepped by hand, not through
     # `prepare` (which would step it once per process); checkpoints hold its state as JSON.
+    devices.expect_unused_parameters(accelerator, model)
     prepared_model, optimizer = accelerator.prepare(model, optimizer)
     state = _initial_state(args, accelerator, checkpoint, scheduler, total_steps)
     reporting.init_trackers(accelerator, args, resumed_step=state["step"] if checkpoint is not None else None)
