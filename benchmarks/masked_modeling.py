@@ -164,7 +164,7 @@ def main() -> None:
     one.add_argument("arm", choices=list(ARMS))
     one.add_argument("seed", type=int)
     commands.add_parser("equal-time", help="score the checkpoints at the reference arm's training time")
-    for command in (grid, one, *commands.choices.values()):
+    for command in commands.choices.values():
         command.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="where the runs' folders are kept")
         command.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
