@@ -21,6 +21,7 @@ from PIL import Image
 from mamo_hf.data import CaptionDataset, load_image
 from mamo_hf.image_processing_mamo import to_rgb_array
 from mamo_hf.training import CheckpointError, OutputDirInUseError, list_checkpoints, pretrain
+from mamo_hf.training.manifest import RunManifest
 from mamo_hf_cli import main
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
@@ -109,6 +110,7 @@ def test_a_fresh_run_refuses_a_folder_with_another_runs_results_and_overwriting_
 def test_a_rerun_after_a_kill_before_the_first_checkpoint_does_not_log_steps_twice(tmp_path):
     (tmp_path / "run" / "logs" / "mamo").mkdir(parents=True)
     (tmp_path / "run" / "logs" / "mamo" / "metrics.csv").write_text("step,name,value\n1,train/loss,9.0\n")
+    RunManifest(tmp_path / "run").record("logs/mamo")  # what the killed run had recorded of its folder
     with pytest.raises(OutputDirInUseError, match="logs"):
         pretrain(tiny_run(tmp_path))
     AcceleratorState._reset_state(reset_partial_state=True)

@@ -23,18 +23,10 @@ import datasets
 import torch
 from datasets.distributed import split_dataset_by_node
 
+from . import records
 from .captions import hf_image, record_source, undecoded_columns
 from .files import STREAMING_READERS, annotation_paths, expand_data_files, parse_record, raw_records
-from .records import (
-    BadRecordError,
-    CaptionOptions,
-    ItemBuilder,
-    NoUsableRecordsError,
-    Pair,
-    SkippedSample,
-    caption_list,
-    stable_id,
-)
+from .records import CaptionOptions, ItemBuilder, Pair, stable_id
 from .shards import shard_dataset, shard_format, shard_pairs
 
 logger = logging.getLogger(__name__)
@@ -59,8 +51,7 @@ class _AnnotationStream:
         one pair carrying the error."""
         worker_id, num_workers = _worker_id_and_count()
         shard, num_shards = rank * num_workers + worker_id, world_size * num_workers
-        records = raw_records(self.paths, self.image_root, STREAMING_READERS)
-        for index, (where, raw, root) in enumerate(records):
+        for index, (where, raw, root) in enumerate(raw_records(self.paths, self.image_root, STREAMING_READERS)):
             if index % num_shards == shard:
                 yield index, self._pairs(where, raw, root)
 
@@ -99,7 +90,7 @@ class _HFStream:
         path, image = hf_image(record[self.image_column])
         source = path or place
         image_id = stable_id(path or image or source)
-        return [Pair(source, image, caption, image_id) for caption in caption_list(record[self.text_column])]
+        return [Pair(source, image, caption, image_id) for caption in records.caption_list(record[self.text_column])]
 
 
 class _ShardStream(_HFStream):
@@ -162,8 +153,8 @@ class StreamingCaptionDataset(ItemBuilder, torch.utils.data.IterableDataset):
         world_size: int | None = None,
     ):
         options = options if options is not None else CaptionOptions()
-        records = _AnnotationStream(annotation_files, image_root, options.allow_absolute_paths)
-        self._setup(records, options, rank, world_size)
+        source = _AnnotationStream(annotation_files, image_root, options.allow_absolute_paths)
+        self._setup(source, options, rank, world_size)
 
     @classmethod
     def from_hf_dataset(
@@ -185,8 +176,8 @@ class StreamingCaptionDataset(ItemBuilder, torch.utils.data.IterableDataset):
         `world_size` are as for the constructor (`allow_absolute_paths` does not apply).
         """
         stream = cls.__new__(cls)
-        records = _HFStream(dataset, image_column, text_column)
-        stream._setup(records, options, rank, world_size)
+        source = _HFStream(dataset, image_column, text_column)
+        stream._setup(source, options, rank, world_size)
         return stream
 
     @classmethod
@@ -240,11 +231,11 @@ class StreamingCaptionDataset(ItemBuilder, torch.utils.data.IterableDataset):
         stream._setup(_ShardStream(dataset), options, rank, world_size)
         return stream
 
-    def _setup(self, records, options: CaptionOptions | None, rank: int | None, world_size: int | None) -> None:
+    def _setup(self, source, options: CaptionOptions | None, rank: int | None, world_size: int | None) -> None:
         if (rank is None) != (world_size is None) or (rank is not None and not 0 <= rank < world_size):
             raise ValueError(f"Give both rank and world_size, with 0 <= rank < world_size; got {rank}, {world_size}.")
         ItemBuilder.__init__(self, options)
-        self.records = records
+        self.records = source
         self.rank, self.world_size = rank, world_size
 
     def _rank_and_world_size(self) -> tuple[int, int]:
@@ -257,31 +248,31 @@ class StreamingCaptionDataset(ItemBuilder, torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         """Items of this shard, pass after pass, forever."""
         rank, world_size = self._rank_and_world_size()
-        skipped: list[SkippedSample] = []
+        skipped: list[records.SkippedSample] = []
         for epoch in itertools.count(self.epoch):
-            records, items = yield from self._epoch_items(epoch, rank, world_size, skipped)
-            if records and not items:
-                raise NoUsableRecordsError(
+            read, items = yield from self._epoch_items(epoch, rank, world_size, skipped)
+            if read and not items:
+                raise records.NoUsableRecordsError(
                     f"Every record of this shard was bad for a whole pass; the first: {skipped[0].source}: "
                     f"{skipped[0].reason}."
                 )
-            if not records and torch.utils.data.get_worker_info() is not None:
+            if not read and torch.utils.data.get_worker_info() is not None:
                 logger.warning("Rank %d: a DataLoader worker got no records (more shards than records).", rank)
                 return
-            if not records:
-                raise NoUsableRecordsError(
+            if not read:
+                raise records.NoUsableRecordsError(
                     f"Rank {rank} of {world_size} got no records: the data is empty, or use fewer processes."
                 )
 
-    def _epoch_items(self, epoch: int, rank: int, world_size: int, skipped: list[SkippedSample]):
+    def _epoch_items(self, epoch: int, rank: int, world_size: int, skipped: list[records.SkippedSample]):
         """Yield the good items of one pass over this shard; collect bad records in `skipped` (emptied as they are
-        handed to an item). Returns `(records, items)`: the numbers of records read and of items yielded."""
-        records = items = 0
-        for records, (index, pairs) in enumerate(self.records.shard(epoch, rank, world_size), 1):
+        handed to an item). Returns `(read, items)`: the numbers of records read and of items yielded."""
+        read = items = 0
+        for read, (index, pairs) in enumerate(self.records.shard(epoch, rank, world_size), 1):
             for number, pair in enumerate(pairs):
                 try:
                     item = self._item(pair, epoch, (index, number), tuple(skipped))
-                except BadRecordError as error:
+                except records.BadRecordError as error:
                     if self.strict:
                         raise
                     skipped.append(error.skipped)
@@ -289,4 +280,4 @@ class StreamingCaptionDataset(ItemBuilder, torch.utils.data.IterableDataset):
                 skipped.clear()
                 items += 1
                 yield item
-        return records, items
+        return read, items

@@ -30,6 +30,7 @@ from transformers.utils import logging
 
 from ..errors import CheckpointError, TrainingDivergedError, first_line
 from .arguments import RUN_DEFINING_ARGUMENTS, PretrainingArguments, flag
+from .manifest import RunManifest
 
 logger = logging.get_logger(__name__)
 
@@ -53,8 +54,10 @@ def save_checkpoint(
     assert_finite_weights(model, f"checkpoint of step {state['step']}")
     final = output_dir / f"{CHECKPOINT_PREFIX}{state['step']}"
     staging = output_dir / f".{final.name}.tmp"
-    if accelerator.is_main_process and staging.exists():
-        shutil.rmtree(staging)
+    if accelerator.is_main_process:
+        RunManifest(output_dir).record(staging.name, final.name)  # recorded before written: a crash leaves only ours
+        if staging.exists():
+            shutil.rmtree(staging)
     accelerator.wait_for_everyone()
     with written_or_cleared(staging, f"checkpoint-{state['step']}"):
         accelerator.save_state(str(staging))
@@ -95,10 +98,13 @@ def save_final_model(output_dir: Path, model, processor) -> None:
     """`save_pretrained` of the model and the processor into a staging folder, then moved into `output_dir` file by
     file: a failed save (a full disk) leaves no `config.json` without its weights."""
     staging = output_dir / ".final-model.tmp"
+    manifest = RunManifest(output_dir)
+    manifest.record(staging.name)
     shutil.rmtree(staging, ignore_errors=True)
     with written_or_cleared(staging, "final model"):
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
+    manifest.record(*(path.name for path in staging.iterdir()))
     for path in staging.iterdir():
         os.replace(path, output_dir / path.name)
     staging.rmdir()
@@ -127,7 +133,8 @@ def load_checkpoint(accelerator: Accelerator, checkpoint: Path, scheduler) -> di
 
 
 def _read_training_state(checkpoint: Path) -> tuple[dict, dict]:
-    """The training state of a checkpoint and, taken out of it, the scheduler's state."""
+    """The training state of a checkpoint, checked (`training_state_problem`), and, taken out of it, the scheduler's
+    state."""
     try:
         state = json.loads((checkpoint / TRAINING_STATE).read_text())
         if not isinstance(state, dict) or not isinstance(state.get("step"), int):
@@ -135,9 +142,43 @@ def _read_training_state(checkpoint: Path) -> tuple[dict, dict]:
         scheduler_state = state.pop("scheduler")
     except (ValueError, KeyError) as error:
         raise CheckpointError(f"Cannot resume from {checkpoint}: {TRAINING_STATE} is unreadable ({error}).") from None
-    if scheduler_state is None:
+    if not isinstance(scheduler_state, dict):
         raise CheckpointError(f"Cannot resume from {checkpoint}: {TRAINING_STATE} holds no scheduler state.")
+    problem = training_state_problem(state, checkpoint.name)
+    if problem:
+        raise CheckpointError(f"Cannot resume from {checkpoint}: {TRAINING_STATE} {problem}; it was changed.")
     return state, scheduler_state
+
+
+def training_state_problem(state: dict, name: str) -> str | None:
+    """What is wrong with a checkpoint's training state, or None: counters that are not non-negative integers or
+    do not fit together (a step other than the folder's `checkpoint-<step>`, fewer micro-batches than steps, more
+    batches in the epoch than micro-batches), records of the wrong type."""
+
+    def counter(key: str) -> bool:
+        return isinstance(state.get(key), int) and not isinstance(state[key], bool) and state[key] >= 0
+
+    step = state["step"]
+    if not all(counter(key) for key in ("step", "micro_step", "epoch", "batches_in_epoch")):
+        return "has counters (step, micro_step, epoch, batches_in_epoch) that are not integers >= 0"
+    if name.startswith(CHECKPOINT_PREFIX) and name.removeprefix(CHECKPOINT_PREFIX) != str(step):
+        return f"says step {step}, not the step of its folder {name}"
+    if state["micro_step"] < step or state["batches_in_epoch"] > state["micro_step"]:
+        return f"has counters that do not fit together (step {step}, micro_step {state['micro_step']}, " + (
+            f"batches_in_epoch {state['batches_in_epoch']})"
+        )
+    skipped, nonfinite = state.get("skipped", {}), state.get("nonfinite_steps", [])
+    if not isinstance(skipped, dict) or not all(isinstance(value, str) for value in skipped.values()):
+        return "has a 'skipped' record that is not a mapping of sources to reasons"
+    if not isinstance(nonfinite, list) or not all(isinstance(item, int) and 0 < item <= step for item in nonfinite):
+        return f"has 'nonfinite_steps' that are not steps from 1 to {step}"
+    return None
+
+
+def checkpoint_position(checkpoint: Path) -> tuple[int, int]:
+    """`(step, batches into its epoch)` of a complete checkpoint (read before the model is loaded)."""
+    state, _ = _read_training_state(checkpoint)
+    return state["step"], state["batches_in_epoch"]
 
 
 def assert_finite_weights(model: torch.nn.Module, what: str) -> None:
@@ -198,10 +239,12 @@ __all__ = [
     "TRAINING_STATE",
     "assert_finite_weights",
     "check_resumed_arguments",
+    "checkpoint_position",
     "list_checkpoints",
     "load_checkpoint",
     "resolve_resume",
     "run_defining_arguments",
+    "training_state_problem",
     "save_checkpoint",
     "save_final_model",
 ]

@@ -32,17 +32,20 @@ from torch.utils.data import DataLoader
 from transformers.utils import logging
 
 from ..data.records import BadRecordError, NoUsableRecordsError
-from ..errors import BadDataError, InvalidArgumentError
+from ..errors import BadDataError, CheckpointError, InvalidArgumentError
 from ..evaluation.retrieval import evaluate_retrieval
 from ..hub import finish_run
 from ..modeling_mamo import MamoForPreTraining
 from ..processing_mamo import MamoProcessor
 from . import checkpoints, data, devices, optimization, reporting, run_dir, sampling
 from .arguments import PretrainingArguments
+from .manifest import LOGS, RunManifest
 from .model import build_model_and_processor
 from .validation import validate_arguments
 
 logger = logging.get_logger(__name__)
+
+CARD_FILE = "README.md"  # the model card, written by `mamo_hf.hub.finish_run`
 
 
 @dataclass
@@ -76,7 +79,7 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
         run_dir.claim_output_dir(accelerator, output_dir, bool(args.resume), args.overwrite_output_dir)
         run = _start_run(args, accelerator, output_dir)
         _train(run)
-        return _finish_run(run, elapsed=time.perf_counter() - run.started)
+        return _finish_run(run)
     finally:
         if lock is not None:
             lock.release()
@@ -104,10 +107,12 @@ class _Run:
     skipped: dict[str, str]  # source → reason, for this run's bad records
     guard: optimization.DivergenceGuard
     progress: object
-    last_losses: dict = field(default_factory=dict)
-    last_applied_step: int | None = None
     pairs_seen: int = 0
     started: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        """Training seconds of the whole run: those of earlier sessions (a resumed run) and of this one."""
+        return round(self.state["seconds"] + time.perf_counter() - self.started, 1)
 
 
 def _start_run(args: PretrainingArguments, accelerator: Accelerator, output_dir: Path) -> _Run:
@@ -123,11 +128,15 @@ def _start_run(args: PretrainingArguments, accelerator: Accelerator, output_dir:
     )
     total_steps = _total_steps(args, sampler, accelerator.num_processes)
     optimizer, scheduler = optimization.build_optimizer_and_schedule(model, args, total_steps)
+    if checkpoint is not None:
+        _check_resumable(args, checkpoint, sampler, total_steps)
     # The schedule counts optimizer steps whatever the number of processes: it is stepped by hand, not through
     # `prepare` (which would step it once per process); checkpoints hold its state as JSON.
     devices.expect_unused_parameters(accelerator, model)
     prepared_model, optimizer = accelerator.prepare(model, optimizer)
     state = _initial_state(args, accelerator, checkpoint, scheduler, total_steps)
+    if accelerator.is_main_process:
+        RunManifest(output_dir).record(LOGS)
     reporting.init_trackers(accelerator, args, resumed_step=state["step"] if checkpoint is not None else None)
     unwrapped = accelerator.unwrap_model(prepared_model)
     with data.data_errors_named("--eval-file"):
@@ -187,22 +196,49 @@ def _initial_state(args, accelerator: Accelerator, checkpoint: Path | None, sche
     """The counters of a fresh run, or those of `checkpoint` (whose model, optimizer and schedule are restored),
     checked against this run's arguments; with them, the arguments that define this run."""
     arguments = checkpoints.run_defining_arguments(args, accelerator.num_processes)
-    state = {"step": 0, "micro_step": 0, "epoch": 0, "batches_in_epoch": 0, "skipped": {}, "nonfinite_steps": []}
+    state = {**FRESH_STATE, "skipped": {}, "nonfinite_steps": [], "last_losses": {}}
     if checkpoint is not None:
         state = {**state, **checkpoints.load_checkpoint(accelerator, checkpoint, scheduler)}
         checkpoints.check_resumed_arguments(
             state.get("arguments"), arguments, checkpoint, args.allow_changed_arguments
         )
-        if state["step"] > total_steps:
-            raise InvalidArgumentError(
-                f"--max-steps {total_steps} is below the step of {checkpoint} ({state['step']}): give a larger "
-                "--max-steps to continue it, or start a fresh run elsewhere."
-            )
         if args.allow_changed_arguments:  # the new schedule's peak and floor, at the checkpoint's step
             optimization.reset_learning_rate(scheduler, args.learning_rate, state["step"])
         accelerator.print(f"Resumed from {checkpoint} at step {state['step']}.")
     state["arguments"] = arguments
     return state
+
+
+# The counters of a fresh run (`_initial_state`); a checkpoint holds them as they were at its step.
+FRESH_STATE = {
+    "step": 0,
+    "micro_step": 0,
+    "epoch": 0,
+    "batches_in_epoch": 0,
+    "last_applied_step": None,
+    "seconds": 0.0,
+}
+
+
+def _check_resumable(args, checkpoint: Path, sampler, total_steps: int) -> None:
+    """Refuse a checkpoint this run cannot continue: one beyond `--max-steps`, one of a run that already finished
+    (whose model and summary are kept), or one whose data position lies beyond an epoch of this data."""
+    step, position = checkpoints.checkpoint_position(checkpoint)
+    if step > total_steps:
+        raise InvalidArgumentError(
+            f"--max-steps {total_steps} is below the step of {checkpoint} ({step}): give a larger --max-steps to "
+            "continue it, or start a fresh run elsewhere."
+        )
+    if step == total_steps and (checkpoint.parent / run_dir.SUMMARY_FILE).exists():
+        raise InvalidArgumentError(
+            f"--resume {args.resume}: the run already finished at step {step} of --max-steps {total_steps}; its "
+            f"model and {run_dir.SUMMARY_FILE} are kept as they are: give a larger --max-steps to continue it."
+        )
+    if sampler is not None and position > sampler.batches_per_epoch:
+        raise CheckpointError(
+            f"Cannot resume from {checkpoint}: it is {position} batches into an epoch of {sampler.batches_per_epoch}; "
+            "it was changed, or it is another data's checkpoint."
+        )
 
 
 def _evaluate(accelerator: Accelerator, model, processor, held_out, k: int, step: int, when: str) -> dict:
@@ -296,7 +332,7 @@ def _optimizer_step(run: _Run, losses: dict[str, float], queue: dict | None) -> 
         run.optimizer.step()
         run.scheduler.step()
         run.unwrapped.update_teacher()
-        run.last_losses, run.last_applied_step = losses, state["step"]  # the summary reports an applied step
+        state["last_losses"], state["last_applied_step"] = losses, state["step"]  # the summary reports an applied step
     else:
         run.unwrapped.load_queue_state(queue)
         state["nonfinite_steps"].append(state["step"])
@@ -308,6 +344,7 @@ def _optimizer_step(run: _Run, losses: dict[str, float], queue: dict | None) -> 
         reporting.log_step(run.accelerator, state, losses, run.scheduler, len(run.skipped))
     if args.checkpoint_every and state["step"] % args.checkpoint_every == 0:
         state["skipped"] = run.skipped = reporting.gather_skipped(run.skipped)
+        state["seconds"], run.started = run.seconds(), time.perf_counter()
         checkpoints.save_checkpoint(
             run.accelerator, run.output_dir, state, args.save_total_limit, run.unwrapped, run.scheduler
         )
@@ -330,23 +367,23 @@ def _mean_losses(accelerator: Accelerator, window: list[dict[str, torch.Tensor]]
     return dict(zip(names, values.tolist()))
 
 
-def _finish_run(run: _Run, elapsed: float) -> PretrainingResult:
+def _finish_run(run: _Run) -> PretrainingResult:
     """Zero-shot retrieval after training, then (main process) the model, processor, summary and card."""
-    accelerator, args, summary = run.accelerator, run.args, run.summary
+    accelerator, args, summary, state = run.accelerator, run.args, run.summary, run.state
     skipped = reporting.gather_skipped(run.skipped)
     summary.update(
-        steps=run.state["step"],
-        final_losses=run.last_losses,
-        final_losses_step=run.last_applied_step,
-        seconds=round(elapsed, 1),
+        steps=state["step"],
+        final_losses=state["last_losses"],
+        final_losses_step=state["last_applied_step"],
+        seconds=run.seconds(),
         skipped_records=skipped,
-        nonfinite_steps=run.state["nonfinite_steps"],
+        nonfinite_steps=state["nonfinite_steps"],
         loss_spikes=run.guard.spikes,
     )
-    if run.last_applied_step != run.state["step"]:
+    if state["last_applied_step"] != state["step"]:
         logger.warning(
-            f"The last {run.state['step'] - (run.last_applied_step or 0)} step(s) had non-finite losses and were "
-            f"skipped; the summary reports the losses of step {run.last_applied_step}, the last one applied."
+            f"The last {state['step'] - (state['last_applied_step'] or 0)} step(s) had non-finite losses and were "
+            f"skipped; the summary reports the losses of step {state['last_applied_step']}, the last one applied."
         )
     if run.held_out is not None:
         summary["retrieval_after"] = _evaluate(
@@ -363,6 +400,7 @@ def _write_results(run: _Run, summary: dict, skipped: dict[str, str]) -> None:
     """The model and processor, the summary, the training curves, the skip report and the card (and the upload of
     `--push-to-hub`)."""
     checkpoints.save_final_model(run.output_dir, run.unwrapped, run.processor)
+    RunManifest(run.output_dir).record(run_dir.SUMMARY_FILE, reporting.CURVES_FILE, CARD_FILE)
     (run.output_dir / run_dir.SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     reporting.plot_training_curves(run.output_dir)
     run.accelerator.print(reporting.skip_report(skipped))

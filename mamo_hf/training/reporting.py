@@ -37,6 +37,8 @@ from .validation import SHARD_NAMES
 
 logger = logging.get_logger(__name__)
 
+CURVES_FILE = "training_curves.png"
+
 
 class CSVTracker(GeneralTracker):
     """An Accelerate tracker that appends every logged value to `<logging_dir>/metrics.csv` (`step, name, value`)."""
@@ -172,7 +174,7 @@ def plot_training_curves(output_dir: Path) -> None:
     metrics_csv = output_dir / "logs" / "mamo" / "metrics.csv"
     curves = read_curves(metrics_csv) if metrics_csv.exists() else {}
     if curves:
-        plot_curves(curves, output_dir / "training_curves.png")
+        plot_curves(curves, output_dir / CURVES_FILE)
 
 
 def data_description(args: PretrainingArguments) -> tuple[str, list[str]]:

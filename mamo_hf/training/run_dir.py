@@ -11,12 +11,11 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The output folder of a run: one run per folder at a time (`OutputDirLock`), and a fresh run never mixes with
-another run's results (`claim_output_dir`)."""
+"""The output folder of a run: one run per folder at a time (`OutputDirLock`), a fresh run never mixes with another
+run's results, and no run changes or deletes a file it did not write (`claim_output_dir`, `RunManifest`)."""
 
 import json
 import os
-import shutil
 import socket
 import time
 from pathlib import Path
@@ -27,11 +26,14 @@ from transformers.utils import logging
 
 from ..errors import OutputDirInUseError
 from .checkpoints import CHECKPOINT_PREFIX
+from .manifest import LOGS, MANIFEST_FILE, RunManifest
 
 logger = logging.get_logger(__name__)
 
 LOCK_FILE = ".mamo_run.lock"
 SUMMARY_FILE = "pretraining_summary.json"
+# The files of the folder that are the run's bookkeeping, never a user's: the record, its staging file, the lock.
+OWN_FILES = frozenset({MANIFEST_FILE, MANIFEST_FILE + ".tmp", LOCK_FILE})
 
 
 class OutputDirLock:
@@ -97,13 +99,20 @@ def lock_output_dir(accelerator: Accelerator, output_dir: Path) -> OutputDirLock
 
 
 def claim_output_dir(accelerator: Accelerator, output_dir: Path, resume: bool, overwrite: bool) -> None:
-    """With the folder locked, the main process checks that it holds no other run's results
-    (`check_output_dir_is_free`) or, with `overwrite`, removes them; every rank raises the same error if it does."""
+    """With the folder locked, the main process makes it this run's: a fresh run takes a new or empty folder, or one
+    that a run recorded as its own (`RunManifest`) and that holds nothing else; with `overwrite` it first removes
+    what the earlier run recorded (`check_output_dir_is_free`). A resumed run adopts its folder. Every rank raises
+    the same error if the folder cannot be claimed."""
 
     def claim():
-        check_output_dir_is_free(output_dir, resume, overwrite)
-        if overwrite and not resume:
-            clear_previous_run(output_dir)
+        manifest = RunManifest(output_dir)
+        if resume:
+            adopt(manifest)
+            return
+        check_output_dir_is_free(output_dir, overwrite)
+        if overwrite:
+            manifest.clear()
+        manifest.record()
 
     _on_every_rank(accelerator, claim if accelerator.is_main_process else None)
 
@@ -123,34 +132,34 @@ def _on_every_rank(accelerator: Accelerator, action) -> None:
         raise OutputDirInUseError(message[0])
 
 
-def check_output_dir_is_free(output_dir: Path, resume: bool = False, overwrite: bool = False) -> None:
-    """A run folder belongs to one run: a fresh run (not `resume`) refuses a folder that holds another run's
-    checkpoints, logs or final model, unless `overwrite` (which removes them, `clear_previous_run`)."""
-    if resume or overwrite:
-        return
-    found = previous_run_files(Path(output_dir))
-    if found:
+def check_output_dir_is_free(output_dir: Path, overwrite: bool = False) -> None:
+    """A fresh run writes only into a folder of its own: refuse one that holds files no run recorded writing (a
+    user's files are never changed or deleted, with or without `overwrite`), and, unless `overwrite`, one that holds
+    another run's results."""
+    manifest = RunManifest(output_dir)
+    recorded = {Path(name).parts[0] for name in manifest.written()}
+    foreign = [path.name for path in sorted(Path(output_dir).iterdir()) if path.name not in recorded | OWN_FILES]
+    if foreign:
         raise OutputDirInUseError(
-            f"--output-dir {output_dir} holds another run's results ({', '.join(found[:3])}): continue it with "
-            "--resume latest, replace it with --overwrite-output-dir, or choose another folder."
+            f"--output-dir {output_dir} holds files that no mamo-hf run wrote there ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}): a run writes only into a new or empty folder, or one of its "
+            "own, and never changes your files; choose another folder."
+        )
+    if recorded and not overwrite:
+        raise OutputDirInUseError(
+            f"--output-dir {output_dir} holds another run's results ({', '.join(sorted(recorded)[:3])}): continue it "
+            "with --resume latest, replace it with --overwrite-output-dir, or choose another folder."
         )
 
 
-def previous_run_files(output_dir: Path) -> list[str]:
-    """What an earlier run left in `output_dir`: checkpoints, the final model and summary, logs."""
-    names = [path.name for path in sorted(output_dir.glob(f"{CHECKPOINT_PREFIX}*"))]
-    names += [name for name in (SUMMARY_FILE, "model.safetensors", "logs", "runs") if (output_dir / name).exists()]
-    return names
+def adopt(manifest: RunManifest) -> None:
+    """A resumed run's folder: record, if it was never recorded (a run of an older version), the checkpoints and
+    logs that a run left there."""
+    if manifest.exists():
+        return
+    folder = manifest.folder
+    names = [path.name for path in folder.glob(f"{CHECKPOINT_PREFIX}*") if path.is_dir()]
+    manifest.record(*names, *([LOGS] if (folder / LOGS).is_dir() else []))
 
 
-def clear_previous_run(output_dir: Path) -> None:
-    """Remove what a previous run wrote (checkpoints, staging folders, logs, summary); the model files are
-    overwritten by the new run's save."""
-    for path in [*output_dir.glob(f"{CHECKPOINT_PREFIX}*"), *output_dir.glob(f".{CHECKPOINT_PREFIX}*.tmp")]:
-        shutil.rmtree(path, ignore_errors=True)
-    for name in ("logs", "runs"):
-        shutil.rmtree(output_dir / name, ignore_errors=True)
-    (output_dir / SUMMARY_FILE).unlink(missing_ok=True)
-
-
-__all__ = ["OutputDirLock", "check_output_dir_is_free", "claim_output_dir", "lock_output_dir", "previous_run_files"]
+__all__ = ["OutputDirLock", "check_output_dir_is_free", "claim_output_dir", "lock_output_dir"]
