@@ -22,6 +22,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .data.records import DEFAULT_MAX_IMAGE_PIXELS, load_image
 from .errors import first_line
 from .evaluation.retrieval import base_and_itm_head, encode_corpus, itm_scores
 
@@ -139,12 +140,18 @@ def text_features(model, processor, texts: list[str]) -> torch.Tensor:
     return base.get_text_features(input_ids, attention_mask=attention_mask).pooler_output.float().cpu()
 
 
+def read_image(path: Path) -> Image.Image:
+    """An indexed image, decoded as training decodes one: an image above `DEFAULT_MAX_IMAGE_PIXELS` is decoded at a
+    reduced size (JPEG) or refused, never decoded whole (a 12,000 × 12,000 PNG of a few hundred kilobytes would take
+    gigabytes)."""
+    return load_image(str(path), max_pixels=DEFAULT_MAX_IMAGE_PIXELS)
+
+
 def _readable_images(folder: Path, paths: list[str], update: IndexUpdate) -> tuple[list[str], list[Image.Image]]:
     kept, images = [], []
     for path in paths:
         try:
-            with Image.open(folder / path) as image:
-                images.append(image.convert("RGB"))
+            images.append(read_image(folder / path))
             kept.append(path)
         except (OSError, ValueError, Image.DecompressionBombError) as error:
             update.unreadable[path] = first_line(error)
@@ -178,9 +185,10 @@ def update_index(
         if images:
             pieces.append(image_features(model, processor, images))
             embedded += paths
-    update.unchanged, update.removed = len(keep), len(set(known) - set(on_disk))
+    update.unchanged, update.removed = len(keep), len(set(known) - set(keep) - set(embedded))
     update.updated = sum(path in known for path in embedded)
     update.added = len(embedded) - update.updated
+    # Rewritten whenever an entry changes state: added, re-embedded, gone, or now unreadable (no longer served).
     if update.added or update.updated or update.removed or update.model_changed or not index_path.exists():
         features = torch.cat(pieces) if pieces else torch.zeros(0, base_and_itm_head(model)[0].config.projection_dim)
         write_index(index_path, fingerprint, [[path, *on_disk[path]] for path in keep + embedded], features)
@@ -223,19 +231,46 @@ def search_index(
         raise ValueError(f"{index_path}: built with another model; run `mamo-hf index {folder}` with this one.")
     if rerank and base_and_itm_head(model)[1] is None:
         raise ValueError(f"re-ranking needs a model with an ITM head, got {type(model).__name__}.")
-    paths = [entry[0] for entry in metadata["entries"]]
-    similarity = features @ text_features(model, processor, [text])[0] if paths else torch.zeros(0)
-    order = similarity.argsort(descending=True)[: max(top_k, rerank)].tolist()
+    rows = [row for row, entry in enumerate(metadata["entries"]) if is_current(folder, entry)]
+    paths = [metadata["entries"][row][0] for row in rows]
+    similarity = features[rows] @ text_features(model, processor, [text])[0] if rows else torch.zeros(0)
+    order = similarity.argsort(descending=True).tolist()
     hits = [SearchHit(paths[row], similarity[row].item()) for row in order]
     if rerank:
-        best = hits[:rerank]
-        images = [Image.open(folder / hit.path).convert("RGB") for hit in best]
-        corpus = encode_corpus(model, processor, images, [text])
-        scores = itm_scores(model, corpus, torch.arange(len(best)), torch.zeros(len(best), dtype=torch.long))
-        for hit, score in zip(best, scores.tolist()):
-            hit.itm_score = score
-        hits = sorted(best, key=lambda hit: -hit.itm_score) + hits[rerank:]
+        hits = _reranked(folder, text, model, processor, hits, rerank)
     return hits[:top_k]
 
 
-__all__ = ["IndexUpdate", "SearchHit", "default_index_path", "search_index", "update_index"]
+def is_current(folder: Path, entry: list) -> bool:
+    """Whether an index entry `[path, size, mtime_ns]` still describes its file: there, readable, unchanged (a
+    changed or corrupted file is served again only after `update_index` embeds it anew)."""
+    path = folder / entry[0]
+    try:
+        status = path.stat()
+    except OSError:
+        return False
+    return (status.st_size, status.st_mtime_ns) == tuple(entry[1:]) and os.access(path, os.R_OK)
+
+
+def _reranked(folder: Path, text: str, model, processor, hits: list[SearchHit], rerank: int) -> list[SearchHit]:
+    """The `rerank` best hits by ITC re-ordered by ITM match probability, then the rest; a hit whose image cannot
+    be read any more is left out."""
+    best, images = [], []
+    for hit in hits:
+        if len(best) == rerank:
+            break
+        try:
+            images.append(read_image(folder / hit.path))
+            best.append(hit)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+    if not best:
+        return []
+    corpus = encode_corpus(model, processor, images, [text])
+    scores = itm_scores(model, corpus, torch.arange(len(best)), torch.zeros(len(best), dtype=torch.long))
+    for hit, score in zip(best, scores.tolist()):
+        hit.itm_score = score
+    return sorted(best, key=lambda hit: -hit.itm_score) + hits[hits.index(best[-1]) + 1 :]
+
+
+__all__ = ["IndexUpdate", "SearchHit", "default_index_path", "is_current", "search_index", "update_index"]

@@ -185,3 +185,38 @@ def test_index_and_search_refuse_what_would_mislead(photos, saved_model, tmp_pat
         with pytest.raises(SystemExit, match=f"mamo-hf {arguments[0]}: error: .*{expected}"):
             main(arguments)
     assert not default_index_path(tmp_path / "texts").exists() and not default_index_path(photos).exists()
+
+
+def test_an_image_that_became_unreadable_leaves_the_index_and_is_never_served(photos, model_and_processor):
+    """Issue 29: the index is rewritten when an indexed image becomes unreadable, and a search (even without an
+    update) never returns an entry whose file is gone, changed or unreadable."""
+    model, processor = model_and_processor
+    update_index(photos, model, processor)
+    (photos / "0.png").write_bytes(b"corrupt now")
+    update = update_index(photos, model, processor)
+    assert list(update.unreadable) == ["0.png"] and update.removed == 1
+    assert "0.png" not in indexed(photos)
+    hits = search_index(photos, "a red square", model, processor, top_k=10, rerank=3)
+    assert "0.png" not in {hit.path for hit in hits} and len(hits) == 5
+
+    (photos / "2.png").unlink()
+    (photos / "4.png").write_bytes(b"corrupt too")  # after the last update: the index still lists both
+    hits = search_index(photos, "a red square", model, processor, top_k=10, rerank=4)
+    assert {hit.path for hit in hits} == {"holiday/1.png", "holiday/3.png", "holiday/5.png"}
+
+
+def test_an_image_too_large_to_decode_is_skipped_not_decoded(photos, model_and_processor):
+    model, processor = model_and_processor
+    Image.new("L", (6000, 6000)).save(photos / "huge.png")  # 36 M pixels, above the 25 M limit
+    update = update_index(photos, model, processor)
+    assert "huge.png" in update.unreadable and "huge.png" not in indexed(photos)
+
+
+def test_searching_a_folder_whose_images_are_all_unreadable_is_one_line(photos, saved_model, capsys):
+    for path in photos.rglob("*.png"):
+        path.write_bytes(b"corrupt")
+    with pytest.raises(SystemExit, match="mamo-hf search: error: .*photos: no indexed image can be read \\(6 unread"):
+        main(["search", str(photos), "red", "--model", str(saved_model)])
+    main(["index", str(photos), "--model", str(saved_model)])
+    with pytest.raises(SystemExit, match="no indexed image can be read"):
+        main(["search", str(photos), "red", "--model", str(saved_model), "--no-update", "--rerank", "3"])

@@ -71,13 +71,15 @@ def search(args: argparse.Namespace) -> None:
     _warn_of_unknown_words(args.text, processor.tokenizer)
     index_path = Path(args.index) if args.index else default_index_path(args.folder)
     try:
-        if not args.no_update:
-            update = update_index(args.folder, model, processor, index_path)
-            if update.added or update.updated or update.removed:
-                print(update.summary(index_path))
+        update = None if args.no_update else update_index(args.folder, model, processor, index_path)
+        if update and (update.added or update.updated or update.removed or update.unreadable):
+            print(update.summary(index_path))
         hits = search_index(args.folder, args.text, model, processor, index_path, args.top_k, args.rerank)
     except ValueError as error:
         raise SystemExit(f"mamo-hf search: error: {error}") from None
+    if not hits:
+        reason = f"{len(update.unreadable)} unreadable" if update else "run without --no-update to index them again"
+        raise SystemExit(f"mamo-hf search: error: {args.folder}: no indexed image can be read ({reason}).")
     for rank, hit in enumerate(hits, start=1):
         itm = f"  ITM {hit.itm_score:.3f}" if hit.itm_score is not None else ""
         print(f"{rank:3d}. {hit.path}  ITC cosine {hit.similarity:.3f}{itm}")
