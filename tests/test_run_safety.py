@@ -280,13 +280,13 @@ def test_a_second_run_on_a_live_runs_folder_refuses_and_a_stale_lock_is_taken_ov
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"batch_size": 0}, "--batch-size must be an integer >= 1, got 0"),
-        ({"gradient_accumulation_steps": -1}, "--gradient-accumulation-steps must be an integer >= 1"),
-        ({"max_steps": 0}, "--max-steps must be an integer >= 1"),
+        ({"batch_size": 0}, "--batch-size must be an integer from 1 to 65536, got 0"),
+        ({"gradient_accumulation_steps": -1}, "--gradient-accumulation-steps must be an integer from 1 to 65536"),
+        ({"max_steps": 0}, "--max-steps must be an integer from 1 to 1000000000"),
         ({"learning_rate": float("nan")}, "--learning-rate must be a finite number > 0, got nan"),
         ({"learning_rate": -1e-4}, "--learning-rate must be a finite number > 0"),
         ({"min_learning_rate": 1.0}, "--min-learning-rate \\(1.0\\) must not exceed --learning-rate"),
-        ({"warmup_steps": -5}, "--warmup-steps must be an integer >= 0"),
+        ({"warmup_steps": -5}, "--warmup-steps must be an integer from 0 to 1000000000"),
         (
             {"model_config": {"mim_wieght": 0.0}},
             "--model-config has unknown MamoConfig field\\(s\\) \\['mim_wieght'\\]",
@@ -312,7 +312,7 @@ def test_an_output_dir_that_is_a_file_or_unwritable_is_refused(tmp_path):
 def test_the_cli_reports_a_bad_argument_in_one_line(tmp_path, capsys):
     assert main(["pretrain", "--batch-size", "0", "--output-dir", str(tmp_path / "run")]) == 1
     error = capsys.readouterr().err.strip()
-    assert error == "mamo-hf pretrain: error: --batch-size must be an integer >= 1, got 0."
+    assert error == "mamo-hf pretrain: error: --batch-size must be an integer from 1 to 65536, got 0."
 
 
 def test_special_token_ids_outside_the_vocabulary_are_refused(tmp_path):

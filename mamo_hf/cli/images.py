@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from ..errors import first_line
-from .options import at_least
+from .options import integer_in
 
 
 def _retrieval_model(command: str, location: str, needs_itm_head: bool = False):
@@ -137,13 +137,18 @@ def add_image_commands(commands: dict) -> None:
         command.add_argument("folder", help="the folder of images (searched recursively)")
         if name == "search":
             command.add_argument("text", help="what to look for, e.g. 'a red circle at the top left'")
-            command.add_argument("--top-k", type=at_least(1), default=5, help="images to show (default 5)")
+            command.add_argument("--top-k", type=integer_in(1, 10_000), default=5, help="images to show (default 5)")
             command.add_argument(
-                "--rerank", type=at_least(0), default=0, help="re-rank the k best by ITM (default 0: ITC only)"
+                "--rerank",
+                type=integer_in(0, 10_000),
+                default=0,
+                help="re-rank the k best by ITM (default 0: ITC only)",
             )
             command.add_argument("--no-update", action="store_true", help="search the index as it is")
         else:
-            command.add_argument("--batch-size", type=at_least(1), default=32, help="images per forward (default 32)")
+            command.add_argument(
+                "--batch-size", type=integer_in(1, 4096), default=32, help="images per forward (default 32)"
+            )
         command.add_argument("--model", required=True, help="a saved MAMO folder (e.g. mamo-demo)")
         command.add_argument("--index", default=None, help="the index file (default: FOLDER/.mamo-index.safetensors)")
         command.set_defaults(run=run)
@@ -152,7 +157,7 @@ def add_image_commands(commands: dict) -> None:
     app_parser.add_argument("model", help="a saved MAMO folder (e.g. mamo-demo)")
     app_parser.add_argument("--images", default=None, help="a folder of images to search by text (adds a tab)")
     app_parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
-    app_parser.add_argument("--port", type=at_least(1, 65535), default=7860, help="port (default 7860)")
+    app_parser.add_argument("--port", type=integer_in(1, 65535), default=7860, help="port (default 7860)")
     app_parser.set_defaults(run=app)
 
 

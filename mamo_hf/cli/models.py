@@ -16,8 +16,9 @@
 import argparse
 from pathlib import Path
 
+from ..checks import MAX_IMAGE_SIZE
 from ..errors import InvalidArgumentError, first_line
-from .options import at_least
+from .options import integer_in
 
 
 def _image_processor(image_size: int, source: str | None = None):
@@ -152,10 +153,13 @@ def add_model_commands(commands: dict) -> None:
     init_parser.add_argument("--text", required=True, help="BERT checkpoint (e.g. bert-base-uncased)")
     init_parser.add_argument("--output", required=True, help="folder to write")
     init_parser.add_argument(
-        "--image-size", type=at_least(1), default=256, help="pre-training resolution (default 256)"
+        "--image-size", type=integer_in(1, MAX_IMAGE_SIZE), default=256, help="pre-training resolution (default 256)"
     )
     init_parser.add_argument(
-        "--num-text-layers", type=at_least(1), default=None, help="BERT layers for the text encoder (default: half)"
+        "--num-text-layers",
+        type=integer_in(1, 1000),
+        default=None,
+        help="BERT layers for the text encoder (default: half)",
     )
     init_parser.set_defaults(run=init_base)
 

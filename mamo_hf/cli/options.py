@@ -16,20 +16,20 @@
 import argparse
 
 
-def at_least(minimum: int, maximum: int | None = None):
-    """An argparse type: an integer in [minimum, maximum]."""
+def integer_in(minimum: int, maximum: int):
+    """An argparse type: an integer from `minimum` to `maximum` (every count flag has an upper bound, so that no value
+    can ask for a run that only fills the memory or never ends)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum or (maximum is not None and value > maximum):
-            bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be from {minimum} to {maximum}, got {value}")
         return value
 
     return parse
 
 
-__all__ = ["at_least"]
+__all__ = ["integer_in"]

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from ..errors import first_line
-from .options import at_least
+from .options import integer_in
 
 DEMO_SETTINGS = {
     "model": "tiny",
@@ -212,16 +212,18 @@ def add_pretraining_commands(commands: dict, settings: dict) -> None:
     data_parser.add_argument("--output", required=True, help="folder to write")
     data_parser.add_argument(
         "--num-pairs",
-        type=at_least(1, 10_000_000),
+        type=integer_in(1, 10_000_000),
         default=1000,
         help="number of pairs, at most 10,000,000 (default 1000)",
     )
-    data_parser.add_argument("--seed", type=at_least(0, 2**32 - 1), default=0, help="seed, 0 to 2**32 - 1 (default 0)")
     data_parser.add_argument(
-        "--image-size", type=at_least(8, 4096), default=64, help="image side in pixels, 8 to 4096 (default 64)"
+        "--seed", type=integer_in(0, 2**32 - 1), default=0, help="seed, 0 to 2**32 - 1 (default 0)"
     )
     data_parser.add_argument(
-        "--max-objects", type=at_least(1, 3), default=3, help="objects per scene, 1 to 3 (default 3)"
+        "--image-size", type=integer_in(8, 4096), default=64, help="image side in pixels, 8 to 4096 (default 64)"
+    )
+    data_parser.add_argument(
+        "--max-objects", type=integer_in(1, 3), default=3, help="objects per scene, 1 to 3 (default 3)"
     )
     data_parser.add_argument(
         "--templates",

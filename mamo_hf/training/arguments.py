@@ -33,6 +33,9 @@ from ..data.negatives import FAMILIES as NEGATIVE_FAMILIES
 TRACKERS = ("tensorboard", "csv")
 # The largest built-in demo data set: beyond it a run only waits for its data.
 MAX_DEMO_PAIRS = 10_000_000
+# Caption negatives per caption: each one is another caption through the text encoder (10,000 took 8.5 GB for a batch
+# of 4); published recipes use a handful.
+MAX_CAPTION_NEGATIVES = 16
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class PretrainingArguments:
         "records (0: read in order)",
         defines_run=False,
         minimum=0,
+        maximum=10_000_000,
     )
     streaming: bool = argument(False, help="read --train-file line by line (needs --max-steps)", defines_run=False)
     demo_pairs: int = argument(
@@ -132,7 +136,11 @@ class PretrainingArguments:
         maximum=1,
     )
     eval_pairs: int = argument(
-        200, help="held-out demo pairs for zero-shot retrieval (0: none)", defines_run=False, minimum=0
+        200,
+        help="held-out demo pairs for zero-shot retrieval (0: none)",
+        defines_run=False,
+        minimum=0,
+        maximum=1_000_000,
     )
     eval_file: str | None = argument(None, help="held-out caption file for zero-shot retrieval", defines_run=False)
     demo_templates: list[str] = argument(
@@ -153,6 +161,7 @@ class PretrainingArguments:
         "exchanged or replaced), added to ITC's softmax and to ITM (0: off)",
         defines_run=True,
         minimum=0,
+        maximum=MAX_CAPTION_NEGATIVES,
     )
     caption_negative_families: list[str] = argument(
         help="rule families of --caption-negatives: " + ", ".join(NEGATIVE_FAMILIES) + " (shuffle: the words in "
@@ -165,32 +174,42 @@ class PretrainingArguments:
         40,
         help="token limit of a caption",
         defines_run=True,
-        minimum=3,  # [CLS], one word piece, [SEP]
+        minimum=3,
+        maximum=4096,  # [CLS], one word piece, [SEP]
     )
-    max_words: int = argument(30, help="word limit of a cleaned caption", defines_run=True, minimum=1)
+    max_words: int = argument(30, help="word limit of a cleaned caption", defines_run=True, minimum=1, maximum=512)
     strict: bool = argument(False, help="fail on the first bad record instead of skipping it", defines_run=False)
     max_image_pixels: int = argument(
         25_000_000,
         help="larger images are decoded at reduced size (JPEG) or skipped and counted (0: no limit)",
         defines_run=False,
         minimum=0,
+        maximum=1_000_000_000,
     )
     allow_absolute_image_paths: bool = argument(
         False,
         help="accept image paths in annotation files that are absolute or lead out of --image-root",
         defines_run=False,
     )
-    num_workers: int = argument(2, help="DataLoader workers per process", defines_run=False, minimum=0)
+    num_workers: int = argument(2, help="DataLoader workers per process", defines_run=False, minimum=0, maximum=256)
     # Optimisation
-    batch_size: int = argument(32, help="pairs per process per micro-batch", defines_run=True, on_card=True, minimum=1)
-    gradient_accumulation_steps: int = argument(
-        1, help="micro-batches per optimizer step", defines_run=True, on_card=True, minimum=1
+    batch_size: int = argument(
+        32, help="pairs per process per micro-batch", defines_run=True, on_card=True, minimum=1, maximum=65_536
     )
-    epochs: int = argument(1, help="passes over the data (ignored with --max-steps)", defines_run=False, minimum=1)
-    max_steps: int | None = argument(None, help="optimizer steps (overrides --epochs)", defines_run=False, minimum=1)
+    gradient_accumulation_steps: int = argument(
+        1, help="micro-batches per optimizer step", defines_run=True, on_card=True, minimum=1, maximum=65_536
+    )
+    epochs: int = argument(
+        1, help="passes over the data (ignored with --max-steps)", defines_run=False, minimum=1, maximum=100_000
+    )
+    max_steps: int | None = argument(
+        None, help="optimizer steps (overrides --epochs)", defines_run=False, minimum=1, maximum=1_000_000_000
+    )
     learning_rate: float = argument(1e-4, help="peak learning rate", defines_run=True, on_card=True, above=0)
     min_learning_rate: float = argument(1e-5, help="floor of the cosine decay", defines_run=True, minimum=0)
-    warmup_steps: int = argument(1000, help="linear warm-up steps", defines_run=True, on_card=True, minimum=0)
+    warmup_steps: int = argument(
+        1000, help="linear warm-up steps", defines_run=True, on_card=True, minimum=0, maximum=1_000_000_000
+    )
     weight_decay: float = argument(
         0.02, help="AdamW weight decay (not on biases and norms)", defines_run=True, on_card=True, minimum=0
     )
@@ -201,6 +220,7 @@ class PretrainingArguments:
         "teacher or queue); after this many in a row the run stops with an error",
         defines_run=False,
         minimum=1,
+        maximum=1_000_000,
     )
     loss_spike_factor: float = argument(
         10.0,
@@ -227,8 +247,12 @@ class PretrainingArguments:
     cpu: bool = argument(False, help="run on CPU even where a GPU exists", defines_run=False)
     # Output
     output_dir: str = argument("mamo-pretrain", help="checkpoints, logs and the final model", defines_run=False)
-    checkpoint_every: int = argument(1000, help="steps between checkpoints (0: none)", defines_run=False, minimum=0)
-    save_total_limit: int = argument(2, help="checkpoints kept (older ones are deleted)", defines_run=False, minimum=0)
+    checkpoint_every: int = argument(
+        1000, help="steps between checkpoints (0: none)", defines_run=False, minimum=0, maximum=1_000_000_000
+    )
+    save_total_limit: int = argument(
+        2, help="checkpoints kept (older ones are deleted)", defines_run=False, minimum=0, maximum=1_000_000
+    )
     resume: str | None = argument(None, help="'latest' or a checkpoint folder to continue from", defines_run=False)
     allow_changed_arguments: bool = argument(
         False,
@@ -241,7 +265,7 @@ class PretrainingArguments:
         help="start a fresh run in a folder that holds another run's checkpoints, logs or model",
         defines_run=False,
     )
-    log_every: int = argument(10, help="steps between log lines", defines_run=False, minimum=1)
+    log_every: int = argument(10, help="steps between log lines", defines_run=False, minimum=1, maximum=1_000_000_000)
     report_to: list[str] = argument(
         help="trackers: tensorboard, csv",
         defines_run=False,
@@ -250,7 +274,11 @@ class PretrainingArguments:
         empty_allowed=True,
     )
     eval_k: int = argument(
-        16, help="candidates re-ranked by ITM in the retrieval evaluation", defines_run=False, minimum=1
+        16,
+        help="candidates re-ranked by ITM in the retrieval evaluation",
+        defines_run=False,
+        minimum=1,
+        maximum=10_000,
     )
     push_to_hub: bool = argument(False, help="upload the final model, processor and card", defines_run=False)
     hub_model_id: str | None = argument(None, help="repository for --push-to-hub (user/name)", defines_run=False)

@@ -108,3 +108,8 @@ def test_a_data_position_beyond_an_epoch_is_refused(tmp_path):
     state_file.write_text(json.dumps({**state, "micro_step": 10**6, "batches_in_epoch": 10**6}))
     with pytest.raises(CheckpointError, match="batches into an epoch of 32"):
         pretrain(tiny_run(tmp_path, checkpoint_every=3, max_steps=6, resume="latest"))
+
+
+def test_every_count_flag_has_an_upper_bound(tmp_path):
+    with pytest.raises(InvalidArgumentError, match="--caption-negatives must be an integer from 0 to 16, got 1000000"):
+        pretrain(tiny_run(tmp_path, caption_negatives=1_000_000))
