@@ -3,6 +3,7 @@
 
 import pytest
 
+from mamo_hf.data.sides import names_a_side
 from mamo_hf.data.transforms import mirror_caption
 
 
@@ -31,3 +32,30 @@ from mamo_hf.data.transforms import mirror_caption
 )
 def test_mirror_caption_mirrors_sides_only_not_the_verb_left_nor_right_next_to(text, expected):
     assert mirror_caption(text) == expected
+
+
+@pytest.mark.parametrize(
+    "previous, word, following, names",
+    [
+        ("has", "left", "of", False),  # after an auxiliary of the perfect or a pronoun: the verb, whatever follows
+        ("nothing", "left", "of", False),
+        ("the", "left", None, True),  # after a determiner, a place word, "from" or a verb of direction: a side
+        ("top", "right", "and", True),
+        ("turning", "left", "at", True),
+        ("is", "left", "of", True),  # before "of" or a part of a thing: a side
+        ("his", "right", "hand", True),
+        ("standing", "right", "next", False),  # "right" before a preposition or an adverb: an intensifier
+        ("all", "right", None, False),
+        (None, "Right", "there", False),
+        ("was", "left", "on", False),  # "left" after "is"/"was", before an object or a preposition, or at the end
+        ("bag", "left", "behind", False),
+        ("man", "left", None, False),
+        ("circle", "left", "a", False),
+        ("circle", "right", "a", True),  # anything else names a side
+        ("a", "left", "-over", False),  # hyphenated: every compound names a side but "left-over"
+        ("a", "left", "-hand", True),
+        ("bright", "right", "-hand", True),
+    ],
+)
+def test_names_a_side_follows_its_rules_in_order(previous, word, following, names):
+    assert names_a_side(word, previous, following) is names
