@@ -5,7 +5,7 @@ top k) against the brute-force reference (the ITM score of every image-text pair
 
 Prints the wall time of both, their ratio, and the number of fusion passes each needs; writes the numbers to
 `benchmarks/results/retrieval_speed.json`. Both give the same metrics when k covers the corpus
-(tests/test_retrieval.py).
+(tests/evaluation/test_retrieval.py).
 """
 
 import argparse

@@ -4,18 +4,15 @@ loads like the Hub repository would, natively and with `trust_remote_code=True` 
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import huggingface_hub.constants
 import pytest
 import torch
-import transformers.utils.hub
-from accelerate.state import AcceleratorState, GradientState
-from huggingface_hub import CommitInfo, HfApi, ModelCard, ModelCardData, RepoUrl
+from helpers import recording_hub
+from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 from transformers import AutoModel, AutoModelForPreTraining, AutoProcessor
 from transformers.pipelines import SUPPORTED_TASKS
@@ -26,57 +23,10 @@ from mamo_hf.hub import create_model_card
 from mamo_hf.training import PretrainingArguments, pretrain
 from mamo_hf_cli import main
 
-ENDPOINT = "https://huggingface.co"  # only used to build URL objects; nothing is sent
-
-
-class RecordingHfApi(HfApi):
-    """Records every call and materialises each commit under `root/<repo_id>` (no network)."""
-
-    def __init__(self, root: Path):
-        super().__init__(endpoint=ENDPOINT)
-        self.root, self.calls = root, []
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-        (self.root / repo_id).mkdir(parents=True, exist_ok=True)
-        return RepoUrl(f"{ENDPOINT}/{repo_id}", endpoint=ENDPOINT)
-
-    def create_commit(self, repo_id, operations, commit_message, **kwargs):
-        paths = [operation.path_in_repo for operation in operations]
-        self.calls.append(("create_commit", repo_id, {"message": commit_message, "paths": paths}))
-        for operation in operations:
-            target = self.root / repo_id / operation.path_in_repo
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = operation.path_or_fileobj
-            if isinstance(source, (str, Path)):
-                shutil.copyfile(source, target)
-            else:
-                target.write_bytes(source if isinstance(source, bytes) else source.read())
-        return CommitInfo(
-            commit_url=f"{ENDPOINT}/{repo_id}/commit/1",
-            commit_message=commit_message,
-            commit_description="",
-            oid="1" * 40,
-        )
-
-    def model_card(self, repo_id, tags=None, token=None):
-        """What transformers' `push_to_hub` reads before committing: the repository's card, or a new one."""
-        path = self.root / repo_id / "README.md"
-        if path.exists():
-            return ModelCard.load(path)
-        return ModelCard.from_template(ModelCardData(tags=tags or [], library_name="transformers"))
-
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    api = RecordingHfApi(tmp_path / "hub")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # nothing leaves: the API is fake
-    monkeypatch.setenv("HF_TOKEN", "hf_recording")
-    monkeypatch.setattr(transformers.utils.hub, "_hf_api", api)
-    monkeypatch.setattr(transformers.utils.hub, "create_and_tag_model_card", api.model_card)
-    yield api
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
+    yield from recording_hub(tmp_path, monkeypatch)
 
 
 def trained_folder(tmp_path, **extra) -> Path:
@@ -223,13 +173,6 @@ def test_native_push_to_hub_also_carries_the_code(tmp_path, hub):
     assert config["auto_map"]["AutoModel"] == "modeling_mamo.MamoModel"
     assert config["auto_map"]["AutoModelForPreTraining"] == "modeling_mamo.MamoForPreTraining"
     assert (repo / "modeling_mamo.py").exists() and (repo / "configuration_mamo.py").exists()
-
-
-def test_push_refuses_a_folder_that_is_not_a_saved_model(tmp_path, hub):
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="not a saved model folder"):  # one line, no traceback
-        main(["push", str(tmp_path / "empty"), "someone/nothing"])
-    assert hub.calls == []
 
 
 def test_the_repository_model_card_parses_with_valid_metadata():

@@ -1,4 +1,5 @@
-"""The package's layering: lower layers never import upper ones."""
+"""The package's layering (lower layers never import upper ones), its documents' references, and tests that mirror
+the package."""
 
 import ast
 import re
@@ -164,3 +165,61 @@ def test_links_between_the_documents_point_to_headings_that_exist():
             if anchor not in heading_anchors(path.read_text()):
                 broken.append(f"{source} -> {target or source}#{anchor}")
     assert not broken
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The tests mirror the package
+# ----------------------------------------------------------------------------------------------------------------
+
+TESTS = REPOSITORY / "tests"
+MIRRORED = ("training", "cli", "data")
+# Modules of MIRRORED without a test file of their own, and why.
+WITHOUT_TEST_FILE = {
+    "mamo_hf/cli/options.py": "one argparse type, `at_least`, which every command's range errors go through",
+}
+# Test files of MIRRORED folders that mirror no single module, and what they test.
+NOT_A_MODULE = {
+    "tests/training/test_distributed.py": "two ranks against one process: the loop, the data and the checkpoints",
+    "tests/data/test_negatives_realistic.py": "`mamo_hf.data.negatives` on the audit set of realistic captions",
+}
+
+
+def mirrored_modules(subpackage: str) -> list[Path]:
+    """The modules (files and packages) of `mamo_hf/<subpackage>`, `__init__.py` aside."""
+    folder = PACKAGE / subpackage
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if (path.suffix == ".py" and path.name != "__init__.py") or (path / "__init__.py").is_file()
+    )
+
+
+def test_every_module_of_training_cli_and_data_has_its_tests_at_the_mirrored_path():
+    """`mamo_hf/<subpackage>/<module>.py` (or the package `<module>/`) has its tests in
+    `tests/<subpackage>/test_<module>.py`, and every test file there names a module that exists."""
+    missing, orphans = [], []
+    for subpackage in MIRRORED:
+        modules = mirrored_modules(subpackage)
+        for module in modules:
+            test_file = TESTS / subpackage / f"test_{module.stem}.py"
+            if str(module.relative_to(REPOSITORY)) not in WITHOUT_TEST_FILE and not test_file.is_file():
+                missing.append(f"{module.relative_to(REPOSITORY)} -> {test_file.relative_to(REPOSITORY)}")
+        names = {module.stem for module in modules}
+        for test_file in sorted((TESTS / subpackage).glob("test_*.py")):
+            if test_file.stem.removeprefix("test_") not in names:
+                if str(test_file.relative_to(REPOSITORY)) not in NOT_A_MODULE:
+                    orphans.append(str(test_file.relative_to(REPOSITORY)))
+    assert not missing, missing
+    assert not orphans, orphans
+    for module in WITHOUT_TEST_FILE:
+        assert (REPOSITORY / module).is_file(), f"{module} is gone: drop its exemption"
+
+
+def test_no_test_file_imports_another():
+    """What several test files share lives in `tests/helpers.py`, not in a test file that others import."""
+    offenders = {
+        str(path.relative_to(REPOSITORY)): sorted(name for name in imported_modules(path) if name.startswith("test_"))
+        for path in sorted(TESTS.rglob("*.py"))
+        if any(name.startswith("test_") for name in imported_modules(path))
+    }
+    assert not offenders

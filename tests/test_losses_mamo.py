@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mamo_hf.losses_mamo import (
+    caption_negative_logits,
     contrastive_targets,
     corrupt_text,
     distributed_mean,
@@ -264,3 +265,26 @@ def test_itc_logits_and_negative_sampling_stay_float32_under_bf16_autocast():
     torch.testing.assert_close(loss, reference_loss, rtol=0, atol=0)
     expected = sample_itm_negatives(image, text, temperature, torch.arange(16), torch.Generator().manual_seed(0))
     assert torch.equal(negatives.texts, expected.texts) and torch.equal(negatives.images, expected.images)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Caption negatives in ITC's softmax
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_caption_negatives_enter_the_itc_softmax_of_their_own_image_only():
+    image, text = torch.nn.functional.normalize(torch.randn(2, 2, 8), dim=-1)
+    negatives = torch.nn.functional.normalize(torch.randn(2, 3, 8), dim=-1)
+    valid = torch.tensor([[True, True, False], [True, False, False]])
+    temperature = torch.tensor(0.1)
+    extra = caption_negative_logits(image, negatives, valid, temperature)
+    targets = torch.eye(2)
+    loss, _ = image_text_contrastive_loss(image, text, image, text, temperature, targets, targets, extra)
+    # Reference: image b's row holds every text of the batch and its own existing negatives.
+    i2t = []
+    for b in range(2):
+        logits = torch.cat([image[b] @ text.t(), image[b] @ negatives[b][valid[b]].t()]) / temperature
+        i2t.append(-logits.log_softmax(-1)[b])
+    t2i = [-(text[b] @ image.t() / temperature).log_softmax(-1)[b] for b in range(2)]
+    torch.testing.assert_close(loss, (torch.stack(i2t).mean() + torch.stack(t2i).mean()) / 2)
+    assert torch.isfinite(loss)

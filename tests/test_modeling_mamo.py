@@ -1,22 +1,52 @@
-"""Equivalence and error tests of MamoModel and its encoders."""
+"""Equivalence and error tests of MamoModel and its encoders; N images against M texts, the features API and the
+pipelines; the task heads (retrieval, VQA, NLVR2). `MamoForPreTraining` has its own file, test_pretraining.py."""
 
 import copy
 import os
 
 import pytest
 import torch
-from helpers import random_pairs, tiny_config, tiny_tokenizer
-from transformers import AutoConfig, AutoModel, BertConfig, BertForMaskedLM, BertModel, ViTConfig, ViTModel
+from helpers import (
+    LABELS,
+    easy_vqa_parts,
+    images,
+    random_pairs,
+    save_checkpoint_and_images,
+    tiny_config,
+    tiny_processor,
+    tiny_tokenizer,
+)
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForVisualQuestionAnswering,
+    AutoModelForZeroShotImageClassification,
+    BertConfig,
+    BertForMaskedLM,
+    BertModel,
+    Trainer,
+    TrainingArguments,
+    ViTConfig,
+    ViTModel,
+    pipeline,
+)
 
 from mamo_hf import (
     MamoConfig,
+    MamoForImageTextRetrieval,
     MamoForPreTraining,
+    MamoForQuestionAnswering,
+    MamoForVisualReasoning,
     MamoFusionConfig,
     MamoModel,
+    MamoProcessor,
     MamoTextConfig,
     MamoVisionConfig,
 )
 from mamo_hf.conversion_mamo import interpolate_position_embeddings
+from mamo_hf.data import tiny_config_and_processor
+from mamo_hf.data.nlvr2 import CountComparisonDataset, NLVR2Collator
+from mamo_hf.data.vqa import VQACollator
 
 ATOL = 1e-5
 
@@ -461,3 +491,341 @@ def test_a_checkpoint_with_the_older_scalar_temperature_loads_and_saves_the_new_
     model.save_pretrained(tmp_path / "new")
     saved = load_file(tmp_path / "new" / "model.safetensors")
     assert {value.shape for name, value in saved.items() if name.endswith("log_temperature")} == {(1,)}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# N images against M texts, the features API and the pipelines, as CLIP users expect
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_class", [MamoModel, MamoForImageTextRetrieval])
+def test_n_images_against_m_texts_give_the_itc_scores_of_every_pair(model_class):
+    torch.manual_seed(0)
+    model = model_class(tiny_config()).eval()
+    pairs = random_pairs(model.config, batch_size=4)
+    with torch.no_grad():
+        paired = model(**pairs)
+        three_texts = model(
+            pixel_values=pairs["pixel_values"][:2],
+            input_ids=pairs["input_ids"][:3],
+            attention_mask=pairs["attention_mask"][:3],
+        )
+    assert three_texts.logits_per_image.shape == (2, 3) and three_texts.logits_per_text.shape == (3, 2)
+    torch.testing.assert_close(three_texts.logits_per_image, paired.logits_per_image[:2, :3])
+    assert three_texts.last_hidden_state is None  # nothing to fuse without pairs
+    with pytest.raises(ValueError, match="2 images and 4 texts"):
+        model(**{**pairs, "pixel_values": pairs["pixel_values"][:2]}, return_loss=True)
+
+
+def test_mamo_model_returns_clips_symmetric_itc_loss():
+    torch.manual_seed(0)
+    model = MamoModel(tiny_config())
+    pairs = random_pairs(model.config, batch_size=4)
+    outputs = model(**pairs, return_loss=True)
+    targets = torch.arange(4)
+    expected = (
+        torch.nn.functional.cross_entropy(outputs.logits_per_image, targets)
+        + torch.nn.functional.cross_entropy(outputs.logits_per_text, targets)
+    ) / 2
+    torch.testing.assert_close(outputs.loss, expected)
+    outputs.loss.backward()
+    assert model.log_temperature.grad is not None
+    assert model(**pairs).loss is None
+    assert model(**pairs, fuse_pairs=False).pooler_output is None
+
+
+@pytest.fixture
+def saved(tmp_path):
+    return save_checkpoint_and_images(tmp_path)
+
+
+def test_pipeline_by_path_and_by_object_agree_with_the_model(saved):
+    by_path = pipeline("zero-shot-image-classification", model=str(saved))
+    assert type(by_path.model) is MamoForImageTextRetrieval
+    assert type(AutoModelForZeroShotImageClassification.from_pretrained(saved)) is MamoForImageTextRetrieval
+    processor = tiny_processor()
+    model = MamoModel.from_pretrained(saved).eval()
+    by_object = pipeline(
+        "zero-shot-image-classification",
+        model=model,
+        tokenizer=processor.tokenizer,
+        image_processor=processor.image_processor,
+    )
+    image = images(saved)[0]
+    results = by_path(image, candidate_labels=LABELS, hypothesis_template="a {}")
+    assert sorted(result["label"] for result in results) == sorted(LABELS)
+    assert sum(result["score"] for result in results) == pytest.approx(1.0)
+    inputs = processor(images=[image], text=[f"a {label}" for label in LABELS], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**inputs).logits_per_image[0].softmax(-1)
+    scores = {result["label"]: result["score"] for result in results}
+    assert [scores[label] for label in LABELS] == pytest.approx(expected.tolist(), abs=1e-5)
+    same = by_object(image, candidate_labels=LABELS, hypothesis_template="a {}")
+    assert [result["label"] for result in same] == [result["label"] for result in results]
+    assert [result["score"] for result in same] == pytest.approx([result["score"] for result in results], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "head", ["MamoForImageTextRetrieval", "MamoForPreTraining", "MamoForQuestionAnswering", "MamoForVisualReasoning"]
+)
+def test_every_head_offers_the_features_api_of_its_encoders(head):
+    import mamo_hf
+    from mamo_hf import MamoModel
+
+    config = tiny_config()
+    torch.manual_seed(0)
+    model = getattr(mamo_hf, head)(config).eval()
+    base = MamoModel(config).eval()
+    base.load_state_dict(model.mamo.state_dict())
+    pixels = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    ids = torch.tensor([[2, 10, 11, 3], [2, 12, 3, 0]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        image, text = model.get_image_features(pixels), model.get_text_features(ids, attention_mask=mask)
+        torch.testing.assert_close(image.pooler_output, base.get_image_features(pixels).pooler_output)
+        torch.testing.assert_close(text.pooler_output, base.get_text_features(ids, attention_mask=mask).pooler_output)
+    torch.testing.assert_close(image.pooler_output.norm(dim=-1), torch.ones(2))
+
+
+def test_the_feature_extraction_pipelines_give_the_features_api_of_a_saved_checkpoint(saved):
+    """`pipeline("image-feature-extraction")` (images alone) and `pipeline("feature-extraction")` (texts alone) load
+    the `MamoModel` of a pre-training checkpoint and return what `get_image_features` / `get_text_features` do."""
+    model, processor = MamoModel.from_pretrained(saved).eval(), MamoProcessor.from_pretrained(saved)
+    image = images(saved)[0]
+    pixels = processor(images=[image], return_tensors="pt")["pixel_values"]
+    ids = processor(text=["red circle"], return_tensors="pt")
+    with torch.no_grad():
+        image_features = model.get_image_features(pixels)
+        text_features = model.get_text_features(ids["input_ids"], attention_mask=ids["attention_mask"])
+    pooled = pipeline("image-feature-extraction", model=str(saved))(image, pool=True)
+    torch.testing.assert_close(torch.tensor(pooled), image_features.pooler_output, atol=1e-5, rtol=1e-5)
+    states = pipeline("image-feature-extraction", model=str(saved))(image)
+    torch.testing.assert_close(torch.tensor(states), image_features.last_hidden_state, atol=1e-5, rtol=1e-5)
+    text_states = pipeline("feature-extraction", model=str(saved))("red circle")
+    torch.testing.assert_close(torch.tensor(text_states), text_features.last_hidden_state, atol=1e-5, rtol=1e-5)
+
+
+def test_one_modality_alone_is_checked_like_a_pair():
+    model = MamoModel(tiny_config()).eval()
+    with pytest.raises(ValueError, match="pixel_values"):
+        model(pixel_values=torch.zeros(1, 3, 32, 32, dtype=torch.long))
+    with pytest.raises(ValueError, match="vocabulary|vocab"):
+        model(input_ids=torch.tensor([[2, 10**6, 3]]))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# MamoForImageTextRetrieval: the fine-tuning loss
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_retrieval_head_loss_with_and_without_labels_and_backward():
+    torch.manual_seed(0)
+    model = MamoForImageTextRetrieval(tiny_config()).train()
+    batch = random_pairs(model.config)
+    assert model(**batch, return_loss=False).loss is None
+    assert model.eval()(**batch).loss is None  # by default the loss is computed in training mode only
+    assert model.train()(**batch, generator=torch.Generator().manual_seed(0)).loss > 0
+    outputs = model(
+        **batch, return_loss=True, image_ids=torch.tensor([0, 0, 1, 2]), generator=torch.Generator().manual_seed(0)
+    )
+    assert outputs.loss > 0 and outputs.itm_logits.shape == (4, 2) and outputs.logits_per_image.shape == (4, 4)
+    outputs.loss.backward()
+    assert model.itm_head.weight.grad is not None and model.mamo.log_temperature.grad is not None
+
+
+class PairDataset(torch.utils.data.Dataset):
+    def __init__(self, config):
+        self.batch = random_pairs(config, batch_size=12, seed=4)
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, index):
+        return {name: value[index] for name, value in self.batch.items()}
+
+
+def test_retrieval_finetunes_with_trainer_from_a_pretraining_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    pretrained = MamoForPreTraining(tiny_config())
+    pretrained.save_pretrained(tmp_path / "pretrained")
+    model = MamoForImageTextRetrieval.from_pretrained(tmp_path / "pretrained")
+    torch.testing.assert_close(model.itm_head.weight, pretrained.itm_head.weight)  # the ITM head carries over
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        max_steps=3,
+        learning_rate=1e-3,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        remove_unused_columns=False,
+    )
+    before = model.itm_head.weight.clone()
+    Trainer(model=model, args=args, train_dataset=PairDataset(model.config)).train()  # no collator
+    assert not torch.equal(before, model.itm_head.weight)
+    model.save_pretrained(tmp_path / "finetuned")
+    reloaded = MamoForImageTextRetrieval.from_pretrained(tmp_path / "finetuned").eval()
+    batch = random_pairs(model.config)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).itm_logits, model.eval()(**batch).itm_logits)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# MamoForQuestionAnswering
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def easy_vqa_setup():
+    return easy_vqa_parts()
+
+
+@pytest.fixture
+def batch(easy_vqa_setup):
+    train, processor, config = easy_vqa_setup
+    return VQACollator(processor, config.label2id)([train[index] for index in range(6)])
+
+
+def test_forward_backward(easy_vqa_setup, batch):
+    torch.manual_seed(0)
+    model = MamoForQuestionAnswering(easy_vqa_setup[2])
+    outputs = model(**batch)
+    assert outputs.logits.shape == (6, 13) and outputs.loss.ndim == 0 and torch.isfinite(outputs.loss)
+    outputs.loss.backward()
+    assert model.vqa_head.classifier.weight.grad.abs().sum() > 0
+    assert model.mamo.image_encoder.embeddings.patch_embeddings.weight.grad.abs().sum() > 0
+    without_labels = model(**{key: value for key, value in batch.items() if key != "labels"})
+    assert without_labels.loss is None and torch.allclose(without_labels.logits, outputs.logits)
+    with pytest.raises(ValueError, match="labels"):
+        model(**{**batch, "labels": batch["labels"][:, :5]})
+
+
+def test_top_answers(easy_vqa_setup, batch):
+    model = MamoForQuestionAnswering(easy_vqa_setup[2]).eval()
+    logits = model(**batch).logits
+    top = model.top_answers(logits, k=3)
+    assert len(top) == 6
+    for row in top:
+        probabilities = [probability for _, probability in row]
+        assert len(row) == 3 and probabilities == sorted(probabilities, reverse=True)
+        assert all(0.0 <= probability <= 1.0 for probability in probabilities)
+        assert all(answer in model.config.label2id for answer, _ in row)
+    assert len(model.top_answers(logits, k=100)[0]) == 13
+
+
+def test_trainer_steps_and_auto_class_round_trip(easy_vqa_setup, tmp_path):
+    train, processor, config = easy_vqa_setup
+    torch.manual_seed(0)
+    model = MamoForQuestionAnswering(config)
+    before = model.vqa_head.classifier.weight.detach().clone()
+    arguments = TrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        per_device_train_batch_size=8,
+        max_steps=3,
+        learning_rate=1e-3,
+        remove_unused_columns=False,
+        report_to=[],
+        save_strategy="no",
+    )
+    subset = torch.utils.data.Subset(train, range(24))
+    trainer = Trainer(
+        model=model, args=arguments, train_dataset=subset, data_collator=VQACollator(processor, config.label2id)
+    )
+    result = trainer.train()
+    assert result.global_step == 3 and torch.isfinite(torch.tensor(result.training_loss))
+    assert not torch.equal(before, model.vqa_head.classifier.weight)
+
+    trainer.save_model(str(tmp_path / "model"))
+    loaded = AutoModelForVisualQuestionAnswering.from_pretrained(tmp_path / "model")
+    assert isinstance(loaded, MamoForQuestionAnswering) and loaded.config.id2label == config.id2label
+    inputs = VQACollator(processor, config.label2id)([train[index] for index in range(4)])
+    inputs.pop("labels")
+    model.eval()
+    with torch.no_grad():
+        assert torch.allclose(model(**inputs).logits, loaded(**inputs).logits, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# MamoForVisualReasoning
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def pair_batch(config, batch_size=4):
+    batch = random_pairs(config, batch_size=batch_size)
+    generator = torch.Generator().manual_seed(7)
+    batch["pixel_values"] = torch.randn(batch_size, 2, 3, 32, 32, generator=generator)
+    return batch
+
+
+def test_forward_backward_with_and_without_labels():
+    torch.manual_seed(0)
+    model = MamoForVisualReasoning(tiny_config())
+    batch = pair_batch(model.config)
+    outputs = model(**batch)
+    assert outputs.loss is None and outputs.logits.shape == (4, 2)
+    outputs = model(**batch, labels=torch.tensor([0, 1, 1, 0]))
+    expected = torch.nn.functional.cross_entropy(outputs.logits, torch.tensor([0, 1, 1, 0]))
+    torch.testing.assert_close(outputs.loss, expected)
+    outputs.loss.backward()
+    assert model.nlvr_head.classifier.weight.grad is not None
+    assert model.mamo.image_encoder.embeddings.patch_embeddings.weight.grad is not None
+
+
+def test_the_statement_is_encoded_once_and_each_image_fused_with_it():
+    torch.manual_seed(0)
+    model = MamoForVisualReasoning(tiny_config()).eval()
+    batch = pair_batch(model.config, batch_size=3)
+    shapes = {}
+
+    def record(name):
+        def hook(module, args, output):
+            shapes[name] = output[0].shape
+
+        return hook
+
+    model.mamo.text_encoder.register_forward_hook(record("text"))
+    model.mamo.fusion_encoder.register_forward_hook(record("fusion"))
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert shapes["text"][0] == 3 and shapes["fusion"][0] == 6
+    # Swapping the two images changes the answer's inputs: the classifier sees [left ; right], in order.
+    swapped = {**batch, "pixel_values": batch["pixel_values"].flip(1)}
+    with torch.no_grad():
+        assert not torch.allclose(model(**swapped).logits, logits)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 32, 32), (4, 3, 3, 32, 32), (4, 1, 3, 32, 32)])
+def test_pixel_values_must_be_pairs(shape):
+    model = MamoForVisualReasoning(tiny_config())
+    batch = pair_batch(model.config)
+    with pytest.raises(ValueError, match="pair of images"):
+        model(**{**batch, "pixel_values": torch.randn(*shape)})
+
+
+def test_trainer_steps_and_save_load(tmp_path):
+    config, processor = tiny_config_and_processor()
+    torch.manual_seed(0)
+    model = MamoForVisualReasoning(config)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        max_steps=3,
+        learning_rate=1e-3,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        remove_unused_columns=False,
+    )
+    before = model.nlvr_head.classifier.weight.clone()
+    Trainer(
+        model=model,
+        args=args,
+        train_dataset=CountComparisonDataset(16, image_size=32),
+        data_collator=NLVR2Collator(processor),
+    ).train()
+    assert not torch.equal(before, model.nlvr_head.classifier.weight)
+    model.save_pretrained(tmp_path / "saved")
+    reloaded = MamoForVisualReasoning.from_pretrained(tmp_path / "saved").eval()
+    batch = NLVR2Collator(processor)([CountComparisonDataset(2, image_size=32)[i] for i in range(2)])
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, model.eval()(**batch).logits)

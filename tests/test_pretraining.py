@@ -1,29 +1,20 @@
-"""MamoForPreTraining: pass plan, teacher, masks, hard negatives, queue, Trainer."""
+"""MamoForPreTraining: pass plan, teacher, masks, hard negatives, caption negatives, queue, Trainer."""
 
 import pytest
 import torch
-from helpers import random_pairs, tiny_config
+from helpers import build, random_pairs, setup_with_negatives, teacher_matches_student, tiny_config
 from transformers import AutoModel, AutoModelForPreTraining, Trainer, TrainingArguments
 
 from mamo_hf import MamoForPreTraining, MamoModel
+from mamo_hf.data import DemoCaptionDataset
 from mamo_hf.modeling_mamo import gather_patches as mamo_gather_patches
-from mamo_hf.training import MamoTeacherUpdateCallback
 
 OBJECTIVES = ("itc", "itm", "mlm", "mim", "mrm")
-
-
-def build(**overrides):
-    torch.manual_seed(0)
-    return MamoForPreTraining(tiny_config(**overrides))
 
 
 def step_inputs(model, batch_size=4, seed=0):
     batch = random_pairs(model.config, batch_size=batch_size, seed=seed)
     return {**batch, "generator": torch.Generator().manual_seed(seed)}
-
-
-def teacher_matches_student(model):
-    return all(torch.equal(t, s) for t, s in zip(model.teacher.parameters(), model.mamo.parameters()))
 
 
 def count_calls(modules):
@@ -268,48 +259,6 @@ def test_malformed_inputs_raise_a_value_error_naming_the_problem(model_class, ch
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Trainer
-# ----------------------------------------------------------------------------------------------------------------
-
-
-class PairDataset(torch.utils.data.Dataset):
-    def __init__(self, config, size=16):
-        self.batch = random_pairs(config, batch_size=size, seed=11)
-
-    def __len__(self):
-        return self.batch["input_ids"].shape[0]
-
-    def __getitem__(self, index):
-        return {name: value[index] for name, value in self.batch.items()}
-
-
-def test_trainer_trains_without_labels_and_updates_the_teacher_once_per_optimizer_step(tmp_path):
-    model = build()
-    updates = []
-    original = model.update_teacher
-    model.update_teacher = lambda: updates.append(1) or original()
-    args = TrainingArguments(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=2,
-        max_steps=3,
-        learning_rate=1e-3,
-        report_to=[],
-        use_cpu=True,
-        logging_steps=1,
-        save_strategy="no",
-        dataloader_num_workers=0,
-    )
-    trainer = Trainer(
-        model=model, args=args, train_dataset=PairDataset(model.config), callbacks=[MamoTeacherUpdateCallback()]
-    )
-    result = trainer.train()
-    assert len(updates) == 3  # 3 optimizer steps of 2 micro-batches each
-    assert torch.isfinite(torch.tensor(result.training_loss))
-    assert not teacher_matches_student(model)
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Review fixes and recipe options (issue 9)
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -487,3 +436,27 @@ def test_a_staged_schedule_runs_no_teacher_and_no_masked_image_view_before_it_st
             torch.testing.assert_close(outputs.loss, rest + ramp * (outputs.loss_mim + outputs.loss_mrm))
         model.update_teacher()  # the teacher follows the student from the first step on
     assert int(model.teacher_updates) == 6
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Caption negatives: one more ITM view per image, more negatives in ITC
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_pretraining_with_caption_negatives_adds_one_itm_view_per_image_and_changes_itc():
+    config, processor, collator = setup_with_negatives()
+    dataset = DemoCaptionDataset(6, seed=1, image_size=32, max_objects=2, templates=("list", "relation"))
+    batch = collator([dataset[index] for index in range(6)])
+    torch.manual_seed(0)
+    model = MamoForPreTraining(config).train()
+    with_negatives = model(**batch, generator=torch.Generator().manual_seed(0))
+    plain = {name: value for name, value in batch.items() if not name.startswith("negative")}
+    without = model(**plain, generator=torch.Generator().manual_seed(0))
+    assert with_negatives.itm_logits.shape == (24, 2) and without.itm_logits.shape == (18, 2)
+    assert with_negatives.itm_labels[18:].tolist() == [0] * 6
+    assert with_negatives.loss_itc > without.loss_itc  # more negatives in each image's softmax
+    torch.testing.assert_close(with_negatives.loss_mlm, without.loss_mlm)  # masked modeling is untouched
+    with_negatives.loss.backward()
+    assert model.mamo.text_encoder.embeddings.word_embeddings.weight.grad is not None
+    with pytest.raises(ValueError, match="together"):
+        model(**plain, negative_input_ids=batch["negative_input_ids"])

@@ -1,13 +1,16 @@
-"""A saved folder loads with `trust_remote_code=True` in a fresh process where `mamo_hf` cannot be imported."""
+"""A saved folder loads with `trust_remote_code=True` in a fresh process where `mamo_hf` cannot be imported: every
+head, and the zero-shot pipeline."""
 
 import json
 import re
 import textwrap
 
+import pytest
 import torch
-from helpers import run_in_fresh_process, tiny_config, tiny_tokenizer
+from helpers import LABELS, images, run_in_fresh_process, save_checkpoint_and_images, tiny_config, tiny_tokenizer
 from PIL import Image
 from safetensors.torch import save_file
+from transformers import pipeline
 
 from mamo_hf import MamoImageProcessorPil, MamoModel, MamoProcessor
 
@@ -90,3 +93,50 @@ def test_saved_folder_loads_with_trust_remote_code_without_the_package(tmp_path)
     model_module, processor_module = loaded.groups()
     assert model_module.startswith("transformers_modules.") and model_module.endswith("modeling_mamo")
     assert processor_module.startswith("transformers_modules.") and processor_module.endswith("processing_mamo")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Every head, and the zero-shot pipeline
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved(tmp_path):
+    return save_checkpoint_and_images(tmp_path)
+
+
+REMOTE_HEADS = textwrap.dedent(
+    """
+    import json, sys
+    sys.modules["mamo_hf"] = None  # the folder's own code must suffice
+    from PIL import Image
+    import transformers
+
+    folder = sys.argv[1]
+    loaded = {}
+    for auto_class in json.load(open(f"{folder}/config.json"))["auto_map"]:
+        if auto_class.startswith("AutoModel"):
+            model = getattr(transformers, auto_class).from_pretrained(folder, trust_remote_code=True)
+            loaded[auto_class] = type(model).__name__
+    classify = transformers.pipeline("zero-shot-image-classification", model=folder, trust_remote_code=True)
+    results = classify(Image.open(f"{folder}/image0.png"), candidate_labels=json.load(open(f"{folder}/labels.json")))
+    print("RESULT", json.dumps({"loaded": loaded, "pipeline": results}))
+    """
+)
+
+
+def test_every_head_and_the_pipeline_load_with_trust_remote_code_without_the_package(saved):
+    (saved / "labels.json").write_text(json.dumps(LABELS))
+    result = run_in_fresh_process(REMOTE_HEADS, saved)
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = json.loads(result.stdout.split("RESULT ", 1)[1])
+    assert remote["loaded"] == {
+        "AutoModel": "MamoModel",
+        "AutoModelForPreTraining": "MamoForPreTraining",
+        "AutoModelForVisualQuestionAnswering": "MamoForQuestionAnswering",
+        "AutoModelForZeroShotImageClassification": "MamoForImageTextRetrieval",
+        "AutoModelForSequenceClassification": "MamoForVisualReasoning",
+    }
+    local = pipeline("zero-shot-image-classification", model=str(saved))(images(saved)[0], candidate_labels=LABELS)
+    assert [entry["label"] for entry in remote["pipeline"]] == [entry["label"] for entry in local]
+    assert [entry["score"] for entry in remote["pipeline"]] == pytest.approx([entry["score"] for entry in local])

@@ -1,27 +1,21 @@
-"""Text search of an image folder (`mamo_hf.search`, `mamo-hf index` / `search`): the index holds exactly the ITC
-features of the folder's images, a re-run embeds only what changed, and the search ranks as ITC (and ITM) do."""
+"""Text search of an image folder (`mamo_hf.search`; its commands, `mamo-hf index` and `search`, in
+cli/test_images.py): the index holds exactly the ITC features of the folder's images, a re-run embeds only what
+changed, and the search ranks as ITC (and ITM) do."""
 
 import os
 
 import pytest
 import torch
+from helpers import draw, photo_folder, save_retrieval_model
 from PIL import Image
 
 from mamo_hf import MamoForImageTextRetrieval, MamoProcessor
-from mamo_hf.data import tiny_config_and_processor
 from mamo_hf.search import default_index_path, read_index, search_index, update_index
-from mamo_hf_cli import main
-
-COLOURS = [(220, 30, 30), (30, 200, 40), (30, 40, 220), (230, 220, 20), (240, 240, 240), (20, 20, 20)]
 
 
 @pytest.fixture
 def saved_model(tmp_path):
-    config, processor = tiny_config_and_processor(32, patch_size=16)
-    torch.manual_seed(0)
-    MamoForImageTextRetrieval(config).save_pretrained(tmp_path / "model")
-    processor.save_pretrained(tmp_path / "model")
-    return tmp_path / "model"
+    return save_retrieval_model(tmp_path)
 
 
 @pytest.fixture
@@ -29,18 +23,9 @@ def model_and_processor(saved_model):
     return MamoForImageTextRetrieval.from_pretrained(saved_model).eval(), MamoProcessor.from_pretrained(saved_model)
 
 
-def draw(path, colour, size=(40, 30)):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.new("RGB", size, (128, 128, 128))
-    image.paste(colour, (5, 5, 25, 20))
-    image.save(path)
-
-
 @pytest.fixture
 def photos(tmp_path):
-    for index, colour in enumerate(COLOURS):
-        draw(tmp_path / "photos" / ("holiday" if index % 2 else "") / f"{index}.png", colour)
-    return tmp_path / "photos"
+    return photo_folder(tmp_path)
 
 
 def indexed(folder):
@@ -139,54 +124,6 @@ def test_an_interrupted_update_leaves_the_previous_index_whole(photos, model_and
     assert [path.name for path in photos.glob(".*")] == [default_index_path(photos).name]  # no partial file left
 
 
-def test_the_commands_index_and_search_a_folder_and_answer_bad_input_with_one_line(photos, saved_model, capsys):
-    assert main(["index", str(photos), "--model", str(saved_model)]) == 0
-    assert "Indexed 6 images" in capsys.readouterr().out
-    assert main(["search", str(photos), "a red square", "--model", str(saved_model), "--top-k", "2"]) == 0
-    captured = capsys.readouterr()
-    lines = captured.out.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith("1. ") and "ITC cosine" in lines[0]
-    assert "unknown" not in captured.err
-    # words the tokenizer does not know still get a ranking, with a warning that names them
-    assert (
-        main(["search", str(photos), "a zyxwvut square \U0001f600", "--model", str(saved_model), "--top-k", "2"]) == 0
-    )
-    warning = "warning: 2 of the 4 words are unknown to the model's tokenizer (read as [UNK] or dropped)"
-    assert f"{warning}: zyxwvut \U0001f600;" in capsys.readouterr().err
-    default_index_path(photos).write_bytes(b"garbage")
-    with pytest.raises(SystemExit, match="mamo-hf search: error: .*not a MAMO image index"):
-        main(["search", str(photos), "red", "--model", str(saved_model), "--no-update"])
-    with pytest.raises(SystemExit, match="mamo-hf index: error: --model /no/model: not a saved MAMO model"):
-        main(["index", str(photos), "--model", "/no/model"])
-    with pytest.raises(SystemExit, match="mamo-hf index: error: .*gone: not a folder"):
-        main(["index", str(photos / "gone"), "--model", str(saved_model)])
-
-
-def test_index_and_search_refuse_what_would_mislead(photos, saved_model, tmp_path, capsys):
-    """No images, an empty query, an index path that is a folder or in a missing folder, and re-ranking by the
-    untrained ITM head of a bare `MamoModel`: each a one-line error, nothing written."""
-    from mamo_hf import MamoModel
-
-    (tmp_path / "texts").mkdir()
-    (tmp_path / "texts" / "a.txt").write_text("no image here")
-    model = ["--model", str(saved_model)]
-    cases = [
-        (["index", str(tmp_path / "texts"), *model], "texts: no image files under it"),
-        (["search", str(photos), "   ", *model], "TEXT is empty"),
-        (["index", str(photos), *model, "--index", str(tmp_path)], "is a folder: give the index's file path"),
-        (["index", str(photos), *model, "--index", str(tmp_path / "gone" / "i.st")], "gone does not exist"),
-        (["index", str(photos), *model, "--index", str(tmp_path / "texts" / "a.txt" / "i.st")], "a.txt is a file"),
-    ]
-    MamoModel.from_pretrained(saved_model).save_pretrained(tmp_path / "bare")
-    MamoProcessor.from_pretrained(saved_model).save_pretrained(tmp_path / "bare")
-    bare = ["--model", str(tmp_path / "bare"), "--rerank", "3"]
-    cases.append((["search", str(photos), "red", *bare], "no trained ITM"))
-    for arguments, expected in cases:
-        with pytest.raises(SystemExit, match=f"mamo-hf {arguments[0]}: error: .*{expected}"):
-            main(arguments)
-    assert not default_index_path(tmp_path / "texts").exists() and not default_index_path(photos).exists()
-
-
 def test_an_image_that_became_unreadable_leaves_the_index_and_is_never_served(photos, model_and_processor):
     """Issue 29: the index is rewritten when an indexed image becomes unreadable, and a search (even without an
     update) never returns an entry whose file is gone, changed or unreadable."""
@@ -210,13 +147,3 @@ def test_an_image_too_large_to_decode_is_skipped_not_decoded(photos, model_and_p
     Image.new("L", (6000, 6000)).save(photos / "huge.png")  # 36 M pixels, above the 25 M limit
     update = update_index(photos, model, processor)
     assert "huge.png" in update.unreadable and "huge.png" not in indexed(photos)
-
-
-def test_searching_a_folder_whose_images_are_all_unreadable_is_one_line(photos, saved_model, capsys):
-    for path in photos.rglob("*.png"):
-        path.write_bytes(b"corrupt")
-    with pytest.raises(SystemExit, match="mamo-hf search: error: .*photos: no indexed image can be read \\(6 unread"):
-        main(["search", str(photos), "red", "--model", str(saved_model)])
-    main(["index", str(photos), "--model", str(saved_model)])
-    with pytest.raises(SystemExit, match="no indexed image can be read"):
-        main(["search", str(photos), "red", "--model", str(saved_model), "--no-update", "--rerank", "3"])

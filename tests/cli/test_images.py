@@ -1,0 +1,77 @@
+"""`mamo-hf index` and `search` (`mamo_hf.cli.images`): a folder indexed and searched from the command line, and bad
+input (or input that would mislead) answered with one line, nothing written."""
+
+import pytest
+from helpers import photo_folder, save_retrieval_model
+
+from mamo_hf import MamoProcessor
+from mamo_hf.search import default_index_path
+from mamo_hf_cli import main
+
+
+@pytest.fixture
+def photos(tmp_path):
+    return photo_folder(tmp_path)
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    return save_retrieval_model(tmp_path)
+
+
+def test_the_commands_index_and_search_a_folder_and_answer_bad_input_with_one_line(photos, saved_model, capsys):
+    assert main(["index", str(photos), "--model", str(saved_model)]) == 0
+    assert "Indexed 6 images" in capsys.readouterr().out
+    assert main(["search", str(photos), "a red square", "--model", str(saved_model), "--top-k", "2"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("1. ") and "ITC cosine" in lines[0]
+    assert "unknown" not in captured.err
+    # words the tokenizer does not know still get a ranking, with a warning that names them
+    assert (
+        main(["search", str(photos), "a zyxwvut square \U0001f600", "--model", str(saved_model), "--top-k", "2"]) == 0
+    )
+    warning = "warning: 2 of the 4 words are unknown to the model's tokenizer (read as [UNK] or dropped)"
+    assert f"{warning}: zyxwvut \U0001f600;" in capsys.readouterr().err
+    default_index_path(photos).write_bytes(b"garbage")
+    with pytest.raises(SystemExit, match="mamo-hf search: error: .*not a MAMO image index"):
+        main(["search", str(photos), "red", "--model", str(saved_model), "--no-update"])
+    with pytest.raises(SystemExit, match="mamo-hf index: error: --model /no/model: not a saved MAMO model"):
+        main(["index", str(photos), "--model", "/no/model"])
+    with pytest.raises(SystemExit, match="mamo-hf index: error: .*gone: not a folder"):
+        main(["index", str(photos / "gone"), "--model", str(saved_model)])
+
+
+def test_index_and_search_refuse_what_would_mislead(photos, saved_model, tmp_path, capsys):
+    """No images, an empty query, an index path that is a folder or in a missing folder, and re-ranking by the
+    untrained ITM head of a bare `MamoModel`: each a one-line error, nothing written."""
+    from mamo_hf import MamoModel
+
+    (tmp_path / "texts").mkdir()
+    (tmp_path / "texts" / "a.txt").write_text("no image here")
+    model = ["--model", str(saved_model)]
+    cases = [
+        (["index", str(tmp_path / "texts"), *model], "texts: no image files under it"),
+        (["search", str(photos), "   ", *model], "TEXT is empty"),
+        (["index", str(photos), *model, "--index", str(tmp_path)], "is a folder: give the index's file path"),
+        (["index", str(photos), *model, "--index", str(tmp_path / "gone" / "i.st")], "gone does not exist"),
+        (["index", str(photos), *model, "--index", str(tmp_path / "texts" / "a.txt" / "i.st")], "a.txt is a file"),
+    ]
+    MamoModel.from_pretrained(saved_model).save_pretrained(tmp_path / "bare")
+    MamoProcessor.from_pretrained(saved_model).save_pretrained(tmp_path / "bare")
+    bare = ["--model", str(tmp_path / "bare"), "--rerank", "3"]
+    cases.append((["search", str(photos), "red", *bare], "no trained ITM"))
+    for arguments, expected in cases:
+        with pytest.raises(SystemExit, match=f"mamo-hf {arguments[0]}: error: .*{expected}"):
+            main(arguments)
+    assert not default_index_path(tmp_path / "texts").exists() and not default_index_path(photos).exists()
+
+
+def test_searching_a_folder_whose_images_are_all_unreadable_is_one_line(photos, saved_model, capsys):
+    for path in photos.rglob("*.png"):
+        path.write_bytes(b"corrupt")
+    with pytest.raises(SystemExit, match="mamo-hf search: error: .*photos: no indexed image can be read \\(6 unread"):
+        main(["search", str(photos), "red", "--model", str(saved_model)])
+    main(["index", str(photos), "--model", str(saved_model)])
+    with pytest.raises(SystemExit, match="no indexed image can be read"):
+        main(["search", str(photos), "red", "--model", str(saved_model), "--no-update", "--rerank", "3"])
