@@ -3,6 +3,9 @@ transformers (seconds), so that `mamo-hf` and `mamo-hf --help` answer at once; e
 by `mamo_hf.cli`, to which this script hands its parsers (the package never imports this script)."""
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 
 DESCRIPTION = "MAMO vision-language models for transformers."
@@ -28,13 +31,54 @@ def command_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argum
 
 def main(argv: list[str] | None = None) -> int:
     """Answer `mamo-hf` alone or with `-h`/`--help` here; hand every command, with `command_parsers`, to
-    `mamo_hf.cli.main`."""
+    `mamo_hf.cli.main`. From the command line (`argv` None), Ctrl-C is answered by `interrupt_handling`."""
     arguments = sys.argv[1:] if argv is None else argv
     if not arguments or arguments[0] in ("-h", "--help"):
         command_parsers()[0].parse_args(arguments)  # prints the help (or the missing-command error) and exits
-    from mamo_hf.cli import main as run_command
+    handling = interrupt_handling(arguments[0]) if argv is None else contextlib.nullcontext(lambda: None)
+    with handling as raise_if_interrupted:
+        from mamo_hf.cli import main as run_command
 
-    return run_command(arguments, command_parsers)
+        raise_if_interrupted()  # a Ctrl-C while loading that a library swallowed
+        return run_command(arguments, command_parsers)
+
+
+@contextlib.contextmanager
+def interrupt_handling(command: str):
+    """Ctrl-C from the command line: the first raises `KeyboardInterrupt`, as Python does (the commands turn it into
+    one line and exit status 130, `pretrain` saying which checkpoint to resume), and is remembered: the context
+    gives a function that raises it again, for the places where one may have been swallowed by a library (some catch
+    every exception while torch loads). A second Ctrl-C ends the process at once. An interrupted loading of the
+    package is one line too."""
+    interrupted = []
+
+    def raise_if_interrupted():
+        if interrupted:
+            raise KeyboardInterrupt
+
+    def on_interrupt(signum, frame):
+        if interrupted:
+            print(f"\nmamo-hf {command}: interrupted.", file=sys.stderr, flush=True)
+            os._exit(130)
+        interrupted.append(True)
+        # The process is ending: what the interruption leaves half-built (a DataLoader iterator) fails in its
+        # finaliser, which Python would print as "Exception ignored in ..." after the one line.
+        sys.unraisablehook = lambda unraisable: None
+        training = sys.modules.get("mamo_hf.training.loop")
+        if training is not None:  # a KeyboardInterrupt raised in a fork handler is lost: the loop also stops
+            training.request_stop()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield raise_if_interrupted
+    except KeyboardInterrupt:
+        if "mamo_hf.cli" in sys.modules and not interrupted:
+            raise
+        print(f"\nmamo-hf {command}: interrupted.", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from transformers.integrations import is_tensorboard_available
 
 from mamo_hf.checks import MAX_IMAGE_SIZE, check_existing_path, check_model_location, check_saved_mamo
 from mamo_hf.errors import InvalidArgumentError, first_line
-from mamo_hf.hub import create_model_card, push_to_hub, upload_problem
+from mamo_hf.hub import create_model_card, push_to_hub, upload_failure, upload_problem
 
 # What every example does unless a flag says otherwise: log to TensorBoard (`<output_dir>/runs`), keep a checkpoint
 # at each epoch's end (the last two) for `--resume_from_checkpoint`, and hand the collator the dataset items as they
@@ -112,6 +112,9 @@ def training_problem(training_arguments: TrainingArguments) -> str | None:
         return f"--output_dir {output_dir} is a file; give a folder to write the model into."
     if training_arguments.fp16 and not torch.cuda.is_available():
         return "--fp16 needs a CUDA GPU and none is available: drop it (or use --bf16) to train here."
+    resume = training_arguments.resume_from_checkpoint
+    if resume not in (None, "True", "False") and not Path(resume).is_dir():
+        return f"--resume_from_checkpoint {resume}: no such checkpoint folder (give {output_dir}/checkpoint-N)."
     return None
 
 
@@ -146,7 +149,10 @@ def parse_arguments(
     for flag, (name, type_) in OLD_FLAGS.items():
         parser.add_argument(flag, dest=name, type=type_, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.set_defaults(**defaults)
-    arguments, training_arguments = parser.parse_args_into_dataclasses(args=args)
+    try:
+        arguments, training_arguments = parser.parse_args_into_dataclasses(args=args)
+    except ValueError as error:  # HfArgumentParser's refusal of flags it does not know: one line, as argparse's
+        parser.exit(2, f"{parser.prog}: error: {first_line(error)}\n")
     problem = argument_problem(arguments) or (check(arguments) if check else None)
     problem = problem or training_problem(training_arguments)
     if not problem and training_arguments.push_to_hub and (reason := upload_problem(training_arguments.hub_token)):
@@ -178,5 +184,10 @@ def write_card_and_push(trainer: Trainer, **card_arguments) -> None:
     card = create_model_card(**card_arguments, model_class=type(trainer.model).__name__)
     card.save(Path(args.output_dir) / "README.md")
     if args.push_to_hub:
-        push_to_hub(args.output_dir, trainer.hub_model_id, private=args.hub_private_repo, token=args.hub_token)
+        try:
+            push_to_hub(args.output_dir, trainer.hub_model_id, private=args.hub_private_repo, token=args.hub_token)
+        except Exception as error:  # the Hub client's: an HTTP refusal, a network that cannot be reached
+            if (reason := upload_failure(error)) is None:
+                raise
+            fail(f"--push_to_hub: the model is saved in {args.output_dir}, but the upload failed: {reason}.")
         print(f"Pushed {args.output_dir} to the Hub repository {trainer.hub_model_id}.")

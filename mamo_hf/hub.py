@@ -27,6 +27,8 @@ from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, EvalResult, ModelCard, ModelCardData, constants, get_token
 
+from .errors import first_line
+
 PAPER_URL = "https://arxiv.org/abs/2210.04183"
 TAGS = ["mamo", "vision-language", "multimodal", "masked-modeling", "custom_code"]
 CITATION = """@inproceedings{zhao2023mamo,
@@ -236,6 +238,19 @@ def upload_problem(token: str | bool | None = None) -> str | None:
     return None
 
 
+def upload_failure(error: BaseException) -> str | None:
+    """The one-line reason of an upload that failed (the Hub refused it, or no connection could be made: a DNS
+    failure, a refused or timed-out connection), or None for an error that is not about the upload."""
+    import httpx
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(error, httpx.TransportError):
+        return f"no connection to the Hub ({first_line(error) or type(error).__name__}); check the network"
+    if isinstance(error, (HfHubHTTPError, httpx.HTTPError, OSError)):
+        return first_line(error)
+    return None
+
+
 def push_to_hub(
     folder: str | Path,
     repo_id: str,
@@ -296,6 +311,7 @@ __all__ = [
     "finish_run",
     "create_model_card",
     "push_to_hub",
+    "upload_failure",
     "upload_problem",
     "retrieval_results",
     "write_model_card",

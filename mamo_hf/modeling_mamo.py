@@ -111,6 +111,11 @@ def check_text_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor | No
             f"`attention_mask` has shape {tuple(attention_mask.shape)} but `input_ids` has "
             f"{tuple(input_ids.shape)}: they must match (the processor returns both)."
         )
+    if input_ids.ndim != 2 or input_ids.shape[1] == 0:
+        raise ValueError(
+            f"`input_ids` must be `[batch, length]` with at least one token per text, got shape "
+            f"{tuple(input_ids.shape)}: tokenize with the processor (it adds [CLS] and [SEP])."
+        )
     if input_ids.numel() > 0:
         smallest, largest = torch.aminmax(input_ids)
         if smallest < 0 or largest >= vocab_size:

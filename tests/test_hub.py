@@ -209,3 +209,27 @@ def test_a_local_base_model_path_is_left_out_of_the_card(tmp_path):
     assert create_model_card("m", "s", base_model="someone/mamo-base").data.base_model == "someone/mamo-base"
     both = create_model_card("m", "s", base_model=[str(tmp_path), "google-bert/bert-base-uncased"]).data.base_model
     assert both == ["google-bert/bert-base-uncased"]  # init-base from a local ViT and a Hub BERT
+
+
+def cut_off(hub, monkeypatch):
+    """The Hub beyond a network that cannot be reached: every request fails to connect, as without a network."""
+    import httpx
+
+    def no_network(*args, **kwargs):
+        raise httpx.ConnectError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(hub, "create_repo", no_network)
+
+
+def test_a_push_without_a_network_is_one_line_and_the_trained_model_is_kept(tmp_path, hub, monkeypatch, capsys):
+    """Issue 29: `mamo-hf push` and `pretrain --push-to-hub` with a token but no network ended in httpx tracebacks,
+    the second after training."""
+    from mamo_hf.training import PretrainingError
+
+    folder = trained_folder(tmp_path)
+    cut_off(hub, monkeypatch)
+    with pytest.raises(SystemExit, match="mamo-hf push: error: someone/m: no connection to the Hub \\(\\[Errno -3\\]"):
+        main(["push", str(folder), "someone/m"])
+    with pytest.raises(PretrainingError, match="the model is trained and saved in .*, but the upload to someone/n"):
+        trained_folder(tmp_path / "again", push_to_hub=True, hub_model_id="someone/n")
+    assert (tmp_path / "again" / "mamo-tiny" / "model.safetensors").is_file()

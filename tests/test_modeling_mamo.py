@@ -432,6 +432,19 @@ def test_mismatched_batch_sizes_raise(model):
         pretraining(**{**batch, "pixel_values": batch["pixel_values"][:3]})
 
 
+def test_texts_without_tokens_raise_naming_the_shape(model):
+    """Issue 29: `input_ids` of shape `[3, 0]` ended in "cannot reshape tensor of 0 elements"."""
+    batch = random_pairs(model.config, batch_size=3)
+    empty = {"input_ids": torch.zeros(3, 0, dtype=torch.long), "attention_mask": torch.zeros(3, 0, dtype=torch.long)}
+    for call in (
+        lambda: model(**{**batch, **empty}),
+        lambda: model(**empty),
+        lambda: MamoForPreTraining(model.config)(**{**batch, **empty}),
+    ):
+        with pytest.raises(ValueError, match="at least one token per text, got shape \\(3, 0\\)"):
+            call()
+
+
 def test_text_longer_than_positions_raises(model):
     too_long = torch.full((1, 65), 7)
     with pytest.raises(ValueError, match="max_position_embeddings"):

@@ -124,9 +124,7 @@ def init_base(args: argparse.Namespace) -> None:
 
 def push(args: argparse.Namespace) -> None:
     """Upload a saved MAMO folder to the Hub."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from ..hub import push_to_hub, upload_problem
+    from ..hub import push_to_hub, upload_failure, upload_problem
 
     if not (Path(args.folder) / "config.json").is_file():
         raise SystemExit(f"mamo-hf push: error: {args.folder}: not a saved model folder (no config.json).")
@@ -134,8 +132,11 @@ def push(args: argparse.Namespace) -> None:
         raise SystemExit(f"mamo-hf push: error: {args.repo_id}: {problem}.")
     try:
         push_to_hub(args.folder, args.repo_id, private=args.private, commit_message=args.commit_message)
-    except (HfHubHTTPError, OSError, ValueError) as error:
-        raise SystemExit(f"mamo-hf push: error: {args.repo_id}: {first_line(error)}") from None
+    except Exception as error:  # the Hub client's: an HTTP refusal, a network that cannot be reached, a bad folder
+        reason = upload_failure(error) or (first_line(error) if isinstance(error, ValueError) else None)
+        if reason is None:
+            raise
+        raise SystemExit(f"mamo-hf push: error: {args.repo_id}: {reason}") from None
     print(f"Pushed {args.folder} to the Hub repository {args.repo_id}.")
 
 

@@ -191,10 +191,24 @@ def yaml_settings(argv: list[str] | None) -> dict:
     unknown = sorted(set(values) - set(FIELD_TYPES))
     if unknown:
         raise SystemExit(f"{prefix}: unknown key(s) {unknown}; the keys are PretrainingArguments fields.")
+    values = {name: _yaml_number(value, FIELD_TYPES[name]) for name, value in values.items()}
     for name, value in values.items():
         if not fits_type(value, FIELD_TYPES[name]):
             raise SystemExit(f"{prefix}: {name} must be {type_name(FIELD_TYPES[name])}, got {value!r}.")
     return values
+
+
+def _yaml_number(value, hint):
+    """A number YAML left as a string: YAML 1.1 reads `1e-4` (no dot) as text, though users write it so; for a float
+    field it is the number it spells. Any other value is returned as it is."""
+    from ..training.arguments import fits_type
+
+    if isinstance(value, str) and fits_type(1.0, hint):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def add_pretraining_commands(commands: dict, settings: dict) -> None:

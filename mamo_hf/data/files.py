@@ -89,7 +89,8 @@ def expand_braces(pattern: str) -> list[str]:
 
 
 def expand_data_files(patterns) -> list[str]:
-    """The files named by one or several paths or patterns, in order: braces are expanded (`expand_braces`), then
+    """The files named by one or several paths or patterns, in order: a path that names a file is that file (braces
+    or glob characters in its name included); otherwise braces are expanded (`expand_braces`), then
     each name that is not an existing file is read as a glob (`*`, `?`, `[...]`, `**`), whose matches are sorted. A
     pattern gives each file once; a file named by several patterns is read as often. Names of a brace pattern that
     match nothing are left out with a warning (a shard list with gaps still trains on the shards it has).
@@ -102,7 +103,7 @@ def expand_data_files(patterns) -> list[str]:
         patterns = [patterns]
     files = []
     for pattern in map(str, patterns):
-        names = expand_braces(pattern)
+        names = [pattern] if os.path.isfile(pattern) else expand_braces(pattern)  # a file named with braces is a file
         matched, missing = [], []
         for name in names:
             if os.path.isfile(name):

@@ -21,11 +21,13 @@ define the run (`RUN_DEFINING_ARGUMENTS`), which a resumed run must keep.
 import contextlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from safetensors import SafetensorError
 from transformers.utils import logging
 
 from ..errors import CheckpointError, TrainingDivergedError, first_line
@@ -83,15 +85,22 @@ def written_or_cleared(staging: Path, what: str):
     inline_container.cc"), remove the partial folder and raise a `CheckpointError` saying what is kept."""
     try:
         yield
-    except (OSError, RuntimeError) as error:
+    except (OSError, RuntimeError, SafetensorError) as error:  # SafetensorError: a failed safetensors write
         if isinstance(error, RuntimeError) and "inline_container" not in str(error) and "write" not in str(error):
             raise
         shutil.rmtree(staging, ignore_errors=True)
-        reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[0]
+        reason = getattr(error, "strerror", None) or _os_message(error)
         raise CheckpointError(
             f"--output-dir {staging.parent}: could not write the {what} ({reason}); nothing partial was left, the "
             "last complete checkpoint is kept: free space, then run again with --resume latest."
         ) from None
+
+
+def _os_message(error: Exception) -> str:
+    """The system's words in a writer's error: safetensors wraps them (`IoError(Os { ..., message: "No space left on
+    device" })`); torch's first line otherwise."""
+    found = re.search(r'message: "([^"]+)"', str(error))
+    return found.group(1) if found else first_line(error)
 
 
 def save_final_model(output_dir: Path, model, processor) -> None:

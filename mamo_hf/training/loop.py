@@ -21,6 +21,7 @@ the data (`data`, `sampling`), the optimisation (`optimization`), checkpoints (`
 """
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +33,9 @@ from torch.utils.data import DataLoader
 from transformers.utils import logging
 
 from ..data.records import BadRecordError, NoUsableRecordsError
-from ..errors import BadDataError, CheckpointError, InvalidArgumentError
+from ..errors import BadDataError, CheckpointError, InvalidArgumentError, PretrainingError
 from ..evaluation.retrieval import evaluate_retrieval
-from ..hub import finish_run
+from ..hub import finish_run, upload_failure
 from ..modeling_mamo import MamoForPreTraining
 from ..processing_mamo import MamoProcessor
 from . import checkpoints, data, devices, optimization, reporting, run_dir, sampling
@@ -46,6 +47,18 @@ from .validation import validate_arguments
 logger = logging.get_logger(__name__)
 
 CARD_FILE = "README.md"  # the model card, written by `mamo_hf.hub.finish_run`
+
+
+# Set by `request_stop`; checked after every micro-batch of a run.
+_STOP_REQUESTED = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask the running `pretrain` to stop: it raises `KeyboardInterrupt` after its current micro-batch (checkpoints
+    are written atomically, so every one on disk stays whole). `mamo-hf` calls it on Ctrl-C, whose own
+    `KeyboardInterrupt` Python drops when it arrives while a DataLoader worker is being forked (an exception in a
+    fork handler is printed and ignored); from another thread it stops a run cleanly."""
+    _STOP_REQUESTED.set()
 
 
 @dataclass
@@ -71,6 +84,7 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
         TrainingDivergedError: `max_nonfinite_steps` steps in a row had a non-finite loss or gradient.
         BadDataError: the training data cannot be read.
     """
+    _STOP_REQUESTED.clear()
     validate_arguments(args)
     output_dir = Path(args.output_dir)
     accelerator = devices.build_accelerator(args)
@@ -288,6 +302,8 @@ def _train_epoch(run: _Run) -> None:
         if not window:
             queue = run.unwrapped.queue_state()
         run.skipped.update((record.source, record.reason) for record in batch.skipped)
+        if _STOP_REQUESTED.is_set():
+            raise KeyboardInterrupt("stop requested")
         outputs = forward_backward(run.accelerator, run.model, batch, run.args.seed, state["micro_step"])
         window.append(logged_values(outputs))
         state["micro_step"] += 1
@@ -390,22 +406,32 @@ def _finish_run(run: _Run) -> PretrainingResult:
             accelerator, run.unwrapped, run.processor, run.held_out, args.eval_k, run.state["step"], "after"
         )
     checkpoints.assert_finite_weights(run.unwrapped, "final model")  # on every rank (the same weights): all stop
-    if accelerator.is_main_process:
-        _write_results(run, summary, skipped)
+    upload_problem = _write_results(run, summary, skipped) if accelerator.is_main_process else None
     devices.end_training(accelerator)
+    if upload_problem:  # raised after every rank has ended, so that none waits for the main process
+        raise PretrainingError(upload_problem)
     return PretrainingResult(model=run.unwrapped, processor=run.processor, summary=summary)
 
 
-def _write_results(run: _Run, summary: dict, skipped: dict[str, str]) -> None:
-    """The model and processor, the summary, the training curves, the skip report and the card (and the upload of
-    `--push-to-hub`)."""
+def _write_results(run: _Run, summary: dict, skipped: dict[str, str]) -> str | None:
+    """The model and processor, the summary, the training curves, the skip report and the card, and the upload of
+    `--push-to-hub`; returns what went wrong with the upload (the model is saved either way), or None."""
     checkpoints.save_final_model(run.output_dir, run.unwrapped, run.processor)
     RunManifest(run.output_dir).record(run_dir.SUMMARY_FILE, reporting.CURVES_FILE, CARD_FILE)
     (run.output_dir / run_dir.SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     reporting.plot_training_curves(run.output_dir)
     run.accelerator.print(reporting.skip_report(skipped))
     hub_model_id = (run.args.hub_model_id or run.output_dir.name) if run.args.push_to_hub else None
-    finish_run(run.output_dir, hub_model_id, **reporting.card_arguments(run.args, summary, run.output_dir))
+    try:
+        finish_run(run.output_dir, hub_model_id, **reporting.card_arguments(run.args, summary, run.output_dir))
+    except Exception as error:  # the Hub client's: an HTTP refusal, a network that cannot be reached
+        if (reason := upload_failure(error)) is None:
+            raise
+        return (
+            f"--push-to-hub: the model is trained and saved in {run.output_dir}, but the upload to {hub_model_id} "
+            f"failed: {reason}. Upload it later with `mamo-hf push {run.output_dir} {hub_model_id}`."
+        )
+    return None
 
 
-__all__ = ["PretrainingResult", "forward_backward", "logged_values", "pretrain"]
+__all__ = ["PretrainingResult", "forward_backward", "logged_values", "pretrain", "request_stop"]

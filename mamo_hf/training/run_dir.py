@@ -52,6 +52,11 @@ class OutputDirLock:
                 descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 holder = self._holder()
+                if not holder and not self._is_stale(holder):
+                    raise OutputDirInUseError(
+                        f"--output-dir {self.path.parent}: its lock {self.path} names no owner (another run may be "
+                        "writing it this moment). Try again, or delete the lock if no run uses the folder."
+                    ) from None
                 if not self._is_stale(holder):
                     raise OutputDirInUseError(
                         f"--output-dir {self.path.parent} is in use by another run (pid {holder.get('pid')} on "
@@ -72,10 +77,12 @@ class OutputDirLock:
             self.path.unlink(missing_ok=True)
 
     def _holder(self) -> dict:
+        """The lock's owner, or {} for a lock that cannot be read or holds no owner (valid JSON of another shape)."""
         try:
-            return json.loads(self.path.read_text())
+            holder = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
+        return holder if isinstance(holder, dict) else {}
 
     def _is_stale(self, holder: dict) -> bool:
         if not holder:  # unreadable: stale unless it may be a lock being written this very moment

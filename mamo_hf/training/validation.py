@@ -28,7 +28,7 @@ from ..data import expand_data_files, shard_format
 from ..errors import InvalidArgumentError
 from ..hub import REPO_ID, upload_problem
 from ..modeling_mamo import OBJECTIVES
-from .arguments import FIELD_TYPES, PretrainingArguments, flag, value_problem
+from .arguments import DEFAULT_NEGATIVE_FAMILIES, FIELD_TYPES, PretrainingArguments, flag, value_problem
 
 PRESET_PATCH_SIZE = 16  # the patch size of the tiny and base presets
 PRESETS = ("tiny", "base")
@@ -95,10 +95,25 @@ def _check_model(args: PretrainingArguments) -> None:
 
 
 def _check_data_sources(args: PretrainingArguments) -> None:
+    """One training set; no flag that it would ignore (an ignored flag is refused, not silently dropped)."""
     require(
         not (args.hf_dataset and args.train_file),
         "hf_dataset",
         "and --train-file name two training sets: give one of them.",
+    )
+    defaults = {spec.name: spec.default for spec in dataclasses.fields(PretrainingArguments)}
+    own_data = args.train_file or args.hf_dataset
+    require(
+        not own_data or args.eval_pairs in (0, defaults["eval_pairs"]),
+        "eval_pairs",
+        "draws held-out pairs from the built-in demo data, which --train-file/--hf-dataset replace: give held-out "
+        "pairs of your own with --eval-file.",
+    )
+    families_changed = list(args.caption_negative_families) != list(DEFAULT_NEGATIVE_FAMILIES)
+    require(
+        args.caption_negatives > 0 or not families_changed,
+        "caption_negative_families",
+        "applies only with --caption-negatives K (K > 0): add it, or leave the families out.",
     )
 
 

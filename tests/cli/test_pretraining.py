@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import logged, one_line_error, run_main
@@ -196,3 +197,64 @@ def test_the_cli_reports_a_bad_argument_in_one_line(tmp_path, capsys):
     assert main(["pretrain", "--batch-size", "0", "--output-dir", str(tmp_path / "run")]) == 1
     error = capsys.readouterr().err.strip()
     assert error == "mamo-hf pretrain: error: --batch-size must be an integer from 1 to 65536, got 0."
+
+
+def test_yaml_numbers_written_without_a_dot_are_numbers(tmp_path):
+    """Issue 29: YAML 1.1 reads `1e-4` as a string; users write it so, and the run takes it as the number."""
+    from mamo_hf.cli.pretraining import yaml_settings
+
+    config = tmp_path / "run.yaml"
+    config.write_text("learning_rate: 1e-4\nmin_learning_rate: 1E-5\nmodel: tiny\n")
+    settings = yaml_settings(["pretrain", "--config", str(config)])
+    assert settings == {"learning_rate": 1e-4, "min_learning_rate": 1e-5, "model": "tiny"}
+    config.write_text("batch_size: 1e2\n")  # not an integer: still refused, naming the field
+    with pytest.raises(SystemExit, match="batch_size must be int, got '1e2'"):
+        yaml_settings(["pretrain", "--config", str(config)])
+
+
+def interrupted_once(tmp_path, ready) -> tuple[int, str]:
+    """`mamo-hf pretrain` with two DataLoader workers, sent one SIGINT (to the main process alone) as soon as
+    `ready(run folder, pid)` holds; its exit status and standard error."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mamo_hf_cli", "pretrain", "--output-dir", str(run), "--image-size", "32",
+         "--batch-size", "4", "--max-steps", "100000", "--eval-pairs", "0", "--num-workers", "2",
+         "--report-to", "csv"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TQDM_DISABLE": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not ready(run, process.pid):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.002)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
+
+
+def children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads a process's children from Linux's /proc")
+@pytest.mark.parametrize("moment", ["loading", "workers starting"])
+def test_one_ctrl_c_to_the_main_process_ends_the_run_whatever_it_is_doing(tmp_path, moment):
+    """Issue 29: a SIGINT while the DataLoader workers are forked raises its KeyboardInterrupt in a fork handler,
+    where Python prints and drops it: the run went on and ended with status 0. A SIGINT while the package loads
+    printed a traceback. Both end with one line and status 130."""
+    import time
+
+    started = time.monotonic()
+    if moment == "loading":  # after Python's start (~0.1 s), while torch and transformers load (seconds)
+        ready = lambda run, pid: time.monotonic() - started > 1.0  # noqa: E731
+    else:
+        ready = lambda run, pid: (run / "logs").exists() and bool(children(pid))  # noqa: E731
+    code, stderr = interrupted_once(tmp_path, ready)
+    assert code == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr[-2000:]
+    assert [line for line in stderr.splitlines() if line.strip()][-1].startswith("mamo-hf pretrain: interrupted")

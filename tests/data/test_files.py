@@ -99,3 +99,10 @@ def test_annotation_files_with_a_byte_order_mark_keep_their_first_record(tmp_pat
     dataset = CaptionDataset(tmp_path / f"captions{suffix}")
     assert [dataset[index]["caption"] for index in range(len(dataset))] == ["first", "second"]
     assert dataset.annotation_errors == []
+
+
+def test_a_file_whose_name_holds_braces_or_glob_characters_is_that_file(tmp_path):
+    """Issue 29: an existing `--train-file` named with literal braces was read as a pattern: "no file matches"."""
+    for name in ("caps {v1}.json", "caps [old].json"):
+        (tmp_path / name).write_text("[]")
+        assert expand_data_files([str(tmp_path / name)]) == [str(tmp_path / name)]

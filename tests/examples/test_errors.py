@@ -58,6 +58,9 @@ def run_example(example: str, *arguments: str) -> subprocess.CompletedProcess:
             "--checkpoint is evaluated on RefCOCO+: add --detections (ALBEF's refcoco+/dets.json)",
         ),
         ("finetune_vqa.py", ["--output_dir", "{file}"], "--output_dir {file} is a file; give a folder"),
+        # issue 29: HfArgumentParser's refusal of an unknown flag, and a checkpoint folder that does not exist
+        ("finetune_vqa.py", ["--frobnicate", "1"], "Some specified arguments are not used by the HfArgumentParser"),
+        ("finetune_retrieval.py", ["--resume_from_checkpoint", "/nowhere"], "--resume_from_checkpoint /nowhere: no"),
     ],
 )
 def test_the_examples_answer_a_bad_argument_with_one_line_naming_it(tmp_path, example, arguments, expected):

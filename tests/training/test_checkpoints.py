@@ -367,3 +367,24 @@ def test_a_data_position_beyond_an_epoch_is_refused(tmp_path):
     state_file.write_text(json.dumps({**state, "micro_step": 10**6, "batches_in_epoch": 10**6}))
     with pytest.raises(CheckpointError, match="batches into an epoch of 32"):
         pretrain(tiny_run(tmp_path, checkpoint_every=3, max_steps=6, resume="latest"))
+
+
+def test_a_full_disk_in_safetensors_during_the_final_save_is_one_line(tmp_path, monkeypatch, capsys):
+    """Issue 29: safetensors reports a full disk as its own `SafetensorError`, which ended in a traceback."""
+    from safetensors import SafetensorError
+
+    from mamo_hf import MamoForPreTraining
+
+    def full(self, folder, *args, **kwargs):
+        message = (
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        )
+        raise SafetensorError(message)
+
+    monkeypatch.setattr(MamoForPreTraining, "save_pretrained", full)
+    code, stderr = run_main(
+        capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--image-size", "32", "--demo-pairs", "64",
+        "--batch-size", "8", "--max-steps", "2", "--eval-pairs", "0", "--num-workers", "0", "--report-to", "csv",
+    )  # fmt: skip
+    assert code == 1
+    one_line_error(None, stderr, "could not write the final model (No space left on device)")

@@ -166,3 +166,23 @@ def test_non_finite_last_steps_leave_the_summary_with_the_last_applied_losses(tm
     assert all(np.isfinite(value) for value in summary["final_losses"].values())
     card = (tmp_path / "run" / "README.md").read_text()
     assert "nan" not in card.lower()
+
+
+def test_a_stop_requested_from_another_thread_ends_the_run_after_a_micro_batch(tmp_path):
+    import threading
+    import time
+
+    from mamo_hf.training.loop import request_stop
+
+    run = tiny_run(tmp_path, max_steps=10_000, checkpoint_every=1)
+
+    def stop_after_two_checkpoints():
+        while len(list_checkpoints(run.output_dir)) < 2:
+            time.sleep(0.05)
+        request_stop()
+
+    threading.Thread(target=stop_after_two_checkpoints, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt, match="stop requested"):
+        pretrain(run)
+    steps = [int(path.name.rpartition("-")[2]) for path in list_checkpoints(run.output_dir)]
+    assert 2 <= steps[-1] < 10_000

@@ -114,3 +114,17 @@ def test_a_run_of_an_older_version_resumes_and_is_adopted(tmp_path):
     (folder / MANIFEST_FILE).unlink()  # as an older version left it
     pretrain(tiny_run(tmp_path, checkpoint_every=3, resume="latest"))
     assert {"checkpoint-3", "checkpoint-6"} <= set(RunManifest(folder).written())
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "5", '"text"'])
+def test_a_lock_holding_json_that_names_no_owner_is_one_line(tmp_path, content):
+    """Issue 29: a lock file of valid JSON that is not an object ended in an AttributeError."""
+    run = tiny_run(tmp_path, max_steps=2)
+    lock = Path(run.output_dir) / LOCK_FILE
+    lock.parent.mkdir(parents=True)
+    lock.write_text(content)
+    with pytest.raises(OutputDirInUseError, match="names no owner"):
+        pretrain(run)
+    reset_accelerate()
+    os.utime(lock, (0, 0))  # an old lock without an owner is stale: taken over
+    assert pretrain(run).summary["steps"] == 2

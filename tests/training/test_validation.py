@@ -112,3 +112,25 @@ def test_a_model_config_value_of_the_wrong_type_is_one_line(tmp_path, capsys):
 def test_every_count_flag_has_an_upper_bound(tmp_path):
     with pytest.raises(InvalidArgumentError, match="--caption-negatives must be an integer from 0 to 16, got 1000000"):
         pretrain(tiny_run(tmp_path, caption_negatives=1_000_000))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"caption_negative_families": ["swap_objects"]},
+            "--caption-negative-families applies only with --caption-neg",
+        ),
+        (
+            {"eval_pairs": 50, "train_file": ["{file}"]},
+            "--eval-pairs draws held-out pairs from the built-in demo data",
+        ),
+    ],
+)
+def test_a_flag_that_would_be_ignored_is_refused(tmp_path, overrides, message):
+    """Issue 29: both were ignored without a word."""
+    annotations = tmp_path / "captions.json"
+    annotations.write_text("[]")
+    overrides = {name: [annotations.as_posix()] if value == ["{file}"] else value for name, value in overrides.items()}
+    with pytest.raises(InvalidArgumentError, match=message):
+        pretrain(tiny_run(tmp_path, **overrides))
