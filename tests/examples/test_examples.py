@@ -70,9 +70,11 @@ def assert_card(output_dir: Path, task: str | None, head: type, monkeypatch) -> 
     ],
 )
 def test_examples_take_training_arguments_with_their_defaults_and_a_given_flag_wins(
-    script, arguments_class, save_strategy, monkeypatch
+    script, arguments_class, save_strategy, monkeypatch, tmp_path
 ):
     monkeypatch.syspath_prepend(str(EXAMPLES))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere" / "checkpoint-4").mkdir(parents=True)  # a checkpoint to resume must exist
     example, trainer_cli = importlib.import_module(script), importlib.import_module("trainer_cli")
     arguments_class = getattr(example, arguments_class)
 
