@@ -266,19 +266,14 @@ def _distinct_objects(rng: random.Random, min_objects: int, max_objects: int) ->
 
 
 def generated_grounding_samples(
-    num_scenes: int,
-    seed: int = 0,
-    image_size: int = 64,
-    min_objects: int = 2,
-    max_objects: int = 3,
-    reserved: bool | None = None,
+    num_scenes: int, seed: int = 0, image_size: int = 64, **scene_options
 ) -> list[GroundingSample]:
-    """Grounding samples of `num_scenes` generated scenes (`grounding_scene`, `reserved` as there): one per object
-    (its expression, every object's box as the proposals, `target_index` = the object's). The same for the same
-    arguments."""
+    """Grounding samples of `num_scenes` generated scenes (`grounding_scene(seed, index, **scene_options)`: objects
+    per scene, reserved configurations): one per object (its expression, every object's box as the proposals,
+    `target_index` = the object's). The same for the same arguments."""
     samples = []
     for index in range(num_scenes):
-        scene = grounding_scene(seed, index, min_objects, max_objects, reserved)
+        scene = grounding_scene(seed, index, **scene_options)
         image = draw_scene(scene.objects, image_size)
         boxes = tuple(object_box(scene_object, image_size) for scene_object in scene.objects)
         for target, expression in enumerate(scene.expressions):
@@ -296,26 +291,17 @@ class GroundingCaptionDataset(MapCaptionDataset):
         num_scenes (`int`): number of scenes.
         seed (`int`): seed of the scenes.
         image_size (`int`): side of the drawn images, in pixels.
-        min_objects (`int`), max_objects (`int`): objects per scene.
-        reserved (`bool`, *optional*): configurations of the scenes, as for `grounding_scene` (False: never one
+        scene_options: `grounding_scene`'s `min_objects`, `max_objects` and `reserved` (False: never a configuration
             reserved for evaluation).
 
     Attributes: `scenes` (the `GroundingScene` of each scene index) and `pairs` (the `(scene index, object index)`
     of each item).
     """
 
-    def __init__(
-        self,
-        num_scenes: int,
-        seed: int = 0,
-        image_size: int = 64,
-        min_objects: int = 2,
-        max_objects: int = 3,
-        reserved: bool | None = None,
-    ):
+    def __init__(self, num_scenes: int, seed: int = 0, image_size: int = 64, **scene_options):
         super().__init__(CaptionOptions(transform=None, max_words=None, strict=True, seed=seed, max_image_pixels=None))
         self.image_size = image_size
-        self.scenes = [grounding_scene(seed, index, min_objects, max_objects, reserved) for index in range(num_scenes)]
+        self.scenes = [grounding_scene(seed, index, **scene_options) for index in range(num_scenes)]
         self.pairs = [
             (index, target) for index, scene in enumerate(self.scenes) for target in range(len(scene.objects))
         ]

@@ -32,13 +32,13 @@ _AFTER_INTENSIFIER = frozenset(
     "next behind in on at above below under beside by near there here now away outside inside over into through up "
     "down before after between across against along beneath underneath where off out onto toward towards".split()
 )
+# "left" after these is the verb unless a side word follows: "was left on a bench" but "is left of a tree".
+_BEFORE_VERB_LEFT = frozenset("was were is are be it which that".split())
 # "left" after these is the verb whatever follows: "has left", "nothing left of the cake", "he left".
 _ALWAYS_VERB_LEFT = frozenset(
     "has have had having been being get gets got getting just already recently he she they we i you who someone "
     "somebody everyone nothing".split()
 )
-# "left" after these is the verb unless a side word follows: "was left on a bench" but "is left of a tree".
-_BEFORE_VERB_LEFT = frozenset("was were is are be it which that".split())
 # "left" before these is the verb: "left the room", "left on a bench", "left alone", "left behind".
 _AFTER_VERB_LEFT = frozenset(
     "the a an his her him them it their its this these those some home early alone behind unattended untouched "

@@ -8,46 +8,39 @@ category, but never replaced nor used as replacements.
 
 from dataclasses import dataclass
 
+# category/kind → the kind's synonym groups (words joined by "|"); a kind's words replace one another.
 REPLACEABLE_NOUNS = {
-    "shape": {"shape": "circle square triangle diamond"},
-    "person": {"adult": "man|guy|gentleman woman|lady", "child": "boy girl"},
-    "animal": {
-        "pet": "dog|puppy|pup cat|kitten|kitty rabbit|bunny",
-        "farm": "horse|pony|stallion|mare cow|cattle|bull|calf|ox sheep|lamb goat",
-        "wild": "elephant giraffe zebra bear lion tiger",
-    },
-    "vehicle": {
-        "road": "car|taxi|cab|sedan|suv bus truck|lorry|pickup van",
-        "two_wheeler": "motorcycle|motorbike bicycle|bike scooter|moped",
-        "aircraft": "airplane|plane|aeroplane|jet|airliner|aircraft helicopter",
-    },
-    "board": {"board": "skateboard surfboard snowboard"},
-    "sports": {"ball": "frisbee ball"},
-    "food": {
-        "sliced": "pizza cake|cupcake",
-        "handheld": "sandwich|burger|hamburger|cheeseburger|sub donut|doughnut",
-        "fruit": "apple banana orange strawberry lemon|lime grape pear peach",
-        "vegetable": "carrot tomato potato onion cucumber",
-    },
-    "furniture": {"seat": "chair|armchair couch|sofa|loveseat|settee bench bed stool"},
-    "tableware": {
-        "drinkware": "cup|mug|glass bottle",
-        "dishware": "plate|dish|platter bowl tray",
-        "cutlery": "fork knife spoon",
-    },
-    "electronics": {"device": "laptop|computer|notebook phone|cellphone|smartphone tv|television|monitor remote"},
-    "appliance": {"kitchen": "refrigerator|fridge oven|stove microwave", "bathroom": "sink toilet bathtub|tub"},
-    "clothing": {
-        "top": "shirt|t-shirt|tshirt|blouse jacket|coat|parka|raincoat sweater|sweatshirt|hoodie|jumper vest",
-        "headwear": "hat|cap|beanie helmet",
-        "legwear": "pants|jeans|trousers shorts",
-        "dress": "skirt dress",
-    },
-    "room": {"room": "kitchen bathroom|restroom bedroom office classroom"},
-    "place": {"ground": "beach field|meadow street|road|sidewalk|highway|pavement"},
-    "nature": {"water": "ocean|sea lake|pond river|stream|creek"},
-    "building": {"building": "house|cottage church|cathedral barn tower"},
-    "reading": {"reading": "book newspaper magazine"},
+    "shape/shape": "circle square triangle diamond",
+    "person/adult": "man|guy|gentleman woman|lady",
+    "person/child": "boy girl",
+    "animal/pet": "dog|puppy|pup cat|kitten|kitty rabbit|bunny",
+    "animal/farm": "horse|pony|stallion|mare cow|cattle|bull|calf|ox sheep|lamb goat",
+    "animal/wild": "elephant giraffe zebra bear lion tiger",
+    "vehicle/road": "car|taxi|cab|sedan|suv bus truck|lorry|pickup van",
+    "vehicle/two_wheeler": "motorcycle|motorbike bicycle|bike scooter|moped",
+    "vehicle/aircraft": "airplane|plane|aeroplane|jet|airliner|aircraft helicopter",
+    "board/board": "skateboard surfboard snowboard",
+    "sports/ball": "frisbee ball",
+    "food/sliced": "pizza cake|cupcake",
+    "food/handheld": "sandwich|burger|hamburger|cheeseburger|sub donut|doughnut",
+    "food/fruit": "apple banana orange strawberry lemon|lime grape pear peach",
+    "food/vegetable": "carrot tomato potato onion cucumber",
+    "furniture/seat": "chair|armchair couch|sofa|loveseat|settee bench bed stool",
+    "tableware/drinkware": "cup|mug|glass bottle",
+    "tableware/dishware": "plate|dish|platter bowl tray",
+    "tableware/cutlery": "fork knife spoon",
+    "electronics/device": "laptop|computer|notebook phone|cellphone|smartphone tv|television|monitor remote",
+    "appliance/kitchen": "refrigerator|fridge oven|stove microwave",
+    "appliance/bathroom": "sink toilet bathtub|tub",
+    "clothing/top": "shirt|t-shirt|tshirt|blouse jacket|coat|parka|raincoat sweater|sweatshirt|hoodie|jumper vest",
+    "clothing/headwear": "hat|cap|beanie helmet",
+    "clothing/legwear": "pants|jeans|trousers shorts",
+    "clothing/dress": "skirt dress",
+    "room/room": "kitchen bathroom|restroom bedroom office classroom",
+    "place/ground": "beach field|meadow street|road|sidewalk|highway|pavement",
+    "nature/water": "ocean|sea lake|pond river|stream|creek",
+    "building/building": "house|cottage church|cathedral barn tower",
+    "reading/reading": "book newspaper magazine",
 }
 FIXED_NOUNS = {
     "shape": "star shape object rectangle",
@@ -165,13 +158,13 @@ class Noun:
 def _index() -> tuple[dict[str, Noun], dict[str, list[list[str]]]]:
     """Every form of every known noun, and each replaceable kind's synonym groups (singular forms)."""
     nouns, groups_of_kind = {}, {}
-    for category, kinds in REPLACEABLE_NOUNS.items():
-        for kind, text in kinds.items():
-            groups_of_kind[kind] = [group.split("|") for group in text.split()]
-            for number, group in enumerate(groups_of_kind[kind]):
-                for word in group:
-                    nouns[plural(word)] = Noun(word, plural(word), category, kind, number, True)
-                    nouns[word] = Noun(word, plural(word), category, kind, number, False)
+    for key, text in REPLACEABLE_NOUNS.items():
+        category, kind = key.split("/")
+        groups_of_kind[kind] = [group.split("|") for group in text.split()]
+        for number, group in enumerate(groups_of_kind[kind]):
+            for word in group:
+                nouns[plural(word)] = Noun(word, plural(word), category, kind, number, True)
+                nouns[word] = Noun(word, plural(word), category, kind, number, False)
     for category, text in FIXED_NOUNS.items():
         for word in text.split():
             nouns.setdefault(plural(word), Noun(word, plural(word), category, None, None, True))
