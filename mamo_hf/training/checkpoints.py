@@ -30,9 +30,10 @@ from accelerate import Accelerator
 from safetensors import SafetensorError
 from transformers.utils import logging
 
-from ..errors import CheckpointError, TrainingDivergedError, first_line
+from ..errors import CheckpointError, InvalidArgumentError, TrainingDivergedError, first_line
 from .arguments import RUN_DEFINING_ARGUMENTS, PretrainingArguments, flag
-from .manifest import RunManifest
+from .manifest import SUMMARY_FILE, RunManifest
+from .optimization import reset_learning_rate
 
 logger = logging.get_logger(__name__)
 
@@ -243,12 +244,61 @@ def check_resumed_arguments(saved: dict | None, current: dict, checkpoint: Path,
     logger.warning(f"Resuming {checkpoint} with changed arguments ({described}).")
 
 
+def initial_state(args, accelerator: Accelerator, checkpoint: Path | None, scheduler) -> dict:
+    """The counters of a fresh run, or those of `checkpoint` (whose model, optimizer and schedule are restored),
+    checked against this run's arguments; with them, the arguments that define this run."""
+    arguments = run_defining_arguments(args, accelerator.num_processes)
+    state = {**FRESH_STATE, "skipped": {}, "nonfinite_steps": [], "last_losses": {}}
+    if checkpoint is not None:
+        state = {**state, **load_checkpoint(accelerator, checkpoint, scheduler)}
+        check_resumed_arguments(state.get("arguments"), arguments, checkpoint, args.allow_changed_arguments)
+        if args.allow_changed_arguments:  # the new schedule's peak and floor, at the checkpoint's step
+            reset_learning_rate(scheduler, args.learning_rate, state["step"])
+        accelerator.print(f"Resumed from {checkpoint} at step {state['step']}.")
+    state["arguments"] = arguments
+    return state
+
+
+# The counters of a fresh run (`initial_state`); a checkpoint holds them as they were at its step.
+FRESH_STATE = {
+    "step": 0,
+    "micro_step": 0,
+    "epoch": 0,
+    "batches_in_epoch": 0,
+    "last_applied_step": None,
+    "seconds": 0.0,
+}
+
+
+def check_resumable(args, checkpoint: Path, sampler, total_steps: int) -> None:
+    """Refuse a checkpoint this run cannot continue: one beyond `--max-steps`, one of a run that already finished
+    (whose model and summary are kept), or one whose data position lies beyond an epoch of this data."""
+    step, position = checkpoint_position(checkpoint)
+    if step > total_steps:
+        raise InvalidArgumentError(
+            f"--max-steps {total_steps} is below the step of {checkpoint} ({step}): give a larger --max-steps to "
+            "continue it, or start a fresh run elsewhere."
+        )
+    if step == total_steps and (checkpoint.parent / SUMMARY_FILE).exists():
+        raise InvalidArgumentError(
+            f"--resume {args.resume}: the run already finished at step {step} of --max-steps {total_steps}; its "
+            f"model and {SUMMARY_FILE} are kept as they are: give a larger --max-steps to continue it."
+        )
+    if sampler is not None and position > sampler.batches_per_epoch:
+        raise CheckpointError(
+            f"Cannot resume from {checkpoint}: it is {position} batches into an epoch of {sampler.batches_per_epoch}; "
+            "it was changed, or it is another data's checkpoint."
+        )
+
+
 __all__ = [
     "CHECKPOINT_PREFIX",
     "TRAINING_STATE",
     "assert_finite_weights",
+    "check_resumable",
     "check_resumed_arguments",
     "checkpoint_position",
+    "initial_state",
     "list_checkpoints",
     "load_checkpoint",
     "resolve_resume",

@@ -33,14 +33,14 @@ from torch.utils.data import DataLoader
 from transformers.utils import logging
 
 from ..data.records import BadRecordError, NoUsableRecordsError
-from ..errors import BadDataError, CheckpointError, InvalidArgumentError, PretrainingError
+from ..errors import BadDataError, InvalidArgumentError, PretrainingError
 from ..evaluation.retrieval import evaluate_retrieval
 from ..hub import finish_run, upload_failure
 from ..modeling_mamo import MamoForPreTraining
 from ..processing_mamo import MamoProcessor
 from . import checkpoints, data, devices, optimization, reporting, run_dir, sampling
 from .arguments import PretrainingArguments
-from .manifest import LOGS, RunManifest
+from .manifest import LOGS, SUMMARY_FILE, RunManifest
 from .model import build_model_and_processor
 from .validation import validate_arguments
 
@@ -143,12 +143,12 @@ def _start_run(args: PretrainingArguments, accelerator: Accelerator, output_dir:
     total_steps = _total_steps(args, sampler, accelerator.num_processes)
     optimizer, scheduler = optimization.build_optimizer_and_schedule(model, args, total_steps)
     if checkpoint is not None:
-        _check_resumable(args, checkpoint, sampler, total_steps)
+        checkpoints.check_resumable(args, checkpoint, sampler, total_steps)
     # The schedule counts optimizer steps whatever the number of processes: it is stepped by hand, not through
     # `prepare` (which would step it once per process); checkpoints hold its state as JSON.
     devices.expect_unused_parameters(accelerator, model)
     prepared_model, optimizer = accelerator.prepare(model, optimizer)
-    state = _initial_state(args, accelerator, checkpoint, scheduler, total_steps)
+    state = checkpoints.initial_state(args, accelerator, checkpoint, scheduler)
     if accelerator.is_main_process:
         RunManifest(output_dir).record(LOGS)
     reporting.init_trackers(accelerator, args, resumed_step=state["step"] if checkpoint is not None else None)
@@ -204,55 +204,6 @@ def _total_steps(args: PretrainingArguments, sampler: sampling.EpochShuffleSampl
             f"process(es) × {args.gradient_accumulation_steps} accumulated batch(es); lower them or give more data."
         )
     return total_steps
-
-
-def _initial_state(args, accelerator: Accelerator, checkpoint: Path | None, scheduler, total_steps: int) -> dict:
-    """The counters of a fresh run, or those of `checkpoint` (whose model, optimizer and schedule are restored),
-    checked against this run's arguments; with them, the arguments that define this run."""
-    arguments = checkpoints.run_defining_arguments(args, accelerator.num_processes)
-    state = {**FRESH_STATE, "skipped": {}, "nonfinite_steps": [], "last_losses": {}}
-    if checkpoint is not None:
-        state = {**state, **checkpoints.load_checkpoint(accelerator, checkpoint, scheduler)}
-        checkpoints.check_resumed_arguments(
-            state.get("arguments"), arguments, checkpoint, args.allow_changed_arguments
-        )
-        if args.allow_changed_arguments:  # the new schedule's peak and floor, at the checkpoint's step
-            optimization.reset_learning_rate(scheduler, args.learning_rate, state["step"])
-        accelerator.print(f"Resumed from {checkpoint} at step {state['step']}.")
-    state["arguments"] = arguments
-    return state
-
-
-# The counters of a fresh run (`_initial_state`); a checkpoint holds them as they were at its step.
-FRESH_STATE = {
-    "step": 0,
-    "micro_step": 0,
-    "epoch": 0,
-    "batches_in_epoch": 0,
-    "last_applied_step": None,
-    "seconds": 0.0,
-}
-
-
-def _check_resumable(args, checkpoint: Path, sampler, total_steps: int) -> None:
-    """Refuse a checkpoint this run cannot continue: one beyond `--max-steps`, one of a run that already finished
-    (whose model and summary are kept), or one whose data position lies beyond an epoch of this data."""
-    step, position = checkpoints.checkpoint_position(checkpoint)
-    if step > total_steps:
-        raise InvalidArgumentError(
-            f"--max-steps {total_steps} is below the step of {checkpoint} ({step}): give a larger --max-steps to "
-            "continue it, or start a fresh run elsewhere."
-        )
-    if step == total_steps and (checkpoint.parent / run_dir.SUMMARY_FILE).exists():
-        raise InvalidArgumentError(
-            f"--resume {args.resume}: the run already finished at step {step} of --max-steps {total_steps}; its "
-            f"model and {run_dir.SUMMARY_FILE} are kept as they are: give a larger --max-steps to continue it."
-        )
-    if sampler is not None and position > sampler.batches_per_epoch:
-        raise CheckpointError(
-            f"Cannot resume from {checkpoint}: it is {position} batches into an epoch of {sampler.batches_per_epoch}; "
-            "it was changed, or it is another data's checkpoint."
-        )
 
 
 def _evaluate(accelerator: Accelerator, model, processor, held_out, k: int, step: int, when: str) -> dict:
@@ -417,8 +368,8 @@ def _write_results(run: _Run, summary: dict, skipped: dict[str, str]) -> str | N
     """The model and processor, the summary, the training curves, the skip report and the card, and the upload of
     `--push-to-hub`; returns what went wrong with the upload (the model is saved either way), or None."""
     checkpoints.save_final_model(run.output_dir, run.unwrapped, run.processor)
-    RunManifest(run.output_dir).record(run_dir.SUMMARY_FILE, reporting.CURVES_FILE, CARD_FILE)
-    (run.output_dir / run_dir.SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    RunManifest(run.output_dir).record(SUMMARY_FILE, reporting.CURVES_FILE, CARD_FILE)
+    (run.output_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     reporting.plot_training_curves(run.output_dir)
     run.accelerator.print(reporting.skip_report(skipped))
     hub_model_id = (run.args.hub_model_id or run.output_dir.name) if run.args.push_to_hub else None

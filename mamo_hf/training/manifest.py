@@ -25,6 +25,7 @@ from pathlib import Path
 
 MANIFEST_FILE = ".mamo_run.json"
 LOGS = "logs/mamo"  # what the trackers write (TensorBoard and `CSVTracker`), under `<output_dir>/logs`
+SUMMARY_FILE = "pretraining_summary.json"  # what a finished run writes last: a run with one is not resumed
 
 
 class RunManifest:
@@ -80,4 +81,4 @@ def _inside(name: str) -> bool:
     return bool(parts) and not Path(name).is_absolute() and ".." not in parts and name != MANIFEST_FILE
 
 
-__all__ = ["LOGS", "MANIFEST_FILE", "RunManifest"]
+__all__ = ["LOGS", "MANIFEST_FILE", "SUMMARY_FILE", "RunManifest"]

@@ -31,7 +31,6 @@ from .manifest import LOGS, MANIFEST_FILE, RunManifest
 logger = logging.get_logger(__name__)
 
 LOCK_FILE = ".mamo_run.lock"
-SUMMARY_FILE = "pretraining_summary.json"
 # The files of the folder that are the run's bookkeeping, never a user's: the record, its staging file, the lock.
 OWN_FILES = frozenset({MANIFEST_FILE, MANIFEST_FILE + ".tmp", LOCK_FILE})
 
