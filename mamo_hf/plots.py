@@ -31,23 +31,27 @@ def plot_curves(curves: dict[str, list[tuple[int, float]]], path: Path, columns:
     return plot_panels({name: {name: points} for name, points in curves.items()}, path, columns)
 
 
-def plot_panels(panels: dict[str, dict[str, list[Point]]], path: Path, columns: int = 3) -> Path:
-    """Draw `title → {series label → points}`, one panel per title in the given order, every series of a panel in
-    its own colour (a legend where a panel has several), and save a PNG at `path`."""
+def plot_panels(
+    panels: dict[str, dict[str, list[Point]]], path: Path, columns: int = 3, x_label: str = "step"
+) -> Path:
+    """Draw `title → {series label → points}`, one panel per title in the given order (the title names what the
+    y axis shows, `x_label` what the x axis shows), every series of a panel in its own colour (a legend where a
+    panel has several), and save a PNG at `path`."""
     rows = max(1, math.ceil(len(panels) / columns))
     image = Image.new("RGB", (min(columns, max(1, len(panels))) * PANEL[0], rows * PANEL[1]), "white")
     draw = ImageDraw.Draw(image, "RGBA")
     for index, (title, series) in enumerate(panels.items()):
-        _panel(draw, ((index % columns) * PANEL[0], (index // columns) * PANEL[1]), title, series)
+        _panel(draw, ((index % columns) * PANEL[0], (index // columns) * PANEL[1]), title, series, x_label)
     image.save(path, format="PNG")
     return path
 
 
-def _panel(draw: ImageDraw.ImageDraw, origin: tuple[int, int], title: str, series: dict[str, list[Point]]) -> None:
+def _panel(draw, origin: tuple[int, int], title: str, series: dict[str, list[Point]], x_label: str) -> None:
     left, top = origin
     x0, y0, x1, y1 = left + MARGIN, top + 20, left + PANEL[0] - 12, top + PANEL[1] - MARGIN
     draw.rectangle((x0, y0, x1, y1), outline=(160, 160, 160))
     draw.text((x0, top + 4), title, fill="black")
+    draw.text(((x0 + x1) // 2 - 3 * len(x_label), y1 + 16), x_label, fill=(60, 60, 60))
     points = [point for line in series.values() for point in line]
     xs = [point[0] for point in points]
     ys = [y for point in points for y in _extent(point)]

@@ -28,6 +28,8 @@ from .evaluation.retrieval import base_and_itm_head, encode_corpus, itm_scores
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 INDEX_NAME = ".mamo-index.safetensors"
+# ITM probabilities closer than this are a tie: re-ranking keeps the ITC order (`itm_separates`).
+ITM_TIE = 0.01
 FORMAT_VERSION = "1"
 
 
@@ -270,7 +272,33 @@ def _reranked(folder: Path, text: str, model, processor, hits: list[SearchHit], 
     scores = itm_scores(model, corpus, torch.arange(len(best)), torch.zeros(len(best), dtype=torch.long))
     for hit, score in zip(best, scores.tolist()):
         hit.itm_score = score
+    if not itm_separates(best):  # the ITM head cannot tell them apart: its order would be noise
+        return best + hits[hits.index(best[-1]) + 1 :]
     return sorted(best, key=lambda hit: -hit.itm_score) + hits[hits.index(best[-1]) + 1 :]
 
 
-__all__ = ["IndexUpdate", "SearchHit", "default_index_path", "is_current", "search_index", "update_index"]
+def itm_separates(hits: list[SearchHit]) -> bool:
+    """Whether the ITM scores of re-ranked hits differ by more than `ITM_TIE` (an untrained or collapsed ITM head
+    gives every pair nearly the same probability, and ordering by it would be ordering by noise)."""
+    scores = [hit.itm_score for hit in hits if hit.itm_score is not None]
+    return len(scores) > 1 and max(scores) - min(scores) > ITM_TIE
+
+
+def unknown_words(text: str, tokenizer) -> list[str]:
+    """The words of `text` that `tokenizer` reads as [UNK] or drops (BERT's drops emoji): a model cannot match them
+    to anything."""
+    words = text.split()
+    pieces = tokenizer(words, add_special_tokens=False)["input_ids"] if words else []
+    return [word for word, ids in zip(words, pieces) if not ids or tokenizer.unk_token_id in ids]
+
+
+__all__ = [
+    "IndexUpdate",
+    "SearchHit",
+    "default_index_path",
+    "is_current",
+    "itm_separates",
+    "search_index",
+    "unknown_words",
+    "update_index",
+]

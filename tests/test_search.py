@@ -84,7 +84,11 @@ def test_unreadable_files_are_counted_and_left_out_and_another_model_re_embeds_e
     torch.testing.assert_close(indexed(photos)["0.png"], fresh_features(model, processor, photos, "0.png"))
 
 
-def test_search_ranks_by_itc_and_reranks_the_best_by_itm(photos, model_and_processor):
+def test_search_ranks_by_itc_and_reranks_the_best_by_itm(photos, model_and_processor, monkeypatch):
+    import mamo_hf.search
+
+    # The untrained head's scores differ by about 1e-3, below the tie that keeps the ITC order: count any difference.
+    monkeypatch.setattr(mamo_hf.search, "ITM_TIE", 0.0)
     model, processor = model_and_processor
     update_index(photos, model, processor)
     features, text = indexed(photos), "a red square"
@@ -147,3 +151,29 @@ def test_an_image_too_large_to_decode_is_skipped_not_decoded(photos, model_and_p
     Image.new("L", (6000, 6000)).save(photos / "huge.png")  # 36 M pixels, above the 25 M limit
     update = update_index(photos, model, processor)
     assert "huge.png" in update.unreadable and "huge.png" not in indexed(photos)
+
+
+def test_reranking_by_an_itm_head_that_cannot_tell_the_images_apart_keeps_the_itc_order(
+    photos, model_and_processor, monkeypatch
+):
+    """Issue 30: with every ITM score ≈ the same, re-ranking reordered the images by noise."""
+    import mamo_hf.search
+    from mamo_hf.search import SearchHit, itm_separates
+
+    assert not itm_separates([SearchHit("a", 0.9, 0.500), SearchHit("b", 0.8, 0.503)])
+    assert itm_separates([SearchHit("a", 0.9, 0.2), SearchHit("b", 0.8, 0.7)])
+    model, processor = model_and_processor
+    update_index(photos, model, processor)
+    by_itc = [hit.path for hit in search_index(photos, "a red square", model, processor, top_k=6)]
+    noise = torch.tensor([0.5001, 0.4999, 0.5002, 0.5, 0.4998, 0.5003])
+    monkeypatch.setattr(mamo_hf.search, "itm_scores", lambda *args: noise[: len(args[2])])
+    hits = search_index(photos, "a red square", model, processor, top_k=6, rerank=6)
+    assert [hit.path for hit in hits] == by_itc and all(hit.itm_score is not None for hit in hits)
+
+
+def test_unknown_words_are_those_the_tokenizer_reads_as_unk_or_drops(model_and_processor):
+    from mamo_hf.search import unknown_words
+
+    _, processor = model_and_processor
+    assert unknown_words("a red zyxwvut square \U0001f600", processor.tokenizer) == ["zyxwvut", "\U0001f600"]
+    assert unknown_words("", processor.tokenizer) == []

@@ -63,12 +63,12 @@ def index(args: argparse.Namespace) -> None:
 
 def search(args: argparse.Namespace) -> None:
     """Bring a folder's index up to date (unless --no-update), then print its best images for a text."""
-    from ..search import default_index_path, search_index, update_index
+    from ..search import default_index_path, itm_separates, search_index, update_index
 
     if not args.text.strip():
         raise SystemExit("mamo-hf search: error: TEXT is empty: say what to look for.")
     model, processor = _retrieval_model("search", args.model, needs_itm_head=args.rerank > 0)
-    _warn_of_unknown_words(args.text, processor.tokenizer)
+    _check_words(args.text, processor.tokenizer)
     index_path = Path(args.index) if args.index else default_index_path(args.folder)
     try:
         update = None if args.no_update else update_index(args.folder, model, processor, index_path)
@@ -83,16 +83,25 @@ def search(args: argparse.Namespace) -> None:
     for rank, hit in enumerate(hits, start=1):
         itm = f"  ITM {hit.itm_score:.3f}" if hit.itm_score is not None else ""
         print(f"{rank:3d}. {hit.path}  ITC cosine {hit.similarity:.3f}{itm}")
+    if args.rerank and not itm_separates(hits):
+        print(
+            "mamo-hf search: warning: the ITM head gives these images nearly the same score: it cannot tell them "
+            "apart, so they keep the ITC order.",
+            file=sys.stderr,
+        )
 
 
-def _warn_of_unknown_words(text: str, tokenizer) -> None:
-    """A query whose words the model's tokenizer reads as [UNK] (or drops, as BERT's drops emoji) still gets a ranking,
-    which means nothing: say so."""
-    words = text.split()
-    pieces = tokenizer(words, add_special_tokens=False)["input_ids"]
-    unknown = [
-        word for word, word_pieces in zip(words, pieces) if not word_pieces or tokenizer.unk_token_id in word_pieces
-    ]
+def _check_words(text: str, tokenizer) -> None:
+    """A query of words the model's tokenizer reads as [UNK] (or drops, as BERT's drops emoji): refused when none is
+    known (a ranking would mean nothing), a warning naming them otherwise."""
+    from ..search import unknown_words
+
+    unknown, words = unknown_words(text, tokenizer), text.split()
+    if len(unknown) == len(words):
+        raise SystemExit(
+            f"mamo-hf search: error: TEXT: none of its words is known to the model's tokenizer ({' '.join(words[:5])}"
+            "): a ranking would mean nothing; use words of the model's captions."
+        )
     if unknown:
         print(
             f"mamo-hf search: warning: {len(unknown)} of the {len(words)} words are unknown to the model's tokenizer "

@@ -46,6 +46,16 @@ def pretrain(args: argparse.Namespace) -> None:
     """Pre-train MAMO (see `mamo_hf.training.pretrain`) from a YAML file and/or flags."""
     summary = _run_pretraining("pretrain", _pretraining_arguments(args)).summary
     print(f"Done: {summary['steps']} steps in {summary['seconds']:.0f} s; model saved to {args.output_dir}.")
+    print(_curves_line(Path(args.output_dir)))
+
+
+def _curves_line(output_dir: Path) -> str:
+    """Where a run's losses, learning rate and zero-shot recalls are drawn (and logged)."""
+    curves = output_dir / "training_curves.png"
+    logs = output_dir / "logs" / "mamo"
+    if curves.exists():
+        return f"Training curves: {curves} (the values: {logs / 'metrics.csv'}; tensorboard --logdir {logs})"
+    return f"Logs: {logs}"
 
 
 def _run_pretraining(command: str, arguments):
@@ -79,6 +89,7 @@ def demo(args: argparse.Namespace) -> None:
                 f"{before[kind]['txt_r1']:.1f} / {before[kind]['img_r1']:.1f} before → "
                 f"{after[kind]['txt_r1']:.1f} / {after[kind]['img_r1']:.1f} after"
             )
+    print(_curves_line(Path(arguments.output_dir)))
     print(
         f"Saved to {arguments.output_dir}. Load it with:\n"
         f"    import mamo_hf\n"

@@ -31,7 +31,8 @@ from transformers.utils import logging
 
 from ..data import shard_format
 from ..hub import retrieval_results
-from ..plots import plot_curves, read_curves
+from ..modeling_mamo import PRETRAINING_OBJECTIVES
+from ..plots import plot_panels, read_curves
 from .arguments import CARD_ARGUMENTS, PretrainingArguments
 from .validation import SHARD_NAMES
 
@@ -168,13 +169,41 @@ def progress_bar(accelerator: Accelerator, total: int, initial: int):
     )
 
 
-def plot_training_curves(output_dir: Path) -> None:
-    """`training_curves.png` beside the model: every `train/*` value of the CSV log against the step (nothing
-    without a CSV log)."""
+def plot_training_curves(output_dir: Path) -> Path | None:
+    """`training_curves.png` beside the model, from the CSV log (`training_panels`; nothing without a log). Returns
+    the picture's path."""
     metrics_csv = output_dir / "logs" / "mamo" / "metrics.csv"
-    curves = read_curves(metrics_csv) if metrics_csv.exists() else {}
-    if curves:
-        plot_curves(curves, output_dir / CURVES_FILE)
+    panels = training_panels(metrics_csv) if metrics_csv.exists() else {}
+    return plot_panels(panels, output_dir / CURVES_FILE) if panels else None
+
+
+def training_panels(metrics_csv: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """A run's panels, title → series: one per `train/*` value against the step, but for those that stayed 0 all
+    along (no skipped record, no non-finite step), and the zero-shot R@1 before and after training
+    (`zero_shot/*`)."""
+    curves = {name: points for name, points in read_curves(metrics_csv).items() if any(y for _, y in points)}
+    panels = {_TITLES.get(name, name): {name: points} for name, points in curves.items()}
+    recalls = read_curves(metrics_csv, prefix="zero_shot/")
+    series = {_RECALL_LABELS[name]: points for name, points in recalls.items() if name in _RECALL_LABELS}
+    if series:
+        panels["zero-shot retrieval R@1 (%), held-out pairs"] = series
+    return panels
+
+
+# Panel titles that say what a logged value is.
+_TITLES = {
+    "loss": "loss (weighted sum of the objectives)",
+    "learning_rate": "learning rate",
+    "mlm_accuracy": "MLM accuracy at the masked tokens",
+    "skipped_records": "bad records skipped (running count)",
+    "nonfinite_steps": "non-finite steps skipped (running count)",
+} | {f"loss_{row.name}": f"loss: {row.title}" for row in PRETRAINING_OBJECTIVES}
+_RECALL_LABELS = {
+    "itc_txt_r1": "ITC, text retrieval",
+    "itc_img_r1": "ITC, image retrieval",
+    "itm_txt_r1": "ITM, text retrieval",
+    "itm_img_r1": "ITM, image retrieval",
+}
 
 
 def data_description(args: PretrainingArguments) -> tuple[str, list[str]]:

@@ -75,3 +75,19 @@ def test_searching_a_folder_whose_images_are_all_unreadable_is_one_line(photos, 
     main(["index", str(photos), "--model", str(saved_model)])
     with pytest.raises(SystemExit, match="no indexed image can be read"):
         main(["search", str(photos), "red", "--model", str(saved_model), "--no-update", "--rerank", "3"])
+
+
+def test_a_query_of_unknown_words_only_is_refused_and_a_tie_of_itm_scores_is_said(
+    photos, saved_model, capsys, monkeypatch
+):
+    """Issue 30: a query of words the tokenizer does not know still got a ranking; a re-ranking by an ITM head that
+    scores every image alike did not say so."""
+    import torch
+
+    import mamo_hf.search
+
+    with pytest.raises(SystemExit, match="none of its words is known to the model's tokenizer \\(zyxwvut qqq"):
+        main(["search", str(photos), "zyxwvut qqq", "--model", str(saved_model)])
+    monkeypatch.setattr(mamo_hf.search, "itm_scores", lambda *args: torch.full((len(args[2]),), 0.5))
+    assert main(["search", str(photos), "a red square", "--model", str(saved_model), "--rerank", "3"]) == 0
+    assert "the ITM head gives these images nearly the same score" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from helpers import bad_caption_file, tiny_run
 from PIL import Image
 
 from mamo_hf.training import pretrain
+from mamo_hf.training.reporting import training_panels
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
@@ -34,10 +35,22 @@ def test_zero_shot_recalls_are_logged_beside_the_losses(tmp_path):
 def test_a_run_draws_its_training_curves(tmp_path):
     from PIL import Image
 
-    pretrain(tiny_run(tmp_path, max_steps=4))
+    pretrain(tiny_run(tmp_path, max_steps=4, eval_pairs=8, eval_k=4))
     picture = Image.open(tmp_path / "run" / "training_curves.png")
-    assert picture.format == "PNG" and picture.width >= 3 * 360 and picture.height >= 2 * 200  # 8 train/* curves
+    assert picture.format == "PNG" and picture.width >= 3 * 360 and picture.height >= 2 * 200
     assert len(set(picture.convert("RGB").getdata())) > 3  # lines and text drawn, not a blank page
+    panels = training_panels(tmp_path / "run" / "logs" / "mamo" / "metrics.csv")
+    # issue 30: titles that say what is drawn, no panel of a count that stayed 0, the retrieval curve
+    assert "loss: image-text contrastive learning (ITC)" in panels and "learning rate" in panels
+    assert not any("skipped" in title for title in panels)
+    recall = panels["zero-shot retrieval R@1 (%), held-out pairs"]
+    assert sorted(recall) == [
+        "ITC, image retrieval",
+        "ITC, text retrieval",
+        "ITM, image retrieval",
+        "ITM, text retrieval",
+    ]
+    assert [step for step, _ in recall["ITC, text retrieval"]] == [0, 4]
 
 
 def test_bad_records_that_share_an_image_are_each_counted_and_named_by_their_record(tmp_path, capsys):
