@@ -21,7 +21,14 @@ from helpers import (
 from mamo_hf import MamoForImageTextRetrieval, MamoModel, MamoProcessor
 from mamo_hf.cli import build_parser
 from mamo_hf.data.finegrained import chance_accuracy, finegrained_examples
-from mamo_hf.data.standard import aro_examples, karpathy_retrieval_split, sugarcrepe_examples, winoground_examples
+from mamo_hf.data.standard import (
+    aro_examples,
+    karpathy_retrieval_records,
+    karpathy_retrieval_split,
+    sugarcrepe_examples,
+    winoground_examples,
+    write_json,
+)
 from mamo_hf.evaluation.finegrained import evaluate_finegrained
 from mamo_hf.evaluation.retrieval import evaluate_retrieval
 from mamo_hf.evaluation.standard import evaluate_choices, evaluate_winoground
@@ -113,6 +120,18 @@ def test_the_command_scores_the_five_benchmarks_as_the_library_does_into_strict_
         assert f"\n## {name}\n" in markdown
     assert "| | n | score | text | image | group |" in markdown and "| all | 3 | ITC |" in markdown
     assert "| Relation | 1 | ITC |" in markdown and "| all | 2 | ITC | " in markdown  # ARO's attribution: a dash
+
+
+def test_an_albef_evaluation_file_scores_as_the_karpathy_split_it_was_converted_from(files, tmp_path):
+    coco = tmp_path / "coco"
+    albef = write_json(karpathy_retrieval_records(coco / "dataset_coco.json"), tmp_path / "coco_test.json")
+    reports = {}
+    karpathy = ["--karpathy", str(coco / "dataset_coco.json")]
+    for name, flags in (("karpathy", karpathy), ("albef", ["--retrieval-file", str(albef)])):
+        arguments = ["eval", str(files["model"]), "--benchmark", "retrieval", *flags, "--image-root", str(coco)]
+        assert main([*arguments, "--k", "1", "--output-dir", str(tmp_path / name)]) == 0
+        reports[name] = strict_json((tmp_path / name / "scores.json").read_text())["benchmarks"]["retrieval"]
+    assert reports["albef"] == reports["karpathy"] and reports["albef"]["k"] == 1
 
 
 def test_a_bare_mamo_model_is_scored_by_itc_only_and_refused_for_the_finegrained_benchmark(files, tmp_path, capsys):
