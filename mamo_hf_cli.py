@@ -19,6 +19,7 @@ COMMANDS = {
     "index": "embed a folder's images for text search (only the new and changed ones on a re-run)",
     "search": "find the images of an indexed folder that best match a text (ITC, optional ITM re-ranking)",
     "app": "serve an interactive demo of a model in the browser (Gradio): match, zero-shot, Grad-CAM, search",
+    "eval": "score a saved model on retrieval, fine-grained, Winoground, ARO and SugarCrepe from local files",
 }
 
 

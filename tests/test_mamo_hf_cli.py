@@ -14,7 +14,7 @@ def test_mamo_hf_help_answers_without_importing_torch_or_transformers():
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert "IMPORTED [] 0" in result.stdout, result.stdout + result.stderr
-    for command in ("demo", "pretrain", "demo-data", "push", "init-base", "index", "search", "app"):
+    for command in ("demo", "pretrain", "demo-data", "push", "init-base", "index", "search", "app", "eval"):
         assert command in result.stdout
 
 

@@ -11,17 +11,18 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""The `mamo-hf` commands: `demo`, `pretrain`, `demo-data`, `push`, `init-base`, `index`, `search` and `app`.
+"""The `mamo-hf` commands: `demo`, `pretrain`, `demo-data`, `push`, `init-base`, `index`, `search`, `app` and `eval`.
 
 The entry script `mamo_hf_cli` (outside the package, so that `mamo-hf --help` answers without loading torch) names the
-commands and builds their parsers; `main` here adds each command's flags (`pretraining`, `models`, `images`) and runs
-it. Run `mamo-hf <command> --help` for the options of each command.
+commands and builds their parsers; `main` here adds each command's flags (`pretraining`, `models`, `images`,
+`evaluate`) and runs it. Run `mamo-hf <command> --help` for the options of each command.
 """
 
 import argparse
 import sys
 
 from ..errors import PretrainingError
+from .evaluate import add_evaluation_command
 from .images import add_image_commands
 from .models import add_model_commands
 from .pretraining import DEMO_SETTINGS, add_pretraining_commands, yaml_settings
@@ -35,6 +36,7 @@ def build_parser(command_parsers, settings: dict | None = None) -> argparse.Argu
     add_pretraining_commands(commands, settings or {})
     add_model_commands(commands)
     add_image_commands(commands)
+    add_evaluation_command(commands)
     return parser
 
 
@@ -42,6 +44,7 @@ def main(argv: list[str], command_parsers) -> int:
     """Run the `mamo-hf` command `argv` with the parsers of `command_parsers` (the entry script's: `mamo_hf_cli.main`
     calls this); YAML files given with `--config` set defaults."""
     args = build_parser(command_parsers, yaml_settings(argv)).parse_args(argv)
+    args.command_line = ["mamo-hf", *argv]  # as typed, for the reports that record it (`eval`)
     try:
         args.run(args)
     except PretrainingError as error:

@@ -23,15 +23,15 @@ from ..errors import first_line
 from .options import integer_in
 
 
-def _retrieval_model(command: str, location: str, needs_itm_head: bool = False):
-    """The `MamoForImageTextRetrieval` and processor saved at `location`, or a one-line error naming it: not a
-    saved MAMO folder, or (with `needs_itm_head`) one whose ITM head was never trained (a bare `MamoModel`)."""
+def saved_retrieval_model(command: str, location: str, flag: str = "--model"):
+    """The `MamoForImageTextRetrieval` and processor saved at `location`, and whether its ITM head was saved with
+    it (False for a bare `MamoModel`, whose head would be untrained); a one-line error naming `flag` for a folder
+    that is not a saved MAMO model with its processor."""
     import json
 
     from ..modeling_mamo import MamoForImageTextRetrieval
     from ..processing_mamo import MamoProcessor
 
-    flag = "MODEL" if command == "app" else "--model"
     config = Path(location) / "config.json"
     model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
     if model_type != "mamo" or not (Path(location) / "processor_config.json").is_file():
@@ -40,12 +40,21 @@ def _retrieval_model(command: str, location: str, needs_itm_head: bool = False):
             "written by mamo-hf pretrain or save_pretrained)."
         )
     model, loading = MamoForImageTextRetrieval.from_pretrained(location, output_loading_info=True)
-    if needs_itm_head and any(key.startswith("itm_head") for key in loading["missing_keys"]):
+    has_itm_head = not any(key.startswith("itm_head") for key in loading["missing_keys"])
+    return model.eval(), MamoProcessor.from_pretrained(location), has_itm_head
+
+
+def _retrieval_model(command: str, location: str, needs_itm_head: bool = False):
+    """`saved_retrieval_model` of `--model` (`MODEL` for the app), without its ITM head's flag; with
+    `needs_itm_head`, a one-line error for a folder whose ITM head was never trained (a bare `MamoModel`)."""
+    flag = "MODEL" if command == "app" else "--model"
+    model, processor, has_itm_head = saved_retrieval_model(command, location, flag)
+    if needs_itm_head and not has_itm_head:
         raise SystemExit(
             f"mamo-hf {command}: error: {flag} {location} has no trained ITM head (a bare MamoModel): drop --rerank, "
             "or use a pre-trained or retrieval model."
         )
-    return model.eval(), MamoProcessor.from_pretrained(location)
+    return model, processor
 
 
 def index(args: argparse.Namespace) -> None:
@@ -170,4 +179,4 @@ def add_image_commands(commands: dict) -> None:
     app_parser.set_defaults(run=app)
 
 
-__all__ = ["add_image_commands"]
+__all__ = ["add_image_commands", "saved_retrieval_model"]

@@ -16,7 +16,8 @@ Captions are cleaned as training captions (`clean_caption`). Metrics, in %, per 
 than every other candidate (chance 50 % with one negative); `groups`, that accuracy per group (ARO relation or
 attribute pair, SugarCrepe file); `macro_accuracy`, the mean of the group accuracies over the groups of at least
 `min_group_size` items that are not in `excluded_groups` (ARO's VG-Attribution keeps the pairs of 25 items or more;
-its VG-Relation figure leaves out the relations its authors list as symmetric). Ties count as wrong.
+its VG-Relation figure leaves out the relations its authors list as symmetric), None when no group qualifies. Ties
+count as wrong.
 """
 
 import itertools
@@ -132,9 +133,10 @@ def winoground_outcomes(table: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"text": text, "image": image, "group": text & image}
 
 
-def _percent(passed: torch.Tensor) -> float:
-    """The share (%) of True in a boolean tensor (NaN for none)."""
-    return 100.0 * int(passed.sum()) / passed.numel() if passed.numel() else float("nan")
+def _percent(passed: torch.Tensor) -> float | None:
+    """The share (%) of True in a boolean tensor (None for none: no share of nothing, and never a NaN, which is not
+    JSON)."""
+    return 100.0 * int(passed.sum()) / passed.numel() if passed.numel() else None
 
 
 def winoground_metrics(item_scores: ItemScores) -> dict:
@@ -174,7 +176,7 @@ def choice_metrics(item_scores: ItemScores, min_group_size: int = 1, excluded_gr
     for kind, table in item_scores.scores.items():
         correct = choice_outcomes(table, item_scores.answers)
         groups = {group: _percent(correct[_group_mask(item_scores.groups, group)]) for group in counts}
-        macro = sum(groups[group] for group in kept) / len(kept) if kept else float("nan")
+        macro = sum(groups[group] for group in kept) / len(kept) if kept else None
         metrics[kind] = {"accuracy": _percent(correct), "macro_accuracy": macro, "groups": groups}
     return metrics
 

@@ -1,6 +1,8 @@
 """Scores of the standard benchmarks (`mamo_hf.evaluation.standard`): Winoground's text, image and group scores, choice
 accuracies, and a model's scores equal to a direct forward of each pair."""
 
+import json
+
 import pytest
 import torch
 from helpers import aro, retrieval_model_and_processor, winoground
@@ -61,6 +63,23 @@ def test_choice_accuracy_counts_strict_wins_per_group_and_macro():
     kept = choice_metrics(scores, min_group_size=2)
     assert kept["macro_groups"] == 1 and kept["itc"]["macro_accuracy"] == pytest.approx(100 / 3)
     assert choice_metrics(scores, excluded_groups=["on"])["itc"]["macro_accuracy"] == 50.0
+
+
+def test_a_macro_accuracy_without_a_qualifying_group_is_none_and_the_metrics_are_strict_json():
+    """ARO's VG-Attribution keeps the attribute pairs of 25 cases or more: on fewer cases no group qualifies, and the
+    macro accuracy is None (it was NaN, which `json.dumps` wrote as `NaN`, not JSON)."""
+    table = torch.tensor([[0.2, 0.9], [0.7, 0.3], [0.4, 0.6]])
+    scores = ItemScores({"itc": table}, ["red_large", "red_large", "green_small"], torch.tensor([1, 1, 1]))
+    metrics = choice_metrics(scores, min_group_size=25)
+    assert metrics["macro_groups"] == 0 and metrics["itc"]["macro_accuracy"] is None
+    assert metrics["itc"]["accuracy"] == pytest.approx(200 / 3)
+    json.loads(json.dumps(metrics, allow_nan=False), parse_constant=reject_constant)
+    every_group_excluded = choice_metrics(scores, excluded_groups=["red_large", "green_small"])
+    assert every_group_excluded["itc"]["macro_accuracy"] is None
+
+
+def reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 @pytest.fixture(scope="module")
