@@ -4,10 +4,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 VENV_PIL ?= .venv-pil
+VENV_DEMO ?= .venv-demo
+# The demo's torch: with an NVIDIA GPU, the CUDA build and torchvision; without one, the CPU wheel (190 MB instead of
+# 4.4 GB installed) and the PIL image backend. `make demo-cpu` asks for the CPU wheel whatever the machine has.
+HAS_GPU := $(shell nvidia-smi -L > /dev/null 2>&1 && echo yes)
+DEMO_TORCH ?= $(if $(HAS_GPU),torch torchvision,torch==2.13.0)
 PIP_FLAGS ?= --quiet --disable-pip-version-check
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup setup-pil demo demo-cpu test test-main test-pil style clean
+.PHONY: setup setup-pil setup-demo demo demo-cpu test test-main test-pil style clean
 
 setup: $(VENV)/.installed
 
@@ -27,13 +32,23 @@ $(VENV_PIL)/.installed: pyproject.toml constraints/ci.txt
 	$(VENV_PIL)/bin/pip install $(PIP_FLAGS) -c $(VENV_PIL)/constraints.txt -e ".[dev,app]"
 	touch $@
 
-demo: setup
-	$(VENV)/bin/mamo-hf demo
+# The demo's own environment: the package and what its quick start uses (easy-vqa), nothing for tests or the app.
+setup-demo: $(VENV_DEMO)/.installed
 
-# The same demo in the small environment: torch's CPU wheel (190 MB instead of the CUDA build that PyPI serves for
-# Linux, 4.4 GB installed), PIL image backend.
-demo-cpu: setup-pil
-	$(VENV_PIL)/bin/mamo-hf demo
+$(VENV_DEMO)/.installed: pyproject.toml constraints/ci.txt
+	$(PYTHON) -m venv $(VENV_DEMO)
+	grep -v -E '^(torch|torchvision)==' constraints/ci.txt > $(VENV_DEMO)/constraints.txt
+	$(VENV_DEMO)/bin/pip install $(PIP_FLAGS) $(if $(findstring torchvision,$(DEMO_TORCH)),-c constraints/ci.txt) $(DEMO_TORCH)
+	$(VENV_DEMO)/bin/pip install $(PIP_FLAGS) -c $(VENV_DEMO)/constraints.txt -e ".[demo]"
+	echo "$(DEMO_TORCH)" > $@
+
+demo: setup-demo
+	$(VENV_DEMO)/bin/mamo-hf demo
+
+# The demo on torch's CPU wheel, in a fresh environment, even on a machine with a GPU.
+demo-cpu:
+	rm -rf $(VENV_DEMO)
+	$(MAKE) demo DEMO_TORCH=torch==2.13.0
 
 test: test-main test-pil
 
@@ -49,4 +64,4 @@ style:
 	$(VENV)/bin/ruff check --line-length 119 --select E,F,W,I mamo_hf mamo_hf_cli.py tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) $(VENV_PIL) .transformers-tests .pytest_cache
+	rm -rf $(VENV) $(VENV_PIL) $(VENV_DEMO) .transformers-tests .pytest_cache

@@ -1,37 +1,21 @@
 """README.md's code runs as written. The quick start's shell block runs first, as a user runs it after `make demo`
 (which the test replaces by a 2-step `mamo-hf demo`, the same command and folder with fewer steps), in a folder that
-holds the repository's `examples/`; then every ```python block of the README, in order, in one session (later
-blocks use what earlier ones defined, as a reader would). The models are tiny and barely trained: this checks that
-the code runs, not what it finds."""
+holds the repository's `examples/`; then every ```python block of the README, each on its own, in a new interpreter,
+as a reader pastes one into a file and runs it. The models are tiny and barely trained: this checks that the code
+runs and prints, not what it finds."""
 
-import json
 import os
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 REPOSITORY = Path(__file__).parents[1]
 README = REPOSITORY / "README.md"
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 SHELL_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.DOTALL | re.MULTILINE)
-MAKE_DEMO = "make demo && source .venv/bin/activate"
+MAKE_DEMO = "make demo && source .venv-demo/bin/activate"
 SHORT_DEMO = "mamo-hf demo --max-steps 2 --demo-pairs 64 --eval-pairs 8 --num-workers 0 --report-to csv"
-
-RUN_BLOCKS = textwrap.dedent(
-    """
-    import json, sys, traceback
-    namespace = {"__name__": "__main__"}
-    for line, code in json.load(open(sys.argv[1])):
-        try:
-            exec(compile(code, f"README.md, block at line {line}", "exec"), namespace)
-        except Exception:
-            traceback.print_exc()
-            raise SystemExit(f"README.md: the block at line {line} failed")
-        print(f"ran the block at line {line}", flush=True)
-    """
-)
 
 
 def python_blocks(text: str) -> list[tuple[int, str]]:
@@ -63,16 +47,16 @@ def test_the_quick_start_runs_as_written_after_make_demo(tmp_path):
             command, shell=True, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=900
         )
         assert ran.returncode == 0, f"{command}\n{ran.stdout[-2000:]}{ran.stderr[-3000:]}"
-    blocks = python_blocks(README.read_text())
-    (tmp_path / "blocks.json").write_text(json.dumps(blocks))
-    result = subprocess.run(
-        [sys.executable, "-c", RUN_BLOCKS, str(tmp_path / "blocks.json")],
-        cwd=tmp_path,
-        env=environment,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    assert result.stdout.count("ran the block at line") == len(blocks)
+    for line, code in python_blocks(README.read_text()):
+        (tmp_path / "block.py").write_text(code)
+        ran = subprocess.run(
+            [sys.executable, "block.py"],
+            cwd=tmp_path,
+            env=environment,
+            stdin=subprocess.DEVNULL,  # a block that would stop at transformers' remote-code prompt fails
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert ran.returncode == 0, f"README.md, the block at line {line}:\n{ran.stdout[-2000:]}{ran.stderr[-4000:]}"
+        assert ran.stdout.strip(), f"README.md, the block at line {line} prints nothing"
