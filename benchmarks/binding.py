@@ -36,6 +36,7 @@ from pathlib import Path
 from seed_grid import load_results, run_missing
 
 from mamo_hf.cli import DEMO_SETTINGS
+from mamo_hf.data.negatives import DEFAULT_FAMILIES
 
 RESULTS = Path(__file__).parent / "results" / "binding.jsonl"
 OFF = 0.0
@@ -77,6 +78,13 @@ ARMS = {
     # tiny preset has none. `mamo_hn_repro` reruns `mamo_hn` to show that its rows still reproduce on this code.
     "mamo_hn_attention_dropout": {"model_config": {}, **NEGATIVES, "attention_dropout": 0.1},
     "mamo_hn_repro": {"model_config": {}, **NEGATIVES},
+    # Issue 27: the caption-negative rules rewritten for real captions (no word shuffles by default), against the same
+    # rules with shuffles added back, on the leak-free demo data; `ttm_hn` reruns on today's code.
+    "ttm_hn_shuffle": {
+        "model_config": TTM,
+        **NEGATIVES,
+        "caption_negative_families": [*DEFAULT_FAMILIES, "shuffle"],
+    },
 }
 TEMPLATES = ("list", "relation", "attribute")
 BENCHMARK_SEED = 12345
