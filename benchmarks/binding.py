@@ -26,14 +26,13 @@ paired sign-flip permutation test (2^n sign patterns; with 6 seeds the smallest 
 
 import argparse
 import fcntl
-import itertools
 import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from seed_grid import load_results, run_missing
+from seed_grid import load_results, paired_comparison, run_missing
 
 from mamo_hf.cli import DEMO_SETTINGS
 from mamo_hf.data.negatives import DEFAULT_FAMILIES
@@ -223,25 +222,17 @@ def run_grid(args) -> None:
     )
 
 
-def sign_flip_p_value(differences: list[float]) -> float:
-    """Exact two-sided paired permutation test of mean(differences) = 0: the share of the 2^n sign patterns whose
-    mean is at least as far from 0 as the observed one."""
-    observed = abs(statistics.mean(differences))
-    patterns = list(itertools.product((1, -1), repeat=len(differences)))
-    extreme = sum(
-        abs(statistics.mean(sign * value for sign, value in zip(signs, differences))) >= observed - 1e-12
-        for signs in patterns
-    )
-    return extreme / len(patterns)
-
-
 def summarize(args) -> None:
     by_arm: dict[str, dict[int, dict]] = {}
     for row in load_results(args.results):
         by_arm.setdefault(row["arm"], {})[row["seed"]] = row
     reference = by_arm.get(args.reference, {})
     metrics = args.metrics
-    print("| arm | seeds | s/run | " + " | ".join(metrics) + f" | Δ {metrics[0]} vs {args.reference}, paired |")
+    print(
+        "| arm | seeds | s/run | "
+        + " | ".join(metrics)
+        + f" | Δ {metrics[0]} vs {args.reference}, paired [95 % CI] (p, smallest detectable Δ) |"
+    )
     print("|" + "---|" * (4 + len(metrics)))
     for arm, runs in by_arm.items():
         cells = []
@@ -252,9 +243,11 @@ def summarize(args) -> None:
         common = sorted(set(runs) & set(reference))
         comparison = ""
         if arm != args.reference and len(common) > 1:
-            differences = [runs[seed][metrics[0]] - reference[seed][metrics[0]] for seed in common]
+            paired = paired_comparison([runs[seed][metrics[0]] - reference[seed][metrics[0]] for seed in common])
+            low, high = paired["ci95"]
             comparison = (
-                f"{statistics.mean(differences):+.1f} (n={len(common)}, p={sign_flip_p_value(differences):.3f})"
+                f"{paired['mean']:+.1f} [{low:+.1f}, {high:+.1f}] (n={paired['n']}, p={paired['p']:.3f}, "
+                f"detects ±{paired['detectable']})"
             )
         seconds = statistics.median(run["train_seconds"] for run in runs.values())
         seeds = ",".join(str(seed) for seed in sorted(runs))
