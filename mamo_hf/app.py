@@ -183,7 +183,7 @@ def _match_tab(gr, model, processor, examples: list[list[str]]) -> None:
                     elem_id="match-table",
                     interactive=False,
                     wrap=True,
-                    column_widths=["52%", "16%", "16%", "16%"],
+                    column_widths=["40%", "20%", "20%", "20%"],
                 )
         _examples(gr, "match", examples, [image, captions], table, match)
         button.click(match, [image, captions], table)
