@@ -54,7 +54,7 @@ def vocabulary_note(tokenizer, *texts: str) -> str:
     if not unknown:
         return ""
     return (
-        f"⚠️ Unknown to the model's tokenizer (read as [UNK]): **{' '.join(unknown)}**. The model cannot match "
+        f"⚠️ Unknown to the model's tokenizer (read as [UNK]): **{', '.join(unknown)}**. The model cannot match "
         "these words to anything; use words of its training captions."
     )
 
