@@ -5,9 +5,16 @@ Four tabs, each a thin view over the package's own functions (which the tests ch
 - **Match**: an image against captions, one per line: ITC cosine similarity, ITC probability over the captions and
   the ITM match probability of each (`match_scores`).
 - **Zero-shot**: an image against labels put into a prompt template, ranked by ITC (`zero_shot_classify`).
-- **Grad-CAM**: where in the image a phrase is, the Grad-CAM heat map of its ITM score (`phrase_heatmap`).
+- **Grad-CAM**: where in the image a phrase is, the Grad-CAM heat map of its ITM score (`phrase_heatmap`),
+  read out as the grounding protocol of `examples/grounding.py` measured it on the demo model (`gradcam_readout`;
+  there it finds the object no better than a random box, and the tab says so).
 - **Search** (with `--images FOLDER`): the folder's best images for a text, from its incremental index, ITC then ITM
   re-ranking (`mamo_hf.search`).
+
+With `--images`, the folder's first images are example rows of the first three tabs, and the first fills the inputs
+(`mamo_hf.app_examples`: with the demo data's captions, each image's own caption, a hard negative and a referring
+phrase). Words the model's tokenizer does not know are named under the texts. Pictures show at 256 px at least:
+small ones (the demo's 64 px) are enlarged pixel for pixel, never blurred.
 
 Gradio is an optional extra: `pip install "mamo-hf[app]"`.
 """
@@ -17,11 +24,23 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .evaluation.grounding import gradcam_heatmaps, heatmap_overlay
+from .app_examples import (
+    DEFAULT_CAPTIONS,
+    DEFAULT_LABELS,
+    DEFAULT_PHRASE,
+    app_examples,
+    default_template,
+    vocabulary_note,
+)
+from .evaluation.grounding import default_gradcam_layer, enlarged, gradcam_heatmaps, heatmap_overlay
 from .evaluation.zero_shot import zero_shot_classify
 from .search import search_index, update_index
 
 APP_EXTRA = 'pip install "mamo-hf[app]"'
+DISPLAY_SIDE = 256  # the least side, in pixels, at which a picture is shown
+PANEL = 320  # the side of a picture's panel, in CSS pixels
+# Pictures fill their panel (Gradio shows a small image at its own size, 64 px for the demo's), pixel for pixel.
+_STYLE = "<style>.mamo-picture img { object-fit: contain !important; image-rendering: pixelated; }</style>"
 
 
 @torch.no_grad()
@@ -42,13 +61,37 @@ def match_scores(model, processor, image: Image.Image, captions: list[str]) -> l
     ]
 
 
-def phrase_heatmap(model, processor, image: Image.Image, phrase: str) -> Image.Image:
-    """The image with the Grad-CAM heat map of `phrase`'s ITM score drawn over it (docs/method.md §5 "Downstream
-    tasks")."""
+# The Grad-CAM read-out of the app: the middle fusion layer (`default_gradcam_layer`, as ALBEF and
+# `examples/grounding.py` read it) and every text token as the query (ALBEF's), the read-out that grounded best on
+# validation scenes among those of `readout_variants` for the demo model. There, on held-out test scenes, it found the
+# referred object no more often than a random box (`GRADCAM_DEMO_RESULT`, in %, over `n` expressions, and the best
+# test accuracy of any read-out; from `benchmarks/results/app_gradcam_demo.json`, by `benchmarks/app_gradcam_demo.py`).
+GRADCAM_QUERIES = "text"
+GRADCAM_DEMO_RESULT = {"accuracy": 40.3, "standard_error": 1.8, "random_baseline": 40.43, "n": 742, "best_any": 42.05}
+
+
+def gradcam_readout(model) -> dict:
+    """`layer` and `queries` of the app's Grad-CAM for `model`: its middle fusion layer, text queries."""
+    return {"layer": default_gradcam_layer(len(model.mamo.fusion_encoder.layers)), "queries": GRADCAM_QUERIES}
+
+
+def phrase_heatmap(
+    model,
+    processor,
+    image: Image.Image,
+    phrase: str,
+    layer: int | None = None,
+    queries: str = "words",
+    min_side: int = DISPLAY_SIDE,
+) -> Image.Image:
+    """The Grad-CAM heat map of `phrase`'s ITM score (`gradcam_heatmaps` of `layer` and `queries`) drawn over the
+    image enlarged to at least `min_side` pixels a side (`enlarged`; docs/method.md §5 "Downstream tasks"). The map
+    is computed on the model's input, the image at the model's resolution."""
     image = image.convert("RGB")
     inputs = processor(images=[image], text=[phrase], return_tensors="pt")
-    heatmap = gradcam_heatmaps(model, inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"])[0]
-    return heatmap_overlay(image, heatmap)
+    ids, mask, pixels = inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"]
+    heatmap = gradcam_heatmaps(model, ids, mask, pixels, layer, queries)[0]
+    return heatmap_overlay(enlarged(image, min_side), heatmap)
 
 
 def _lines(text: str) -> list[str]:
@@ -57,22 +100,60 @@ def _lines(text: str) -> list[str]:
 
 def build_app(model, processor, image_folder: str | Path | None = None, title: str = "MAMO"):
     """The Gradio `Blocks` of the demo for a `MamoForImageTextRetrieval` and its processor; `image_folder` adds the
-    Search tab (its index is brought up to date when the app starts)."""
+    Search tab (its index is brought up to date when the app starts) and example inputs (`app_examples`)."""
     import gradio as gr
 
     model.eval()
     if image_folder is not None:
         update_index(image_folder, model, processor)
+    examples = app_examples(image_folder, processor.tokenizer)
     with gr.Blocks(title=title) as app:
+        gr.HTML(head=_STYLE, elem_id="mamo-style")
         gr.Markdown(f"# {title}\nMasked multimodal modeling (MAMO) for vision-language: ITC, ITM and Grad-CAM.")
-        for tab in (_match_tab, _zero_shot_tab, _gradcam_tab):
-            tab(gr, model, processor)
+        _match_tab(gr, model, processor, examples.match)
+        _zero_shot_tab(gr, model, processor, examples.zero_shot)
+        _gradcam_tab(gr, model, processor, examples.gradcam)
         if image_folder is not None:
             _search_tab(gr, model, processor, image_folder)
     return app
 
 
-def _match_tab(gr, model, processor) -> None:
+def _picture(gr, label: str, elem_id: str, value=None, interactive: bool | None = None):
+    """An image panel `PANEL` px a side whose picture fills it."""
+    return gr.Image(
+        value=value,
+        type="pil",
+        format="png",
+        label=label,
+        elem_id=elem_id,
+        elem_classes="mamo-picture",
+        height=PANEL,
+        width=PANEL,
+        interactive=interactive,
+    )
+
+
+def _first(rows: list[list[str]], column: int, default):
+    """Column `column` of the first example row (which fills the inputs when the page opens), or `default`."""
+    return rows[0][column] if rows else default
+
+
+def _examples(gr, name: str, rows: list[list[str]], inputs: list, outputs, run) -> None:
+    """The example rows of a tab: clicking one fills the inputs and runs the tab."""
+    if rows:
+        gr.Examples(
+            rows,
+            inputs,
+            outputs,
+            fn=run,
+            run_on_click=True,
+            cache_examples=False,
+            label="Examples: click one to fill the inputs and run it",
+            elem_id=f"{name}-examples",
+        )
+
+
+def _match_tab(gr, model, processor, examples: list[list[str]]) -> None:
     """Match: an image against captions, one per line, by ITC and ITM."""
 
     def match(image, captions_text):
@@ -83,17 +164,33 @@ def _match_tab(gr, model, processor) -> None:
         return [[row["caption"], *(round(row[name], 4) for name in ("cosine", "itc_probability", "itm_probability"))]
                 for row in rows]  # fmt: skip
 
+    def note(text):
+        return vocabulary_note(processor.tokenizer, text)
+
     with gr.Tab("Match"):
         with gr.Row():
-            match_image = gr.Image(type="pil", label="Image", elem_id="match-image")
-            captions = gr.Textbox(lines=4, label="Captions, one per line", elem_id="match-captions")
-        match_button = gr.Button("Score", elem_id="match-button")
-        headers = ["caption", "ITC cosine", "ITC probability", "ITM probability"]
-        table = gr.Dataframe(headers=headers, label="Scores", elem_id="match-table", interactive=False)
-        match_button.click(match, [match_image, captions], table)
+            with gr.Column(scale=0, min_width=PANEL):
+                image = _picture(gr, "Image", "match-image", _first(examples, 0, None))
+            with gr.Column():
+                text = _first(examples, 1, "\n".join(DEFAULT_CAPTIONS))
+                captions = gr.Textbox(text, lines=4, label="Captions, one per line", elem_id="match-captions")
+                warning = gr.Markdown(note(text), elem_id="match-vocabulary")
+                button = gr.Button("Score", variant="primary", elem_id="match-button")
+                headers = ["caption", "ITC cosine", "ITC probability", "ITM probability"]
+                table = gr.Dataframe(
+                    headers=headers,
+                    label="Scores",
+                    elem_id="match-table",
+                    interactive=False,
+                    wrap=True,
+                    column_widths=["40%", "20%", "20%", "20%"],
+                )
+        _examples(gr, "match", examples, [image, captions], table, match)
+        button.click(match, [image, captions], table)
+        captions.change(note, captions, warning, show_progress="hidden")
 
 
-def _zero_shot_tab(gr, model, processor) -> None:
+def _zero_shot_tab(gr, model, processor, examples: list[list[str]]) -> None:
     """Zero-shot: an image classified among labels put into a prompt template."""
 
     def classify(image, labels_text, template):
@@ -103,32 +200,69 @@ def _zero_shot_tab(gr, model, processor) -> None:
         ranked = zero_shot_classify(model, processor, [image.convert("RGB")], labels, hypothesis_template=template)
         return {entry["label"]: entry["score"] for entry in ranked[0]}
 
+    def note(labels_text, template):
+        return vocabulary_note(processor.tokenizer, (labels_text or "").replace(",", " "), template)
+
     with gr.Tab("Zero-shot"):
         with gr.Row():
-            label_image = gr.Image(type="pil", label="Image", elem_id="zero-shot-image")
+            with gr.Column(scale=0, min_width=PANEL):
+                image = _picture(gr, "Image", "zero-shot-image", _first(examples, 0, None))
             with gr.Column():
-                labels = gr.Textbox(label="Labels, separated by commas", elem_id="zero-shot-labels")
-                template = gr.Textbox(value="a photo of a {}", label="Template", elem_id="zero-shot-template")
-        classify_button = gr.Button("Classify", elem_id="zero-shot-button")
-        ranking = gr.Label(label="ITC probability", elem_id="zero-shot-ranking")
-        classify_button.click(classify, [label_image, labels, template], ranking)
+                label_text = _first(examples, 1, DEFAULT_LABELS)
+                template_text = _first(examples, 2, default_template(processor.tokenizer))
+                labels = gr.Textbox(label_text, label="Labels, separated by commas", elem_id="zero-shot-labels")
+                template = gr.Textbox(template_text, label="Template ({} is the label)", elem_id="zero-shot-template")
+                warning = gr.Markdown(note(label_text, template_text), elem_id="zero-shot-vocabulary")
+                button = gr.Button("Classify", variant="primary", elem_id="zero-shot-button")
+                ranking = gr.Label(label="ITC probability", elem_id="zero-shot-ranking")
+        _examples(gr, "zero-shot", examples, [image, labels, template], ranking, classify)
+        button.click(classify, [image, labels, template], ranking)
+        for text in (labels, template):
+            text.change(note, [labels, template], warning, show_progress="hidden")
 
 
-def _gradcam_tab(gr, model, processor) -> None:
+def _gradcam_tab(gr, model, processor, examples: list[list[str]]) -> None:
     """Grad-CAM: where in the image a phrase's ITM score comes from."""
+    readout = gradcam_readout(model)
 
     def locate(image, phrase):
         if image is None or not (phrase or "").strip():
             raise gr.Error("Give an image and a phrase.")
-        return phrase_heatmap(model, processor, image, phrase.strip())
+        return phrase_heatmap(model, processor, image, phrase.strip(), **readout)
+
+    def note(text):
+        return vocabulary_note(processor.tokenizer, text)
 
     with gr.Tab("Grad-CAM"):
         with gr.Row():
-            cam_image = gr.Image(type="pil", label="Image", elem_id="gradcam-image")
-            phrase = gr.Textbox(label="Phrase", elem_id="gradcam-phrase")
-        cam_button = gr.Button("Locate", elem_id="gradcam-button")
-        heat = gr.Image(type="pil", label="Grad-CAM of the ITM score", elem_id="gradcam-heatmap")
-        cam_button.click(locate, [cam_image, phrase], heat)
+            with gr.Column(scale=0, min_width=PANEL):
+                image = _picture(gr, "Image", "gradcam-image", _first(examples, 0, None))
+            with gr.Column(scale=0, min_width=PANEL):
+                heat = _picture(gr, "Grad-CAM of the ITM score", "gradcam-heatmap", interactive=False)
+            with gr.Column():
+                text = _first(examples, 1, DEFAULT_PHRASE)
+                phrase = gr.Textbox(text, label="Phrase", elem_id="gradcam-phrase")
+                warning = gr.Markdown(note(text), elem_id="gradcam-vocabulary")
+                button = gr.Button("Locate", variant="primary", elem_id="gradcam-button")
+                gr.Markdown(_gradcam_text(readout), elem_id="gradcam-readout")
+        _examples(gr, "gradcam", examples, [image, phrase], heat, locate)
+        button.click(locate, [image, phrase], heat)
+        phrase.change(note, phrase, warning, show_progress="hidden")
+
+
+def _gradcam_text(readout: dict) -> str:
+    """What the heat map is, and how well its read-out grounded phrases on the demo model (measured, not hoped)."""
+    result = GRADCAM_DEMO_RESULT
+    return (
+        f"The heat map is the Grad-CAM of the ITM match score in fusion layer {readout['layer']}, averaged over every "
+        "text token (brighter: that patch raised the score more).\n\n"
+        f"**On the demo model it does not find the object better than chance.** On {result['n']} phrases of new "
+        f"generated scenes it picked the right object {result['accuracy']:.1f} ± {result['standard_error']:.1f} % of "
+        f"the time; a box picked at random, {result['random_baseline']:.1f} %. No other layer, query or phrasing did "
+        f"clearly better (at most {result['best_any']:.1f} %). That model learned whole captions, never referring "
+        "phrases: fine-tune one on phrases, as examples/grounding.py does, for maps that point at the object "
+        "(measured by benchmarks/app_gradcam_demo.py)."
+    )
 
 
 def _search_tab(gr, model, processor, image_folder) -> None:
@@ -156,4 +290,4 @@ def _hit_caption(hit) -> str:
     return f"{hit.path}: ITC {hit.similarity:.3f}{itm}"
 
 
-__all__ = ["build_app", "match_scores", "phrase_heatmap"]
+__all__ = ["GRADCAM_DEMO_RESULT", "build_app", "gradcam_readout", "match_scores", "phrase_heatmap"]

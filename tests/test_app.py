@@ -1,21 +1,40 @@
-"""`mamo-hf app`: the scores it shows are the model's, and the page works end to end in a real headless browser
-(Debian's Chromium, driven by Playwright; skipped, with the reason, where Gradio, Playwright or Chromium is absent)."""
+"""`mamo-hf app`: the scores it shows are the model's, its examples and warnings fit the model's vocabulary, and the
+page works end to end in a real headless browser (Debian's Chromium, driven by Playwright; skipped, with the reason,
+where Gradio, Playwright or Chromium is absent), served by `mamo-hf app` in its own process."""
 
+import io
+import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
+from helpers import save_retrieval_model
 from PIL import Image
 
-from mamo_hf import MamoForImageTextRetrieval
-from mamo_hf.app import match_scores, phrase_heatmap
-from mamo_hf.data import tiny_config_and_processor
+from mamo_hf import MamoForImageTextRetrieval, MamoProcessor
+from mamo_hf.app import GRADCAM_DEMO_RESULT, gradcam_readout, match_scores, phrase_heatmap
+from mamo_hf.app_examples import (
+    DEFAULT_CAPTIONS,
+    DEFAULT_PHRASE,
+    app_examples,
+    default_template,
+    referring_phrase,
+    vocabulary_note,
+)
+from mamo_hf.data import demo_tokenizer, tiny_config_and_processor, write_demo_dataset
 from mamo_hf.evaluation import zero_shot_classify
 from mamo_hf.search import search_index
 
 CAPTIONS = ["a red square", "a blue circle"]
+MIN_SIDE = 256
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +70,44 @@ def test_match_scores_are_the_models_itc_and_itm_scores(model_and_processor, red
     assert (rows[0]["itc_probability"] > rows[1]["itc_probability"]) == bool(cosine[0] > cosine[1])  # same order
 
 
-def test_the_phrase_heatmap_is_drawn_over_the_image_at_its_size(model_and_processor, red_image):
+def test_the_phrase_heatmap_is_drawn_over_the_image_enlarged_to_a_readable_size(model_and_processor, red_image):
     model, processor = model_and_processor
     image = Image.open(red_image).convert("RGB")
-    overlay = phrase_heatmap(model, processor, image, "the red square")
-    assert overlay.size == image.size and overlay.tobytes() != image.tobytes()
+    overlay = phrase_heatmap(model, processor, image, "the red square", **gradcam_readout(model))
+    assert overlay.size == (384, 288)  # 64 × 48 enlarged 6 times, the least integer factor to a side of 256 px
+    assert overlay.tobytes() != image.resize(overlay.size, Image.Resampling.NEAREST).tobytes()
+
+
+def test_examples_come_from_the_folders_captions_in_words_the_model_knows(tmp_path):
+    write_demo_dataset(tmp_path / "demo-data", 3)
+    tokenizer = demo_tokenizer()
+    examples = app_examples(tmp_path / "demo-data" / "images", tokenizer)
+    captions = [line for row in examples.match for line in row[1].splitlines()]
+    assert len(examples.match) == 3 and len(captions) == 6  # each image's caption and a negative of it
+    assert {row[1] for row in examples.gradcam} <= {referring_phrase(caption) for caption in captions}
+    assert default_template(tokenizer) == "there is a {}" and examples.zero_shot[0][2] == "there is a {}"
+    texts = [
+        text for rows in (examples.match, examples.zero_shot, examples.gradcam) for row in rows for text in row[1:]
+    ]
+    assert vocabulary_note(tokenizer, *(text.replace(",", " ") for text in texts)) == ""
+    note = vocabulary_note(tokenizer, "a photo of a {}", "a zebra")
+    assert "photo" in note and "zebra" in note and "{}" not in note
+    plain = shutil.copytree(tmp_path / "demo-data" / "images", tmp_path / "plain" / "images")  # no caption file
+    rows = app_examples(plain, tokenizer)
+    assert [row[1] for row in rows.match] == ["\n".join(DEFAULT_CAPTIONS)] * 3
+    assert [row[1] for row in rows.gradcam] == [DEFAULT_PHRASE] * 3
+    assert app_examples(None, tokenizer).match == []
+
+
+def test_the_grad_cam_tab_states_what_its_read_out_measured_on_the_demo_model():
+    results = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "app_gradcam_demo.json").read_text())
+    chosen = results["chosen"]
+    demo_model = MamoForImageTextRetrieval(tiny_config_and_processor(64, patch_size=8)[0])  # the demo's 2 layers
+    assert gradcam_readout(demo_model) == {"layer": chosen["layer"], "queries": chosen["queries"]}
+    stated = {name: GRADCAM_DEMO_RESULT[name] for name in ("accuracy", "standard_error", "random_baseline", "n")}
+    assert stated == {name: chosen[name] for name in stated}
+    assert GRADCAM_DEMO_RESULT["best_any"] == max(row["accuracy"] for row in results["test"])
+    assert chosen["standard_error"] <= 3.0
 
 
 def _browser_or_skip():
@@ -73,57 +125,118 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_the_app_works_end_to_end_in_a_headless_browser(model_and_processor, red_image, tmp_path, monkeypatch):
+@contextmanager
+def served_app(model_folder: Path, images: Path, stderr_path: Path, timeout: float = 240):
+    """`mamo-hf app MODEL --images FOLDER` in its own process, its stderr written to `stderr_path`: the page's URL
+    once it answers; the server is stopped on exit."""
+    port = _free_port()
+    command = [sys.executable, "-m", "mamo_hf_cli", "app", str(model_folder), "--images", str(images)]
+    environment = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(stderr_path, "w") as stderr:
+        server = subprocess.Popen([*command, "--port", str(port)], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=stderr, env=environment)  # fmt: skip
+        try:
+            url, started = f"http://127.0.0.1:{port}/", time.monotonic()
+            while True:
+                try:
+                    urllib.request.urlopen(url, timeout=5).close()
+                    break
+                except OSError:
+                    assert server.poll() is None, stderr_path.read_text()[-3000:]
+                    assert time.monotonic() - started < timeout, "mamo-hf app did not answer"
+                    time.sleep(1)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+
+# The size of an <img> as the page paints it: its natural size and the width it is drawn at inside its box, by its
+# CSS `object-fit` (Gradio's own, `scale-down`, never enlarges a small image).
+_PAINTED = """(image) => {
+    const fit = getComputedStyle(image).objectFit;
+    const contain = Math.min(image.clientWidth / image.naturalWidth, image.clientHeight / image.naturalHeight);
+    const scale = {contain: contain, "scale-down": Math.min(contain, 1), none: 1}[fit];
+    const painted = fit === "fill" ? image.clientWidth : Math.floor(image.naturalWidth * scale);
+    return {natural: [image.naturalWidth, image.naturalHeight], painted: painted, fit: fit};
+}"""
+
+
+def _check_match_example(page, expect, model, processor, rows):
+    """The Match tab opens with the first example's captions; clicking the second fills it and scores it."""
+    expect(page.locator("#match-captions textarea")).to_have_value(rows[0][1])
+    page.locator("#match-examples tbody tr").nth(1).click()
+    image_path, text = rows[1]
+    captions = text.splitlines()
+    table = page.locator("#match-table")
+    expect(table).to_contain_text(captions[1], timeout=60_000)
+    for row in match_scores(model, processor, Image.open(image_path), captions):
+        expect(table).to_contain_text(f"{row['itm_probability']:.4f}".rstrip("0"))
+    assert page.locator("#match-image img").evaluate(_PAINTED)["painted"] >= MIN_SIDE
+
+
+def _check_zero_shot_example(page, expect, model, processor, rows):
+    """A template word the tokenizer does not know is named; clicking an example classifies its image."""
+    page.get_by_role("tab", name="Zero-shot").click()
+    page.locator("#zero-shot-template input, #zero-shot-template textarea").first.fill("a photo of a {}")
+    expect(page.locator("#zero-shot-vocabulary")).to_contain_text("photo", timeout=30_000)
+    page.locator("#zero-shot-examples tbody tr").nth(0).click()
+    image_path, labels, template = rows[0]
+    image = Image.open(image_path).convert("RGB")
+    ranked = zero_shot_classify(model, processor, [image], labels.split(", "), hypothesis_template=template)
+    expect(page.locator("#zero-shot-ranking h2")).to_have_text(ranked[0][0]["label"], timeout=60_000)
+    expect(page.locator("#zero-shot-vocabulary")).not_to_contain_text("photo")
+
+
+def _check_gradcam_example(page, expect, model, processor, rows):
+    """Clicking an example draws its heat map, the model's own, at 256 px or more, and painted as large."""
+    page.get_by_role("tab", name="Grad-CAM").click()
+    page.locator("#gradcam-examples tbody tr").nth(0).click()
+    shown = page.locator("#gradcam-heatmap img")
+    expect(shown).to_be_visible(timeout=60_000)
+    image_path, phrase = rows[0]
+    expected = phrase_heatmap(model, processor, Image.open(image_path), phrase, **gradcam_readout(model))
+    size = shown.evaluate(_PAINTED)
+    assert tuple(size["natural"]) == expected.size and min(expected.size) >= MIN_SIDE and size["painted"] >= MIN_SIDE
+    drawn = Image.open(io.BytesIO(page.request.get(shown.get_attribute("src")).body())).convert("RGB")
+    difference = torch.tensor(list(drawn.tobytes())) - torch.tensor(list(expected.tobytes()))
+    assert difference.abs().max() <= 2  # the same map, up to rounding
+    expect(page.locator("#gradcam-readout")).to_contain_text(f"{GRADCAM_DEMO_RESULT['accuracy']:.1f}")
+
+
+def _check_search(page, expect, model, processor, folder, query):
+    """The Search tab's gallery holds the folder's best images for a text, the best first."""
+    page.get_by_role("tab", name="Search").click()
+    page.locator("#search-query textarea, #search-query input").first.fill(query)
+    page.locator("#search-button").click()
+    best = search_index(folder, query, model, processor, top_k=5, rerank=10)
+    gallery = page.locator("#search-gallery")
+    expect(gallery.locator("img")).to_have_count(len(best), timeout=60_000)
+    gallery.locator("img").first.click()
+    expect(gallery).to_contain_text(best[0].path)
+
+
+def test_the_app_works_end_to_end_in_a_headless_browser(tmp_path):
     chromium = _browser_or_skip()
-    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     from playwright.sync_api import expect, sync_playwright
 
-    from mamo_hf.app import build_app
-
-    model, processor = model_and_processor
-    folder = red_image.parent
-    app, port = build_app(model, processor, image_folder=folder), _free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, share=False, quiet=True)
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(f"http://127.0.0.1:{port}/", timeout=60_000)
-
-            page.locator("#match-image input[type=file]").set_input_files(str(red_image))
-            page.locator("#match-captions textarea").fill("\n".join(CAPTIONS))
-            page.locator("#match-button").click()
-            table = page.locator("#match-table")
-            expect(table).to_contain_text(CAPTIONS[1], timeout=60_000)
-            for row in match_scores(model, processor, Image.open(red_image), CAPTIONS):
-                expect(table).to_contain_text(f"{row['itm_probability']:.4f}".rstrip("0"))
-            page.screenshot(path=str(tmp_path / "match.png"))
-
-            page.get_by_role("tab", name="Zero-shot").click()
-            page.locator("#zero-shot-image input[type=file]").set_input_files(str(red_image))
-            page.locator("#zero-shot-labels textarea, #zero-shot-labels input").first.fill("red, blue, green")
-            page.locator("#zero-shot-template textarea, #zero-shot-template input").first.fill("a {} square")
-            page.locator("#zero-shot-button").click()
-            image = Image.open(red_image).convert("RGB")
-            ranked = zero_shot_classify(model, processor, [image], ["red", "blue", "green"], "a {} square")
-            expect(page.locator("#zero-shot-ranking h2")).to_have_text(ranked[0][0]["label"], timeout=60_000)
-            expect(page.locator("#zero-shot-ranking")).to_contain_text(ranked[0][-1]["label"])
-
-            page.get_by_role("tab", name="Grad-CAM").click()
-            page.locator("#gradcam-image input[type=file]").set_input_files(str(red_image))
-            page.locator("#gradcam-phrase textarea, #gradcam-phrase input").first.fill("the red square")
-            page.locator("#gradcam-button").click()
-            expect(page.locator("#gradcam-heatmap img")).to_be_visible(timeout=60_000)
-
-            page.get_by_role("tab", name="Search").click()
-            page.locator("#search-query textarea, #search-query input").first.fill("a red square")
-            page.locator("#search-button").click()
-            best = search_index(folder, "a red square", model, processor, top_k=2, rerank=2)
-            gallery = page.locator("#search-gallery")
-            expect(gallery.locator("img")).to_have_count(2, timeout=60_000)
-            gallery.locator("img").first.click()
-            expect(gallery).to_contain_text(best[0].path)
-            browser.close()
-    finally:
-        app.close()
+    write_demo_dataset(tmp_path / "demo-data", 3)
+    folder, model_folder = tmp_path / "demo-data" / "images", save_retrieval_model(tmp_path)
+    model = MamoForImageTextRetrieval.from_pretrained(model_folder).eval()
+    processor = MamoProcessor.from_pretrained(model_folder)
+    examples = app_examples(folder, processor.tokenizer)
+    stderr = tmp_path / "server.err"
+    with served_app(model_folder, folder, stderr) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(url, timeout=60_000)
+        _check_match_example(page, expect, model, processor, examples.match)
+        page.screenshot(path=str(tmp_path / "match.png"))
+        _check_zero_shot_example(page, expect, model, processor, examples.zero_shot)
+        _check_gradcam_example(page, expect, model, processor, examples.gradcam)
+        _check_search(page, expect, model, processor, folder, examples.match[0][1].splitlines()[0])
+        assert page.locator(".toast-body").count() == 0  # no error (or warning) toast
+        browser.close()
+    log = stderr.read_text()
+    assert "Traceback" not in log and "warning" not in log.lower(), log[-3000:]
     assert os.path.getsize(tmp_path / "match.png") > 10_000

@@ -173,7 +173,12 @@ def add_image_commands(commands: dict) -> None:
 
     app_parser = commands["app"]
     app_parser.add_argument("model", help="a saved MAMO folder (e.g. mamo-demo)")
-    app_parser.add_argument("--images", default=None, help="a folder of images to search by text (adds a tab)")
+    app_parser.add_argument(
+        "--images",
+        default=None,
+        help="a folder of images: example inputs (with their captions from a captions.json in it or next to it, as "
+        "mamo-hf demo-data writes) and a tab that searches it by text",
+    )
     app_parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     app_parser.add_argument("--port", type=integer_in(1, 65535), default=7860, help="port (default 7860)")
     app_parser.set_defaults(run=app)

@@ -13,6 +13,7 @@ from mamo_hf.data.grounding import GroundingSample, generated_grounding_samples
 from mamo_hf.evaluation.grounding import (
     box_iou,
     box_scores,
+    enlarged,
     gradcam_heatmaps,
     grounding_accuracy,
     query_mask,
@@ -156,6 +157,17 @@ def test_overlay_is_a_readable_png(tmp_path):
         assert min(written.size) >= 256
     save_overlay(sample.image, torch.zeros(GRID, GRID), sample.boxes, 1, sample.boxes[0], tmp_path / "box.png")
     assert (tmp_path / "box.png").stat().st_size > 0
+
+
+def test_small_images_are_enlarged_pixel_for_pixel_to_a_readable_size():
+    image = Image.new("RGB", (64, 48), (10, 20, 30))
+    image.putpixel((3, 5), (250, 0, 0))
+    large = enlarged(image)
+    assert large.size == (384, 288)  # the least integer factor, 6, that brings the shorter side to 256
+    assert {large.getpixel((3 * 6 + dx, 5 * 6 + dy)) for dx in range(6) for dy in range(6)} == {(250, 0, 0)}
+    assert large.getpixel((3 * 6 + 6, 5 * 6)) == (10, 20, 30)  # nearest neighbour: no blur into the next block
+    photo = Image.new("RGB", (300, 400))
+    assert enlarged(photo) is photo
 
 
 def test_gradcam_names_the_model_it_needs(model_and_processor):
