@@ -1,8 +1,7 @@
 """Where MAMO's masked objectives should pay, and what a staged schedule saves (issue 28); caption negatives against
-training longer without them, and on held-out phrasing (issue 27). The decisive comparison, on the demo world.
+training longer without them (issue 27). The decisive comparison, on the demo world.
 
     python benchmarks/masked_modeling.py run --arms recipe_ttm recipe_mamo recipe_staged recipe_plain_long --jobs 2
-    python benchmarks/masked_modeling.py run --arms ood_list_hn ood_list_plain --jobs 2
     python benchmarks/masked_modeling.py equal-time       # scores the checkpoints at the reference arm's time
     python benchmarks/masked_modeling.py summary          # the tables of BENCHMARKS.md, with paired tests and CIs
 
@@ -22,10 +21,6 @@ of issue 17: ITM 6-way accuracy on the "list" template) and, at its last step, w
 `masked_modeling_probes.py` (dense probe, grounding after an identical fine-tune, retrieval R@1 after an identical
 fine-tune). `equal-time` then scores, for each arm and seed, the checkpoint whose training time is nearest to the
 reference's last step (each arm's time per step measured as the median over its seeds).
-
-The `ood_*` arms (issue 27's out-of-distribution check) train on "list" captions only, with or without caption
-negatives, 3,000 steps; the "relation" and "attribute" templates of the benchmark are then phrasings never seen in
-training.
 
 One process per run, one thread; rows are appended to `benchmarks/results/masked_modeling.jsonl`, and runs already
 there are skipped. Checkpoints are kept in `--runs` (a temporary folder by default) for `equal-time`.
@@ -47,8 +42,6 @@ ARMS = {
     "recipe_mamo": {**RECIPE, "model_config": {}},
     "recipe_staged": {**RECIPE, "model_config": {"masked_modeling_start_step": 4800}},
     "recipe_plain_long": {"max_steps": 9600, "checkpoint_every": 750, "model_config": TTM},
-    "ood_list_hn": {**NEGATIVES, "max_steps": 3000, "demo_templates": ["list"], "model_config": TTM},
-    "ood_list_plain": {"max_steps": 3000, "demo_templates": ["list"], "model_config": TTM},
 }
 REFERENCE = "recipe_ttm"
 PROBE_SEED = 0  # the instruments' fine-tunes draw alike for every arm and seed: the comparison is of checkpoints
