@@ -60,3 +60,36 @@ def test_the_quick_start_runs_as_written_after_make_demo(tmp_path):
         )
         assert ran.returncode == 0, f"README.md, the block at line {line}:\n{ran.stdout[-2000:]}{ran.stderr[-4000:]}"
         assert ran.stdout.strip(), f"README.md, the block at line {line} prints nothing"
+
+
+# What a measured number looks like: a mean ± std, a p-value, a ratio of costs, a decimal percentage, a time or a
+# difference in points. Chance levels, the paper's settings and counts of things are not measurements.
+MEASURED = re.compile(
+    r"±|\bp = 0\.|\b\d+\.\d+ ?×|\b\d+\.\d+ ?%|\b\d+(\.\d+)? ?(µs|ms|s|seconds|minutes|hours)\b|\b\d+(\.\d+)? points"
+)
+CODE_OR_PASSAGE = re.compile(r"^```.*?^```|<!-- numbers: [\w-]+ -->.*?<!-- /numbers -->", re.DOTALL | re.MULTILINE)
+
+
+def stray_measurements(text: str) -> list[str]:
+    """The lines of a Markdown text, outside code blocks and generated passages, that state a measured number (a
+    decimal percentage right after the word "chance" is a chance level, not a measurement)."""
+    prose = CODE_OR_PASSAGE.sub("", text)
+    return [
+        line
+        for line in prose.splitlines()
+        if MEASURED.search(re.sub(r"chance( is| of)? \d+(\.\d+)? ?%", "chance", line))
+    ]
+
+
+def test_the_readme_and_model_card_state_measured_numbers_only_in_generated_passages():
+    for name in ("README.md", "MODEL_CARD.md"):
+        assert stray_measurements((REPOSITORY / name).read_text()) == [], (
+            f"{name}: a measured number outside a passage of benchmarks/readme_numbers.py, which would go stale"
+        )
+
+
+def test_the_stray_number_check_finds_a_number_written_by_hand():
+    assert stray_measurements("ITC reaches 77.1 % after 6,000 steps.\n") == ["ITC reaches 77.1 % after 6,000 steps."]
+    assert stray_measurements("Δ −5.0 (p = 0.16)\n") != []
+    assert stray_measurements("chance 16.7 %, 75% of patches, 6 seeds\n") == []
+    assert stray_measurements("<!-- numbers: x -->\n77.1 ± 8.0\n<!-- /numbers -->\n") == []
