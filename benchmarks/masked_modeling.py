@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 
 from binding import NEGATIVES, PRIMARY, TTM, benchmark, train
-from seed_grid import load_results, run_missing
+from seed_grid import load_results, paired_comparison, run_missing
 
 RESULTS = Path(__file__).parent / "results" / "masked_modeling.jsonl"
 RECIPE = {**NEGATIVES, "max_steps": 6000, "checkpoint_every": 750}
@@ -130,6 +130,57 @@ def equal_time(args) -> None:
         print(f"{row['arm']} seed {row['seed']}: step {step} at {entry['seconds']:.0f} s", flush=True)
 
 
+# What `summary` reports of each run: the binding benchmark and the three instruments, by name and path in its row.
+METRICS = {
+    'binding, ITM 6-way "list"': (PRIMARY,),
+    "dense probe, colour mIoU": ("probes", "dense_probe", "colour", "miou"),
+    "dense probe, shape mIoU": ("probes", "dense_probe", "shape", "miou"),
+    "grounding accuracy": ("probes", "grounding", "accuracy"),
+    "retrieval ITC text R@1": ("probes", "retrieval", "after", "itc_txt_r1"),
+    "retrieval ITM text R@1": ("probes", "retrieval", "after", "itm_txt_r1"),
+    "retrieval ITM image R@1": ("probes", "retrieval", "after", "itm_img_r1"),
+}
+
+
+def metric(row: dict, path: tuple[str, ...]) -> float:
+    for key in path:
+        row = row[key]
+    return row
+
+
+def difference_cell(differences: list[float]) -> str:
+    """A paired difference with its interval, or the single seed's difference when there is only one."""
+    if len(differences) == 1:
+        return f"{differences[0]:+.1f} (1 seed: no interval)"
+    paired = paired_comparison(differences)
+    low, high = paired["ci95"]
+    interval = f"[{low:+.1f}, {high:+.1f}]"
+    return f"{paired['mean']:+.1f} {interval} (n={paired['n']}, p={paired['p']:.3f}, ±{paired['detectable']})"
+
+
+def summarize(args) -> None:
+    """Every arm's metrics at equal steps, and at the reference's time, against the reference on the same seeds."""
+    rows = load_results(args.results)
+    for kind, title in ((None, "equal steps (each arm's last step)"), ("equal_time", "equal training time")):
+        chosen = {(row["arm"], row["seed"]): row for row in rows if row.get("kind") == kind and "probes" in row}
+        if kind == "equal_time":  # the reference's own last step is its point at its own time
+            chosen |= {
+                key: row for key, row in {(r["arm"], r["seed"]): r for r in rows}.items() if key[0] == REFERENCE
+            }
+        arms = sorted({arm for arm, _ in chosen} - {REFERENCE})
+        print(f"\n### {title}: Δ against {REFERENCE}, paired [95 % CI] (n, p, detects ±)\n")
+        print("| metric | " + " | ".join([REFERENCE, *arms]) + " |")
+        print("|---|" + "---|" * (1 + len(arms)))
+        for name, path in METRICS.items():
+            reference = {seed: metric(row, path) for (arm, seed), row in chosen.items() if arm == REFERENCE}
+            cells = [f"{statistics.mean(reference.values()):.1f} (seeds: {len(reference)})" if reference else "—"]
+            for arm in arms:
+                ours = {seed: metric(row, path) for (other, seed), row in chosen.items() if other == arm}
+                common = sorted(set(ours) & set(reference))
+                cells.append(difference_cell([ours[seed] - reference[seed] for seed in common]) if common else "—")
+            print(f"| {name} | " + " | ".join(cells) + " |")
+
+
 def run_grid(args) -> None:
     args.runs.mkdir(parents=True, exist_ok=True)
     run_missing(
@@ -157,6 +208,7 @@ def main() -> None:
     one.add_argument("arm", choices=list(ARMS))
     one.add_argument("seed", type=int)
     commands.add_parser("equal-time", help="score the checkpoints at the reference arm's training time")
+    commands.add_parser("summary", help="the tables: every metric against the reference, at equal steps and time")
     for command in commands.choices.values():
         command.add_argument("--runs", type=Path, default=DEFAULT_RUNS, help="where the runs' folders are kept")
         command.add_argument("--results", type=Path, default=RESULTS)
@@ -165,6 +217,8 @@ def main() -> None:
         run_grid(args)
     elif args.command == "one":
         print(json.dumps(run_one(args.arm, args.seed, args.runs)))
+    elif args.command == "summary":
+        summarize(args)
     else:
         equal_time(args)
 
