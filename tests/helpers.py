@@ -786,3 +786,8 @@ def save_checkpoint_and_images(tmp_path):
 def images(folder):
     """The images that `save_checkpoint_and_images` wrote into `folder`, in RGB."""
     return [Image.open(folder / f"image{index}.png").convert("RGB") for index in range(len(SAVED_IMAGE_COLOURS))]
+
+
+def has_colour(image: Image.Image, colour, position=(0, 0)) -> bool:
+    """Whether a pixel is `colour`, up to JPEG's rounding."""
+    return max(abs(a - b) for a, b in zip(image.convert("RGB").getpixel(position), colour)) <= 8

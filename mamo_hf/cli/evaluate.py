@@ -26,16 +26,10 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
+from ..data.compositional import ARO_FILES, SUGARCREPE_FILES, aro_examples, sugarcrepe_examples, winoground_examples
 from ..data.finegrained import TEMPLATE_NEGATIVES
 from ..data.retrieval import load_retrieval_split
-from ..data.standard import (
-    ARO_FILES,
-    SUGARCREPE_FILES,
-    aro_examples,
-    karpathy_retrieval_split,
-    sugarcrepe_examples,
-    winoground_examples,
-)
+from ..data.standard import karpathy_retrieval_split
 from ..errors import first_line
 from ..evaluation.suite import (
     FINEGRAINED_EXAMPLES,

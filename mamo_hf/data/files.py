@@ -136,6 +136,13 @@ def expand_data_files(patterns) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def has_types(record: Any, fields: dict[str, type | tuple]) -> bool:
+    """Whether `record` is an object whose fields have the given types (`bool` is no number here)."""
+    return isinstance(record, dict) and all(
+        isinstance(record.get(name), kind) and not isinstance(record.get(name), bool) for name, kind in fields.items()
+    )
+
+
 def _not_utf8(file: Path, error: UnicodeDecodeError) -> ValueError:
     return ValueError(f"{file}: not UTF-8 text (byte {error.start}: {error.reason}); convert it to UTF-8.")
 

@@ -1,4 +1,4 @@
-"""Zero-shot scores on the standard compositional benchmarks (data: `mamo_hf.data.standard`), by ITC and by ITM.
+"""Zero-shot scores on the standard compositional benchmarks (data: `mamo_hf.data.compositional`), by ITC and by ITM.
 
 Each (image, caption) pair is scored by ITC (cosine similarity of the projected [CLS] features) and, when the model
 has an ITM head, by ITM (match probability of the fused pair), with `encode_corpus` and `itm_scores` of
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.standard import CaptionChoice, WinogroundExample
+from ..data.compositional import CaptionChoice, WinogroundExample
 from ..data.transforms import clean_caption
 from .retrieval import base_and_itm_head, encode_corpus, itm_scores
 

@@ -6,7 +6,7 @@ of its module (`mamo_hf.evaluation.retrieval`, `.finegrained`, `.standard`):
 - `score_retrieval`: an ALBEF evaluation file (`mamo_hf.data.retrieval.load_retrieval_split`) or a Karpathy split
   (`mamo_hf.data.standard.karpathy_retrieval_split`);
 - `score_finegrained`: the fine-grained benchmark's generated scenes (`mamo_hf.data.finegrained`), no file;
-- `score_winoground`, `score_aro`, `score_sugarcrepe`: the readers of `mamo_hf.data.standard`.
+- `score_winoground`, `score_aro`, `score_sugarcrepe`: the readers of `mamo_hf.data.compositional`.
 
 Each returns **flat scores**: `n`, the number of items (retrieval: images); `<kind>_<metric>`, a score in % by ITC
 (`itc_`), by ITM (`itm_`, only for a model with an ITM head) or by chance (`chance_`); other plain entries that say
@@ -20,9 +20,9 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from ..data.compositional import CaptionChoice, WinogroundExample
 from ..data.finegrained import TEMPLATE_NEGATIVES, chance_accuracy, finegrained_examples
 from ..data.retrieval import RetrievalSplit
-from ..data.standard import CaptionChoice, WinogroundExample
 from .finegrained import evaluate_finegrained
 from .retrieval import evaluate_retrieval
 from .standard import CHOICE_CHANCE, WINOGROUND_CHANCE, evaluate_choices, evaluate_winoground

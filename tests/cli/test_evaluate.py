@@ -20,15 +20,9 @@ from helpers import (
 
 from mamo_hf import MamoForImageTextRetrieval, MamoModel, MamoProcessor
 from mamo_hf.cli import build_parser
+from mamo_hf.data.compositional import aro_examples, sugarcrepe_examples, winoground_examples
 from mamo_hf.data.finegrained import chance_accuracy, finegrained_examples
-from mamo_hf.data.standard import (
-    aro_examples,
-    karpathy_retrieval_records,
-    karpathy_retrieval_split,
-    sugarcrepe_examples,
-    winoground_examples,
-    write_json,
-)
+from mamo_hf.data.standard import karpathy_retrieval_records, karpathy_retrieval_split, write_json
 from mamo_hf.evaluation.finegrained import evaluate_finegrained
 from mamo_hf.evaluation.retrieval import evaluate_retrieval
 from mamo_hf.evaluation.standard import evaluate_choices, evaluate_winoground

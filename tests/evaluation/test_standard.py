@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import aro, retrieval_model_and_processor, winoground
 
-from mamo_hf.data.standard import aro_examples, winoground_examples
+from mamo_hf.data.compositional import aro_examples, winoground_examples
 from mamo_hf.data.transforms import clean_caption
 from mamo_hf.evaluation.standard import (
     ItemScores,

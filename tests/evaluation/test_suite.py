@@ -6,7 +6,7 @@ import json
 import pytest
 from helpers import aro, retrieval_model_and_processor
 
-from mamo_hf.data.standard import aro_examples
+from mamo_hf.data.compositional import aro_examples
 from mamo_hf.evaluation.suite import markdown_report, markdown_table, score_aro, score_finegrained, write_scores
 
 
