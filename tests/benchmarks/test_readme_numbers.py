@@ -51,3 +51,27 @@ def test_a_missing_arm_is_named_rather_than_left_out(tmp_path, monkeypatch):
     write_arms(tmp_path, {"a": [1.0, 2.0]})
     with pytest.raises(SystemExit, match="no arm 'gone' in benchmarks/results/grid.jsonl"):
         readme_numbers.Scores("grid.jsonl", "gone").by_seed()
+
+
+def test_equal_time_takes_the_checkpoint_nearest_to_the_other_runs_whole_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(readme_numbers, "RESULTS", tmp_path)
+    steps = range(750, 6001, 750)
+    rows = [
+        {"arm": "ttm_hn", "seed": 0, "steps": 1500, "train_seconds": 300.0},  # 0.2 s a step: 6,000 steps = 1,200 s
+        {"arm": "mamo_hn", "seed": 0, "steps": 1500, "train_seconds": 450.0},  # 0.3 s a step: 1,200 s = step 4,000
+        {
+            "arm": "curve_ttm_hn",
+            "seed": 0,
+            "steps": 6000,
+            "curve": [{"step": s, "list_itm_accuracy": 1.0} for s in steps],
+        },
+        {
+            "arm": "curve_mamo_hn",
+            "seed": 0,
+            "steps": 6000,
+            "curve": [{"step": s, "list_itm_accuracy": s} for s in steps],
+        },
+    ]
+    (tmp_path / "curves.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    at_equal_time = readme_numbers.Scores("curves.jsonl", "curve_mamo_hn", at_seconds_of=("curve_ttm_hn", "ttm_hn"))
+    assert at_equal_time.by_seed() == {0: 3750}  # 1,125 s is nearer to 1,200 s than 4,500 steps' 1,350 s
