@@ -65,8 +65,8 @@ def index(args: argparse.Namespace) -> None:
     index_path = Path(args.index) if args.index else default_index_path(args.folder)
     try:
         update = update_index(args.folder, model, processor, index_path, batch_size=args.batch_size)
-    except ValueError as error:
-        raise SystemExit(f"mamo-hf index: error: {error}") from None
+    except (ValueError, OSError) as error:  # OSError: an index that cannot be written
+        raise SystemExit(f"mamo-hf index: error: {first_line(error)}") from None
     print(update.summary(index_path))
 
 
@@ -84,8 +84,8 @@ def search(args: argparse.Namespace) -> None:
         if update and (update.added or update.updated or update.removed or update.unreadable):
             print(update.summary(index_path))
         hits = search_index(args.folder, args.text, model, processor, index_path, args.top_k, args.rerank)
-    except ValueError as error:
-        raise SystemExit(f"mamo-hf search: error: {error}") from None
+    except (ValueError, OSError) as error:  # OSError: an index that cannot be written
+        raise SystemExit(f"mamo-hf search: error: {first_line(error)}") from None
     if not hits:
         reason = f"{len(update.unreadable)} unreadable" if update else "run without --no-update to index them again"
         raise SystemExit(f"mamo-hf search: error: {args.folder}: no indexed image can be read ({reason}).")

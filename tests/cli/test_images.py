@@ -42,6 +42,21 @@ def test_the_commands_index_and_search_a_folder_and_answer_bad_input_with_one_li
         main(["index", str(photos / "gone"), "--model", str(saved_model)])
 
 
+def test_an_index_that_cannot_be_written_is_one_line(photos, saved_model, monkeypatch):
+    """Issue 29 (battery): `index` and `search` into a read-only folder (or on a full disk) answer with one line
+    naming the index file, not a traceback."""
+    import mamo_hf.search
+
+    def read_only(tensors, path, metadata=None):
+        raise OSError(30, "Read-only file system", path)
+
+    monkeypatch.setattr(mamo_hf.search, "save_file", read_only)
+    for command in (["index", str(photos)], ["search", str(photos), "a red square"]):
+        with pytest.raises(SystemExit, match=f"mamo-hf {command[0]}: error: .*could not write the index") as raised:
+            main([*command, "--model", str(saved_model)])
+        assert "Read-only file system" in str(raised.value) and len(str(raised.value).splitlines()) == 1
+
+
 def test_index_and_search_refuse_what_would_mislead(photos, saved_model, tmp_path, capsys):
     """No images, an empty query, an index path that is a folder or in a missing folder, and re-ranking by the
     untrained ITM head of a bare `MamoModel`: each a one-line error, nothing written."""
