@@ -97,6 +97,24 @@ def written_or_cleared(staging: Path, what: str):
         ) from None
 
 
+def output_dir_error(error: OSError, output_dir: Path) -> CheckpointError | None:
+    """An `OSError` on a path in `output_dir` (the folder deleted, made read-only or full while the run trains) as
+    one line saying so; `None` for any other."""
+    if error.filename is None:
+        return None
+    folder, path = Path(os.path.abspath(output_dir)), Path(os.path.abspath(error.filename))
+    if path != folder and folder not in path.parents:
+        return None
+    if not folder.is_dir():
+        return CheckpointError(
+            f"--output-dir {output_dir} was deleted during the run: its checkpoints went with it; start the run again."
+        )
+    return CheckpointError(
+        f"--output-dir {output_dir}: could not write {path.relative_to(folder)} ({error.strerror}); the last "
+        "complete checkpoint is kept: make the folder writable or free space, then run again with --resume latest."
+    )
+
+
 def _os_message(error: Exception) -> str:
     """The system's words in a writer's error: safetensors wraps them (`IoError(Os { ..., message: "No space left on
     device" })`); torch's first line otherwise."""

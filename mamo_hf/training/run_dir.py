@@ -71,9 +71,13 @@ class OutputDirLock:
         raise OutputDirInUseError(f"--output-dir {self.path.parent}: another run took the lock at the same time.")
 
     def release(self) -> None:
-        """Remove the lock if this process holds it."""
+        """Remove the lock if this process holds it; a lock that cannot be removed (a folder made read-only) is left,
+        with a warning: its owner is gone, so the next run takes it over."""
         if self._holder() == self.owner:
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError as error:
+                logger.warning(f"Cannot remove the lock {self.path} ({error.strerror}): the next run takes it over.")
 
     def _holder(self) -> dict:
         """The lock's owner, or {} for a lock that cannot be read or holds no owner (valid JSON of another shape)."""

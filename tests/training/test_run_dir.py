@@ -128,3 +128,20 @@ def test_a_lock_holding_json_that_names_no_owner_is_one_line(tmp_path, content):
     reset_accelerate()
     os.utime(lock, (0, 0))  # an old lock without an owner is stale: taken over
     assert pretrain(run).summary["steps"] == 2
+
+
+def test_a_lock_that_cannot_be_removed_at_the_end_is_left_for_the_next_run_to_take_over(tmp_path, monkeypatch):
+    """Issue 29 (battery): a folder made read-only during the run cannot lose its lock; the run still ends with its
+    own result (here, success), not with an `OSError` from removing the lock (a lock whose process is gone is taken
+    over: `test_a_second_run_on_a_live_runs_folder_refuses_and_a_stale_lock_is_taken_over`)."""
+    real_unlink = Path.unlink
+
+    def read_only(self, missing_ok=False):
+        if self.name == LOCK_FILE:
+            raise OSError(30, "Read-only file system", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    run = tiny_run(tmp_path, max_steps=2)
+    assert pretrain(run).summary["steps"] == 2
+    assert json.loads((Path(run.output_dir) / LOCK_FILE).read_text())["pid"] == os.getpid()  # gone with this run
