@@ -155,9 +155,10 @@ def check_output_dir_is_free(output_dir: Path, overwrite: bool = False) -> None:
             f"{', ...' if len(foreign) > 3 else ''}): a run writes only into a new or empty folder, or one of its "
             "own, and never changes your files; choose another folder."
         )
-    if recorded and not overwrite:
+    results = sorted(name for name in recorded if (Path(output_dir) / name).exists())  # not those deleted since
+    if results and not overwrite:
         raise OutputDirInUseError(
-            f"--output-dir {output_dir} holds another run's results ({', '.join(sorted(recorded)[:3])}): continue it "
+            f"--output-dir {output_dir} holds another run's results ({', '.join(results[:3])}): continue it "
             "with --resume latest, replace it with --overwrite-output-dir, or choose another folder."
         )
 

@@ -145,3 +145,21 @@ def test_a_lock_that_cannot_be_removed_at_the_end_is_left_for_the_next_run_to_ta
     run = tiny_run(tmp_path, max_steps=2)
     assert pretrain(run).summary["steps"] == 2
     assert json.loads((Path(run.output_dir) / LOCK_FILE).read_text())["pid"] == os.getpid()  # gone with this run
+
+
+def test_a_refusal_names_only_results_still_there_and_a_folder_emptied_by_hand_is_free(tmp_path):
+    """Issue 29 (battery): the refusal listed what the run's record names, gone or not (`.final-model.tmp`, a
+    staging folder renamed long ago), and a folder whose results were all deleted by hand (`rm -r run/*` leaves the
+    hidden record) was still refused as holding another run's results."""
+    import shutil
+
+    run = tiny_run(tmp_path, max_steps=2)
+    pretrain(run)
+    reset_accelerate()
+    with pytest.raises(OutputDirInUseError, match=r"results \(README.md, config.json, configuration_mamo.py\)"):
+        pretrain(run)
+    for path in Path(run.output_dir).iterdir():
+        if not path.name.startswith("."):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    reset_accelerate()
+    assert pretrain(run).summary["steps"] == 2
