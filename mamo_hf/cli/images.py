@@ -33,8 +33,15 @@ def saved_retrieval_model(command: str, location: str, flag: str = "--model"):
     from ..processing_mamo import MamoProcessor
 
     config = Path(location) / "config.json"
-    model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
-    if model_type != "mamo" or not (Path(location) / "processor_config.json").is_file():
+    try:
+        settings = json.loads(config.read_bytes()) if config.is_file() else {}
+    except (UnicodeDecodeError, ValueError):
+        settings = None
+    if not isinstance(settings, dict):
+        raise SystemExit(
+            f"mamo-hf {command}: error: {flag} {location}: {config} is not a JSON object; save the model again."
+        )
+    if settings.get("model_type") != "mamo" or not (Path(location) / "processor_config.json").is_file():
         raise SystemExit(
             f"mamo-hf {command}: error: {flag} {location}: not a saved MAMO model with its processor (a folder "
             "written by mamo-hf pretrain or save_pretrained)."

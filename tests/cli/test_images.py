@@ -57,6 +57,15 @@ def test_an_index_that_cannot_be_written_is_one_line(photos, saved_model, monkey
         assert "Read-only file system" in str(raised.value) and len(str(raised.value).splitlines()) == 1
 
 
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe{", b"[1, 2]", b'{"model_type": "mamo"'])
+def test_a_model_folder_whose_config_json_is_not_a_json_object_is_one_line(photos, saved_model, content):
+    """Issue 29 (battery): an empty, non-UTF-8, truncated or non-object config.json in --model was a
+    JSONDecodeError, UnicodeDecodeError or AttributeError traceback."""
+    (saved_model / "config.json").write_bytes(content)
+    with pytest.raises(SystemExit, match="mamo-hf index: error: --model .*config.json is not a JSON object"):
+        main(["index", str(photos), "--model", str(saved_model)])
+
+
 def test_index_and_search_refuse_what_would_mislead(photos, saved_model, tmp_path, capsys):
     """No images, an empty query, an index path that is a folder or in a missing folder, and re-ranking by the
     untrained ITM head of a bare `MamoModel`: each a one-line error, nothing written."""
