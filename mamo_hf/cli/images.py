@@ -46,7 +46,12 @@ def saved_retrieval_model(command: str, location: str, flag: str = "--model"):
             f"mamo-hf {command}: error: {flag} {location}: not a saved MAMO model with its processor (a folder "
             "written by mamo-hf pretrain or save_pretrained)."
         )
-    model, loading = MamoForImageTextRetrieval.from_pretrained(location, output_loading_info=True)
+    try:
+        model, loading = MamoForImageTextRetrieval.from_pretrained(location, output_loading_info=True)
+    except (ValueError, OSError, RuntimeError) as error:  # a config that contradicts itself or its weights' shapes
+        raise SystemExit(
+            f"mamo-hf {command}: error: {flag} {location}: cannot load it ({first_line(error)})"
+        ) from None
     has_itm_head = not any(key.startswith("itm_head") for key in loading["missing_keys"])
     return model.eval(), MamoProcessor.from_pretrained(location), has_itm_head
 
@@ -83,6 +88,10 @@ def search(args: argparse.Namespace) -> None:
 
     if not args.text.strip():
         raise SystemExit("mamo-hf search: error: TEXT is empty: say what to look for.")
+    try:
+        args.text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 reach Python as surrogates, which no tokenizer takes
+        raise SystemExit("mamo-hf search: error: TEXT is not UTF-8 text: type it in a UTF-8 terminal.") from None
     model, processor = _retrieval_model("search", args.model, needs_itm_head=args.rerank > 0)
     _check_words(args.text, processor.tokenizer)
     index_path = Path(args.index) if args.index else default_index_path(args.folder)

@@ -66,6 +66,29 @@ def test_a_model_folder_whose_config_json_is_not_a_json_object_is_one_line(photo
         main(["index", str(photos), "--model", str(saved_model)])
 
 
+@pytest.mark.parametrize("missing", ["text_config.hidden_size", "vision_config"])
+def test_a_model_folder_whose_config_does_not_fit_its_weights_is_one_line(photos, saved_model, missing):
+    """Issue 29 (battery): a config.json missing a field (defaults that contradict the rest, or shapes that do not
+    fit the weights) was a ValueError or RuntimeError traceback from loading."""
+    import json
+
+    config = json.loads((saved_model / "config.json").read_text())
+    section, _, key = missing.partition(".")
+    del (config[section] if key else config)[key or section]
+    (saved_model / "config.json").write_text(json.dumps(config))
+    for command in (["index", str(photos)], ["search", str(photos), "a red square"]):
+        with pytest.raises(SystemExit, match=f"mamo-hf {command[0]}: error: --model .*: cannot load it \\(") as raised:
+            main([*command, "--model", str(saved_model)])
+        assert len(str(raised.value).splitlines()) == 1
+
+
+def test_a_query_that_is_not_utf8_is_one_line(photos, saved_model):
+    """Issue 29 (battery): a query of bytes that are not UTF-8 (Python passes them on as surrogates) was a TypeError
+    traceback from the tokenizer."""
+    with pytest.raises(SystemExit, match="mamo-hf search: error: TEXT is not UTF-8 text"):
+        main(["search", str(photos), "red \udcff\udcfe square", "--model", str(saved_model)])
+
+
 def test_index_and_search_refuse_what_would_mislead(photos, saved_model, tmp_path, capsys):
     """No images, an empty query, an index path that is a folder or in a missing folder, and re-ranking by the
     untrained ITM head of a bare `MamoModel`: each a one-line error, nothing written."""
