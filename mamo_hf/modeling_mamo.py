@@ -15,9 +15,11 @@
 "Architecture")."""
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from enum import Enum
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -461,6 +463,23 @@ class MamoPreTrainedModel(PreTrainedModel):
         r"^(itm_head|mlm_head|mim_predictor|mrm_predictor|vqa_head|nlvr_head)\.",
         r"^(image_queue|text_queue|queue_pointer|teacher_updates)$",
     ]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing at once, with an `OSError` naming it, a local path that cannot
+        be a saved model: a file, or (without a `config`) a folder without `config.json`, as a training
+        `checkpoint-N` is (transformers would unpickle the file as weights, or build a default config that fits no
+        weight)."""
+        if isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
+            path = Path(pretrained_model_name_or_path) / kwargs.get("subfolder", "")
+            if path.is_file():
+                raise OSError(f"{path} is a file: give the folder written by save_pretrained.")
+            if path.is_dir() and kwargs.get("config") is None and not (path / "config.json").is_file():
+                raise OSError(
+                    f"{path} has no config.json: not a folder written by save_pretrained (a training checkpoint-N "
+                    "holds weights alone: load the run's folder, or pass config=)."
+                )
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False):
         # transformers skips, for code outside the library, modules whose own tensors are all loaded (or that have

@@ -130,6 +130,21 @@ def test_activation_checkpointing_matches_plain(model):
         torch.testing.assert_close(checkpointed_grads[name], plain_grads[name], atol=1e-6, rtol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize("model_class", [MamoModel, MamoForPreTraining])
+def test_from_pretrained_of_a_file_or_a_folder_without_config_is_an_os_error_naming_it(model, tmp_path, model_class):
+    """Issue 29 (battery): the path of a file (`model/config.json`) was unpickled as weights after 30 s of Hub
+    retries, and a training `checkpoint-N` folder (weights without config.json) loaded a default MAMO-base config
+    and failed on every size; both are now one `OSError` naming the path, at once."""
+    model.save_pretrained(tmp_path / "model")
+    with pytest.raises(OSError, match=f"{tmp_path / 'model' / 'config.json'} is a file: give the folder"):
+        model_class.from_pretrained(tmp_path / "model" / "config.json")
+    (tmp_path / "model" / "config.json").rename(tmp_path / "config.json")
+    with pytest.raises(OSError, match=f"{tmp_path / 'model'} has no config.json: not a folder written by save_pretr"):
+        model_class.from_pretrained(str(tmp_path / "model"))
+    config = MamoConfig.from_pretrained(tmp_path)  # a config given: the folder's weights load with it
+    assert type(model_class.from_pretrained(tmp_path / "model", config=config)) is model_class
+
+
 def test_save_load_round_trip_uses_safetensors(model, tmp_path):
     batch = random_pairs(model.config)
     model.save_pretrained(tmp_path)
