@@ -424,7 +424,13 @@ class MamoTextEmbeddings(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)
+            try:
+                inputs_embeds = self.word_embeddings(input_ids)
+            except IndexError:  # torch's "index out of range in self" (on CPU; caught here at no cost per step)
+                raise ValueError(
+                    f"input_ids hold ids outside the vocabulary of {self.word_embeddings.num_embeddings} tokens "
+                    f"(from {int(input_ids.min())} to {int(input_ids.max())}): tokenize with this model's processor."
+                ) from None
         length = inputs_embeds.shape[1]
         if length > self.max_position_embeddings:
             raise ValueError(

@@ -145,6 +145,16 @@ def test_from_pretrained_of_a_file_or_a_folder_without_config_is_an_os_error_nam
     assert type(model_class.from_pretrained(tmp_path / "model", config=config)) is model_class
 
 
+@pytest.mark.parametrize("bad_id", [10**6, -1])
+def test_input_ids_outside_the_vocabulary_are_a_value_error_naming_the_vocabulary(model, bad_id):
+    """Issue 29 (battery): an id beyond the vocabulary (another model's tokenizer) was torch's IndexError "index out
+    of range in self"."""
+    input_ids = torch.tensor([[2, bad_id, 3]])
+    vocabulary = f"outside the vocabulary of {model.config.text_config.vocab_size} tokens"
+    with pytest.raises(ValueError, match=f"{vocabulary} \\(from {min(bad_id, 2)} to {max(bad_id, 3)}\\)"):
+        model.get_text_features(input_ids=input_ids)
+
+
 def test_save_load_round_trip_uses_safetensors(model, tmp_path):
     batch = random_pairs(model.config)
     model.save_pretrained(tmp_path)
