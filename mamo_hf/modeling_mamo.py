@@ -517,7 +517,10 @@ class MamoPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, with an `auto_map` naming every MAMO class, so that the folder loads
-        with `trust_remote_code=True` through any of the Auto classes MAMO registers."""
+        with `trust_remote_code=True` through any of the Auto classes MAMO registers; a path that is a file is an
+        `OSError` naming it (transformers only logs it, saves nothing and returns as if it had saved)."""
+        if os.path.isfile(save_directory):
+            raise OSError(f"{save_directory} is a file: save_pretrained writes a folder; give a folder's path.")
         if isinstance(self.config, MamoConfig):
             self.config.auto_map = {**MAMO_AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         return super().save_pretrained(save_directory, *args, **kwargs)

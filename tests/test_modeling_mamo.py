@@ -155,6 +155,15 @@ def test_input_ids_outside_the_vocabulary_are_a_value_error_naming_the_vocabular
         model.get_text_features(input_ids=input_ids)
 
 
+def test_save_pretrained_into_a_file_is_an_os_error_and_leaves_the_file(model, tmp_path):
+    """Issue 29 (battery): transformers logged "should be a directory, not a file", saved nothing and returned as
+    if it had saved."""
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(OSError, match="notes.txt is a file: save_pretrained writes a folder"):
+        model.save_pretrained(tmp_path / "notes.txt")
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
 def test_save_load_round_trip_uses_safetensors(model, tmp_path):
     batch = random_pairs(model.config)
     model.save_pretrained(tmp_path)
