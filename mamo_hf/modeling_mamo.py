@@ -432,6 +432,8 @@ class MamoTextEmbeddings(nn.Module):
                     f"(from {int(input_ids.min())} to {int(input_ids.max())}): tokenize with this model's processor."
                 ) from None
         length = inputs_embeds.shape[1]
+        if length == 0:
+            raise ValueError("The text has no tokens (input_ids of length 0); tokenize it with the model's processor.")
         if length > self.max_position_embeddings:
             raise ValueError(
                 f"The text has {length} tokens but the text encoder accepts at most {self.max_position_embeddings} "

@@ -155,6 +155,12 @@ def test_input_ids_outside_the_vocabulary_are_a_value_error_naming_the_vocabular
         model.get_text_features(input_ids=input_ids)
 
 
+def test_input_ids_of_length_zero_are_a_value_error(model):
+    """Issue 29 (battery): a text of no tokens was a RuntimeError from a reshape inside attention."""
+    with pytest.raises(ValueError, match="The text has no tokens"):
+        model.get_text_features(input_ids=torch.zeros(1, 0, dtype=torch.long))
+
+
 def test_save_pretrained_into_a_file_is_an_os_error_and_leaves_the_file(model, tmp_path):
     """Issue 29 (battery): transformers logged "should be a directory, not a file", saved nothing and returned as
     if it had saved."""
