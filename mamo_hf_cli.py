@@ -50,7 +50,8 @@ def interrupt_handling(command: str):
     one line and exit status 130, `pretrain` saying which checkpoint to resume), and is remembered: the context
     gives a function that raises it again, for the places where one may have been swallowed by a library (some catch
     every exception while torch loads). A second Ctrl-C ends the process at once. An interrupted loading of the
-    package is one line too."""
+    package is one line too. SIGTERM (`kill`, a batch scheduler, `docker stop`) is answered alike, with exit status
+    143 (128 + SIGTERM, as a shell reports it)."""
     interrupted = []
 
     def raise_if_interrupted():
@@ -60,8 +61,8 @@ def interrupt_handling(command: str):
     def on_interrupt(signum, frame):
         if interrupted:
             print(f"\nmamo-hf {command}: interrupted.", file=sys.stderr, flush=True)
-            os._exit(130)
-        interrupted.append(True)
+            os._exit(128 + interrupted[0])
+        interrupted.append(signum)
         # The process is ending: what the interruption leaves half-built (a DataLoader iterator) fails in its
         # finaliser, which Python would print as "Exception ignored in ..." after the one line.
         sys.unraisablehook = lambda unraisable: None
@@ -70,16 +71,21 @@ def interrupt_handling(command: str):
             training.request_stop()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = {number: signal.signal(number, on_interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield raise_if_interrupted
     except KeyboardInterrupt:
         if "mamo_hf.cli" in sys.modules and not interrupted:
             raise
         print(f"\nmamo-hf {command}: interrupted.", file=sys.stderr)
-        raise SystemExit(130) from None
+        raise SystemExit(128 + (interrupted or [signal.SIGINT])[0]) from None
+    except SystemExit as exit_:  # a command's own line for Ctrl-C ends with 130; SIGTERM's status is 143
+        if exit_.code == 130 and interrupted:
+            raise SystemExit(128 + interrupted[0]) from None
+        raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 if __name__ == "__main__":

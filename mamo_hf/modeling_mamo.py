@@ -15,9 +15,11 @@
 "Architecture")."""
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from enum import Enum
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -422,8 +424,16 @@ class MamoTextEmbeddings(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if inputs_embeds is None:
-            inputs_embeds = self.word_embeddings(input_ids)
+            try:
+                inputs_embeds = self.word_embeddings(input_ids)
+            except IndexError:  # torch's "index out of range in self" (on CPU; caught here at no cost per step)
+                raise ValueError(
+                    f"input_ids hold ids outside the vocabulary of {self.word_embeddings.num_embeddings} tokens "
+                    f"(from {int(input_ids.min())} to {int(input_ids.max())}): tokenize with this model's processor."
+                ) from None
         length = inputs_embeds.shape[1]
+        if length == 0:
+            raise ValueError("The text has no tokens (input_ids of length 0); tokenize it with the model's processor.")
         if length > self.max_position_embeddings:
             raise ValueError(
                 f"The text has {length} tokens but the text encoder accepts at most {self.max_position_embeddings} "
@@ -462,6 +472,23 @@ class MamoPreTrainedModel(PreTrainedModel):
         r"^(image_queue|text_queue|queue_pointer|teacher_updates)$",
     ]
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, refusing at once, with an `OSError` naming it, a local path that cannot
+        be a saved model: a file, or (without a `config`) a folder without `config.json`, as a training
+        `checkpoint-N` is (transformers would unpickle the file as weights, or build a default config that fits no
+        weight)."""
+        if isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
+            path = Path(pretrained_model_name_or_path) / kwargs.get("subfolder", "")
+            if path.is_file():
+                raise OSError(f"{path} is a file: give the folder written by save_pretrained.")
+            if path.is_dir() and kwargs.get("config") is None and not (path / "config.json").is_file():
+                raise OSError(
+                    f"{path} has no config.json: not a folder written by save_pretrained (a training checkpoint-N "
+                    "holds weights alone: load the run's folder, or pass config=)."
+                )
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
     def _initialize_weights(self, module: nn.Module, is_custom_code: bool = False):
         # transformers skips, for code outside the library, modules whose own tensors are all loaded (or that have
         # none), guarding against `_init_weights` that overwrite loaded tensors. Ours only uses
@@ -492,7 +519,10 @@ class MamoPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, with an `auto_map` naming every MAMO class, so that the folder loads
-        with `trust_remote_code=True` through any of the Auto classes MAMO registers."""
+        with `trust_remote_code=True` through any of the Auto classes MAMO registers; a path that is a file is an
+        `OSError` naming it (transformers only logs it, saves nothing and returns as if it had saved)."""
+        if os.path.isfile(save_directory):
+            raise OSError(f"{save_directory} is a file: save_pretrained writes a folder; give a folder's path.")
         if isinstance(self.config, MamoConfig):
             self.config.auto_map = {**MAMO_AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         return super().save_pretrained(save_directory, *args, **kwargs)

@@ -14,12 +14,13 @@ re-rank the best ones by the ITM head's match probability, as retrieval does (do
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PIL import Image
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .data.records import DEFAULT_MAX_IMAGE_PIXELS, load_image
@@ -115,14 +116,31 @@ def read_index(index_path: Path) -> tuple[dict, torch.Tensor]:
 
 
 def write_index(index_path: Path, fingerprint: str, entries: list[list], features: torch.Tensor) -> None:
-    """Write the index to a temporary file beside `index_path`, then put it in place in one rename."""
+    """Write the index to a temporary file beside `index_path`, then put it in place in one rename.
+
+    Raises:
+        OSError: naming the file and the system's reason, when it cannot be written (a read-only folder, a full
+            disk); the previous index is left as it was.
+    """
     metadata = {"format": FORMAT_VERSION, "fingerprint": fingerprint, "entries": json.dumps(entries)}
     staging = index_path.with_name(index_path.name + ".tmp")
     try:
         save_file({"features": features.contiguous()}, str(staging), metadata=metadata)
         os.replace(staging, index_path)
+    except (OSError, SafetensorError) as error:  # SafetensorError: safetensors' own kind for a failed write
+        reason = getattr(error, "strerror", None) or _system_reason(error)
+        raise OSError(
+            f"{index_path}: could not write the index ({reason}); the previous index is unchanged: make the folder "
+            "writable or free space, or give --index a path elsewhere."
+        ) from None
     finally:
         staging.unlink(missing_ok=True)
+
+
+def _system_reason(error: Exception) -> str:
+    """The system's words in safetensors' error ("I/O error: File too large (os error 27)" → "File too large")."""
+    found = re.search(r"I/O error: (.+?)(?: \(os error \d+\))?$", first_line(error))
+    return found.group(1) if found else first_line(error)
 
 
 def image_features(model, processor, images: list) -> torch.Tensor:

@@ -130,6 +130,46 @@ def test_activation_checkpointing_matches_plain(model):
         torch.testing.assert_close(checkpointed_grads[name], plain_grads[name], atol=1e-6, rtol=1e-5, msg=name)
 
 
+@pytest.mark.parametrize("model_class", [MamoModel, MamoForPreTraining])
+def test_from_pretrained_of_a_file_or_a_folder_without_config_is_an_os_error_naming_it(model, tmp_path, model_class):
+    """Issue 29 (battery): the path of a file (`model/config.json`) was unpickled as weights after 30 s of Hub
+    retries, and a training `checkpoint-N` folder (weights without config.json) loaded a default MAMO-base config
+    and failed on every size; both are now one `OSError` naming the path, at once."""
+    model.save_pretrained(tmp_path / "model")
+    with pytest.raises(OSError, match=f"{tmp_path / 'model' / 'config.json'} is a file: give the folder"):
+        model_class.from_pretrained(tmp_path / "model" / "config.json")
+    (tmp_path / "model" / "config.json").rename(tmp_path / "config.json")
+    with pytest.raises(OSError, match=f"{tmp_path / 'model'} has no config.json: not a folder written by save_pretr"):
+        model_class.from_pretrained(str(tmp_path / "model"))
+    config = MamoConfig.from_pretrained(tmp_path)  # a config given: the folder's weights load with it
+    assert type(model_class.from_pretrained(tmp_path / "model", config=config)) is model_class
+
+
+@pytest.mark.parametrize("bad_id", [10**6, -1])
+def test_input_ids_outside_the_vocabulary_are_a_value_error_naming_the_vocabulary(model, bad_id):
+    """Issue 29 (battery): an id beyond the vocabulary (another model's tokenizer) was torch's IndexError "index out
+    of range in self"."""
+    input_ids = torch.tensor([[2, bad_id, 3]])
+    vocabulary = f"outside the vocabulary of {model.config.text_config.vocab_size} tokens"
+    with pytest.raises(ValueError, match=f"{vocabulary} \\(from {min(bad_id, 2)} to {max(bad_id, 3)}\\)"):
+        model.get_text_features(input_ids=input_ids)
+
+
+def test_input_ids_of_length_zero_are_a_value_error(model):
+    """Issue 29 (battery): a text of no tokens was a RuntimeError from a reshape inside attention."""
+    with pytest.raises(ValueError, match="The text has no tokens"):
+        model.get_text_features(input_ids=torch.zeros(1, 0, dtype=torch.long))
+
+
+def test_save_pretrained_into_a_file_is_an_os_error_and_leaves_the_file(model, tmp_path):
+    """Issue 29 (battery): transformers logged "should be a directory, not a file", saved nothing and returned as
+    if it had saved."""
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(OSError, match="notes.txt is a file: save_pretrained writes a folder"):
+        model.save_pretrained(tmp_path / "notes.txt")
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
 def test_save_load_round_trip_uses_safetensors(model, tmp_path):
     batch = random_pairs(model.config)
     model.save_pretrained(tmp_path)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from helpers import draw, photo_folder, save_retrieval_model
 from PIL import Image
+from safetensors import SafetensorError
 
 from mamo_hf import MamoForImageTextRetrieval, MamoProcessor
 from mamo_hf.search import default_index_path, read_index, search_index, update_index
@@ -126,6 +127,33 @@ def test_an_interrupted_update_leaves_the_previous_index_whole(photos, model_and
         update_index(photos, model, processor)
     assert indexed(photos).keys() == before.keys()
     assert [path.name for path in photos.glob(".*")] == [default_index_path(photos).name]  # no partial file left
+
+
+@pytest.mark.parametrize(
+    "failure, reason",
+    [
+        (OSError(30, "Read-only file system"), "Read-only file system"),
+        (SafetensorError("Error while serializing: I/O error: File too large (os error 27)"), "File too large"),
+    ],
+)
+def test_an_index_that_cannot_be_written_is_an_os_error_naming_it_and_the_reason(
+    photos, model_and_processor, monkeypatch, failure, reason
+):
+    """Issue 29 (battery): a read-only folder or a full disk while writing the index is one `OSError` that names the
+    index file and the system's reason, not the writer's own error type; nothing partial is left."""
+    import mamo_hf.search
+
+    def failing(tensors, path, metadata=None):
+        open(path, "wb").write(b"half")
+        raise failure
+
+    model, processor = model_and_processor
+    monkeypatch.setattr(mamo_hf.search, "save_file", failing)
+    index_path = default_index_path(photos)
+    with pytest.raises(OSError, match=f"{index_path}: could not write the index \\({reason}\\)") as raised:
+        update_index(photos, model, processor)
+    assert len(str(raised.value).splitlines()) == 1
+    assert not any(photos.glob(".*"))
 
 
 def test_an_image_that_became_unreadable_leaves_the_index_and_is_never_served(photos, model_and_processor):

@@ -33,13 +33,25 @@ def saved_retrieval_model(command: str, location: str, flag: str = "--model"):
     from ..processing_mamo import MamoProcessor
 
     config = Path(location) / "config.json"
-    model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
-    if model_type != "mamo" or not (Path(location) / "processor_config.json").is_file():
+    try:
+        settings = json.loads(config.read_bytes()) if config.is_file() else {}
+    except (UnicodeDecodeError, ValueError):
+        settings = None
+    if not isinstance(settings, dict):
+        raise SystemExit(
+            f"mamo-hf {command}: error: {flag} {location}: {config} is not a JSON object; save the model again."
+        )
+    if settings.get("model_type") != "mamo" or not (Path(location) / "processor_config.json").is_file():
         raise SystemExit(
             f"mamo-hf {command}: error: {flag} {location}: not a saved MAMO model with its processor (a folder "
             "written by mamo-hf pretrain or save_pretrained)."
         )
-    model, loading = MamoForImageTextRetrieval.from_pretrained(location, output_loading_info=True)
+    try:
+        model, loading = MamoForImageTextRetrieval.from_pretrained(location, output_loading_info=True)
+    except (ValueError, OSError, RuntimeError) as error:  # a config that contradicts itself or its weights' shapes
+        raise SystemExit(
+            f"mamo-hf {command}: error: {flag} {location}: cannot load it ({first_line(error)})"
+        ) from None
     has_itm_head = not any(key.startswith("itm_head") for key in loading["missing_keys"])
     return model.eval(), MamoProcessor.from_pretrained(location), has_itm_head
 
@@ -65,8 +77,8 @@ def index(args: argparse.Namespace) -> None:
     index_path = Path(args.index) if args.index else default_index_path(args.folder)
     try:
         update = update_index(args.folder, model, processor, index_path, batch_size=args.batch_size)
-    except ValueError as error:
-        raise SystemExit(f"mamo-hf index: error: {error}") from None
+    except (ValueError, OSError) as error:  # OSError: an index that cannot be written
+        raise SystemExit(f"mamo-hf index: error: {first_line(error)}") from None
     print(update.summary(index_path))
 
 
@@ -76,6 +88,10 @@ def search(args: argparse.Namespace) -> None:
 
     if not args.text.strip():
         raise SystemExit("mamo-hf search: error: TEXT is empty: say what to look for.")
+    try:
+        args.text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 reach Python as surrogates, which no tokenizer takes
+        raise SystemExit("mamo-hf search: error: TEXT is not UTF-8 text: type it in a UTF-8 terminal.") from None
     model, processor = _retrieval_model("search", args.model, needs_itm_head=args.rerank > 0)
     _check_words(args.text, processor.tokenizer)
     index_path = Path(args.index) if args.index else default_index_path(args.folder)
@@ -84,8 +100,8 @@ def search(args: argparse.Namespace) -> None:
         if update and (update.added or update.updated or update.removed or update.unreadable):
             print(update.summary(index_path))
         hits = search_index(args.folder, args.text, model, processor, index_path, args.top_k, args.rerank)
-    except ValueError as error:
-        raise SystemExit(f"mamo-hf search: error: {error}") from None
+    except (ValueError, OSError) as error:  # OSError: an index that cannot be written
+        raise SystemExit(f"mamo-hf search: error: {first_line(error)}") from None
     if not hits:
         reason = f"{len(update.unreadable)} unreadable" if update else "run without --no-update to index them again"
         raise SystemExit(f"mamo-hf search: error: {args.folder}: no indexed image can be read ({reason}).")

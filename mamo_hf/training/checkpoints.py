@@ -23,11 +23,12 @@ import json
 import os
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from transformers.utils import logging
 
 from ..errors import CheckpointError, InvalidArgumentError, TrainingDivergedError, first_line
@@ -97,6 +98,24 @@ def written_or_cleared(staging: Path, what: str):
         ) from None
 
 
+def output_dir_error(error: OSError, output_dir: Path) -> CheckpointError | None:
+    """An `OSError` on a path in `output_dir` (the folder deleted, made read-only or full while the run trains) as
+    one line saying so; `None` for any other."""
+    if error.filename is None:
+        return None
+    folder, path = Path(os.path.abspath(output_dir)), Path(os.path.abspath(error.filename))
+    if path != folder and folder not in path.parents:
+        return None
+    if not folder.is_dir():
+        return CheckpointError(
+            f"--output-dir {output_dir} was deleted during the run: its checkpoints went with it; start the run again."
+        )
+    return CheckpointError(
+        f"--output-dir {output_dir}: could not write {path.relative_to(folder)} ({error.strerror}); the last "
+        "complete checkpoint is kept: make the folder writable or free space, then run again with --resume latest."
+    )
+
+
 def _os_message(error: Exception) -> str:
     """The system's words in a writer's error: safetensors wraps them (`IoError(Os { ..., message: "No space left on
     device" })`); torch's first line otherwise."""
@@ -135,11 +154,27 @@ def load_checkpoint(accelerator: Accelerator, checkpoint: Path, scheduler) -> di
         advice = f"; resume from an earlier one with --resume {earlier[-1]}" if earlier else ""
         # torch.load's refusal of a damaged pickle starts with advice to load it unsafely: not what to tell a user.
         reason = "a damaged file" if "Weights only load failed" in str(error) else first_line(error).rstrip(".")
-        raise CheckpointError(
-            f"Cannot resume from {checkpoint}: the model or optimizer state is unreadable ({reason}){advice}."
-        ) from error
+        what = damaged_state_file(checkpoint) or "the model or optimizer state"
+        raise CheckpointError(f"Cannot resume from {checkpoint}: {what} is unreadable ({reason}){advice}.") from error
     scheduler.load_state_dict(scheduler_state)
     return state
+
+
+def damaged_state_file(checkpoint: Path) -> str | None:
+    """The checkpoint's weights or optimizer file that cannot be read, after a failed load: safetensors checks the
+    weights' header against the file's size, and `torch.save` writes a zip archive whose directory is at its end
+    (truncated or overwritten files fail either); `None` when both open (the failure was elsewhere)."""
+    try:
+        with safe_open(str(checkpoint / "model.safetensors"), framework="pt"):
+            pass
+    except Exception:  # safetensors raises its own kinds for a file that is not one
+        return "model.safetensors"
+    try:
+        with zipfile.ZipFile(checkpoint / "optimizer.bin"):
+            pass
+    except (zipfile.BadZipFile, OSError):
+        return "optimizer.bin"
+    return None
 
 
 def _read_training_state(checkpoint: Path) -> tuple[dict, dict]:

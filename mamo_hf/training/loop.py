@@ -94,6 +94,8 @@ def pretrain(args: PretrainingArguments) -> PretrainingResult:
         run = _start_run(args, accelerator, output_dir)
         _train(run)
         return _finish_run(run)
+    except OSError as error:
+        raise checkpoints.output_dir_error(error, output_dir) or error from None
     finally:
         if lock is not None:
             lock.release()

@@ -71,9 +71,13 @@ class OutputDirLock:
         raise OutputDirInUseError(f"--output-dir {self.path.parent}: another run took the lock at the same time.")
 
     def release(self) -> None:
-        """Remove the lock if this process holds it."""
+        """Remove the lock if this process holds it; a lock that cannot be removed (a folder made read-only) is left,
+        with a warning: its owner is gone, so the next run takes it over."""
         if self._holder() == self.owner:
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError as error:
+                logger.warning(f"Cannot remove the lock {self.path} ({error.strerror}): the next run takes it over.")
 
     def _holder(self) -> dict:
         """The lock's owner, or {} for a lock that cannot be read or holds no owner (valid JSON of another shape)."""
@@ -151,9 +155,10 @@ def check_output_dir_is_free(output_dir: Path, overwrite: bool = False) -> None:
             f"{', ...' if len(foreign) > 3 else ''}): a run writes only into a new or empty folder, or one of its "
             "own, and never changes your files; choose another folder."
         )
-    if recorded and not overwrite:
+    results = sorted(name for name in recorded if (Path(output_dir) / name).exists())  # not those deleted since
+    if results and not overwrite:
         raise OutputDirInUseError(
-            f"--output-dir {output_dir} holds another run's results ({', '.join(sorted(recorded)[:3])}): continue it "
+            f"--output-dir {output_dir} holds another run's results ({', '.join(results[:3])}): continue it "
             "with --resume latest, replace it with --overwrite-output-dir, or choose another folder."
         )
 

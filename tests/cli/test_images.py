@@ -42,6 +42,53 @@ def test_the_commands_index_and_search_a_folder_and_answer_bad_input_with_one_li
         main(["index", str(photos / "gone"), "--model", str(saved_model)])
 
 
+def test_an_index_that_cannot_be_written_is_one_line(photos, saved_model, monkeypatch):
+    """Issue 29 (battery): `index` and `search` into a read-only folder (or on a full disk) answer with one line
+    naming the index file, not a traceback."""
+    import mamo_hf.search
+
+    def read_only(tensors, path, metadata=None):
+        raise OSError(30, "Read-only file system", path)
+
+    monkeypatch.setattr(mamo_hf.search, "save_file", read_only)
+    for command in (["index", str(photos)], ["search", str(photos), "a red square"]):
+        with pytest.raises(SystemExit, match=f"mamo-hf {command[0]}: error: .*could not write the index") as raised:
+            main([*command, "--model", str(saved_model)])
+        assert "Read-only file system" in str(raised.value) and len(str(raised.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe{", b"[1, 2]", b'{"model_type": "mamo"'])
+def test_a_model_folder_whose_config_json_is_not_a_json_object_is_one_line(photos, saved_model, content):
+    """Issue 29 (battery): an empty, non-UTF-8, truncated or non-object config.json in --model was a
+    JSONDecodeError, UnicodeDecodeError or AttributeError traceback."""
+    (saved_model / "config.json").write_bytes(content)
+    with pytest.raises(SystemExit, match="mamo-hf index: error: --model .*config.json is not a JSON object"):
+        main(["index", str(photos), "--model", str(saved_model)])
+
+
+@pytest.mark.parametrize("missing", ["text_config.hidden_size", "vision_config"])
+def test_a_model_folder_whose_config_does_not_fit_its_weights_is_one_line(photos, saved_model, missing):
+    """Issue 29 (battery): a config.json missing a field (defaults that contradict the rest, or shapes that do not
+    fit the weights) was a ValueError or RuntimeError traceback from loading."""
+    import json
+
+    config = json.loads((saved_model / "config.json").read_text())
+    section, _, key = missing.partition(".")
+    del (config[section] if key else config)[key or section]
+    (saved_model / "config.json").write_text(json.dumps(config))
+    for command in (["index", str(photos)], ["search", str(photos), "a red square"]):
+        with pytest.raises(SystemExit, match=f"mamo-hf {command[0]}: error: --model .*: cannot load it \\(") as raised:
+            main([*command, "--model", str(saved_model)])
+        assert len(str(raised.value).splitlines()) == 1
+
+
+def test_a_query_that_is_not_utf8_is_one_line(photos, saved_model):
+    """Issue 29 (battery): a query of bytes that are not UTF-8 (Python passes them on as surrogates) was a TypeError
+    traceback from the tokenizer."""
+    with pytest.raises(SystemExit, match="mamo-hf search: error: TEXT is not UTF-8 text"):
+        main(["search", str(photos), "red \udcff\udcfe square", "--model", str(saved_model)])
+
+
 def test_index_and_search_refuse_what_would_mislead(photos, saved_model, tmp_path, capsys):
     """No images, an empty query, an index path that is a folder or in a missing folder, and re-ranking by the
     untrained ITM head of a bare `MamoModel`: each a one-line error, nothing written."""

@@ -208,16 +208,24 @@ def test_checkpoints_hold_no_pickle_and_resuming_runs_none(tmp_path):
     assert not marker.exists(), "resuming executed code from the checkpoint folder"
 
 
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
         (lambda folder: (folder / "optimizer.bin").unlink(), "optimizer.bin is missing"),
-        (lambda folder: (folder / "model.safetensors").write_bytes(b"garbage"), "model or optimizer state"),
-        (lambda folder: (folder / "optimizer.bin").write_bytes(b"garbage"), "model or optimizer state"),
+        (lambda folder: (folder / "model.safetensors").write_bytes(b"garbage"), "model.safetensors is unreadable"),
+        (lambda folder: (folder / "optimizer.bin").write_bytes(b"garbage"), "optimizer.bin is unreadable"),
+        (lambda folder: truncate(folder / "model.safetensors"), "model.safetensors is unreadable"),  # issue 29
+        (lambda folder: truncate(folder / "optimizer.bin"), "optimizer.bin is unreadable"),
         (lambda folder: (folder / checkpoints.TRAINING_STATE).write_text("{"), "training_state.json is unreadable"),
     ],
 )
 def test_a_missing_or_corrupt_state_file_is_an_error_naming_it(tmp_path, damage, message):
+    """A damaged file is named (issue 29's battery: a truncated or overwritten file was "the model or optimizer
+    state")."""
     run = tiny_run(tmp_path, checkpoint_every=3)
     pretrain(run)
     reset_accelerate()
@@ -315,7 +323,7 @@ def test_a_damaged_optimizer_state_is_one_line_naming_the_checkpoint_to_resume_i
     result = cli(*common, "--max-steps", "3", "--resume", "latest")
     assert result.returncode == 1
     one_line_error(
-        result, result.stderr, "checkpoint-2: the model or optimizer state is unreadable (a damaged file)",
+        result, result.stderr, "checkpoint-2: optimizer.bin is unreadable (a damaged file)",
         f"resume from an earlier one with --resume {tmp_path / 'run' / 'checkpoint-1'}",
     )  # fmt: skip
     assert "weights_only" not in result.stderr

@@ -186,3 +186,34 @@ def test_a_stop_requested_from_another_thread_ends_the_run_after_a_micro_batch(t
         pretrain(run)
     steps = [int(path.name.rpartition("-")[2]) for path in list_checkpoints(run.output_dir)]
     assert 2 <= steps[-1] < 10_000
+
+
+@pytest.mark.parametrize("damage", ["deleted", "read-only"])
+def test_an_output_folder_deleted_or_made_read_only_during_the_run_is_one_line(tmp_path, monkeypatch, damage):
+    """Issue 29 (battery): the output folder deleted (or made read-only) while the run trains ends the run with one
+    `CheckpointError` that says what happened, not a `FileNotFoundError` traceback from the run's record."""
+    import shutil
+
+    from mamo_hf.training import CheckpointError
+    from mamo_hf.training.manifest import RunManifest
+
+    real_save, real_write = checkpoints.save_checkpoint, RunManifest._write
+
+    def damaged_then_saved(accelerator, output_dir, state, *args, **kwargs):
+        if state["step"] == 4:
+            if damage == "deleted":
+                shutil.rmtree(output_dir)
+            else:
+                monkeypatch.setattr(RunManifest, "_write", read_only)
+        return real_save(accelerator, output_dir, state, *args, **kwargs)
+
+    def read_only(self, written):
+        raise OSError(30, "Read-only file system", str(self.path) + ".tmp")
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", damaged_then_saved)
+    refused = "could not write .mamo_run.json.tmp \\(Read-only"
+    expected = "was deleted during the run" if damage == "deleted" else refused
+    with pytest.raises(CheckpointError, match=expected) as raised:
+        pretrain(tiny_run(tmp_path, checkpoint_every=2, max_steps=6))
+    assert len(str(raised.value).splitlines()) == 1
+    monkeypatch.setattr(RunManifest, "_write", real_write)

@@ -128,3 +128,38 @@ def test_a_lock_holding_json_that_names_no_owner_is_one_line(tmp_path, content):
     reset_accelerate()
     os.utime(lock, (0, 0))  # an old lock without an owner is stale: taken over
     assert pretrain(run).summary["steps"] == 2
+
+
+def test_a_lock_that_cannot_be_removed_at_the_end_is_left_for_the_next_run_to_take_over(tmp_path, monkeypatch):
+    """Issue 29 (battery): a folder made read-only during the run cannot lose its lock; the run still ends with its
+    own result (here, success), not with an `OSError` from removing the lock (a lock whose process is gone is taken
+    over: `test_a_second_run_on_a_live_runs_folder_refuses_and_a_stale_lock_is_taken_over`)."""
+    real_unlink = Path.unlink
+
+    def read_only(self, missing_ok=False):
+        if self.name == LOCK_FILE:
+            raise OSError(30, "Read-only file system", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    run = tiny_run(tmp_path, max_steps=2)
+    assert pretrain(run).summary["steps"] == 2
+    assert json.loads((Path(run.output_dir) / LOCK_FILE).read_text())["pid"] == os.getpid()  # gone with this run
+
+
+def test_a_refusal_names_only_results_still_there_and_a_folder_emptied_by_hand_is_free(tmp_path):
+    """Issue 29 (battery): the refusal listed what the run's record names, gone or not (`.final-model.tmp`, a
+    staging folder renamed long ago), and a folder whose results were all deleted by hand (`rm -r run/*` leaves the
+    hidden record) was still refused as holding another run's results."""
+    import shutil
+
+    run = tiny_run(tmp_path, max_steps=2)
+    pretrain(run)
+    reset_accelerate()
+    with pytest.raises(OutputDirInUseError, match=r"results \(README.md, config.json, configuration_mamo.py\)"):
+        pretrain(run)
+    for path in Path(run.output_dir).iterdir():
+        if not path.name.startswith("."):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    reset_accelerate()
+    assert pretrain(run).summary["steps"] == 2
