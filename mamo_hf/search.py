@@ -123,7 +123,7 @@ def write_index(index_path: Path, fingerprint: str, entries: list[list], feature
             disk); the previous index is left as it was.
     """
     metadata = {"format": FORMAT_VERSION, "fingerprint": fingerprint, "entries": json.dumps(entries)}
-    staging = index_path.with_name(index_path.name + ".tmp")
+    staging = index_path.with_name(f"{index_path.name}.{os.getpid()}.tmp")  # one per writer: two never share it
     try:
         save_file({"features": features.contiguous()}, str(staging), metadata=metadata)
         os.replace(staging, index_path)
@@ -131,7 +131,7 @@ def write_index(index_path: Path, fingerprint: str, entries: list[list], feature
         reason = getattr(error, "strerror", None) or _system_reason(error)
         raise OSError(
             f"{index_path}: could not write the index ({reason}); the previous index is unchanged: make the folder "
-            "writable or free space, or give --index a path elsewhere."
+            "writable or free space."
         ) from None
     finally:
         staging.unlink(missing_ok=True)

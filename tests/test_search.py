@@ -156,6 +156,24 @@ def test_an_index_that_cannot_be_written_is_an_os_error_naming_it_and_the_reason
     assert not any(photos.glob(".*"))
 
 
+def test_each_writer_stages_the_index_in_a_file_of_its_own(photos, model_and_processor, monkeypatch):
+    """Two `index` processes on one folder must not write into one temporary file: the staging name holds the
+    writer's process id, and is gone once the index is in place."""
+    import mamo_hf.search
+
+    staged, save_file = [], mamo_hf.search.save_file
+
+    def recording(tensors, path, metadata=None):
+        staged.append(path)
+        save_file(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(mamo_hf.search, "save_file", recording)
+    model, processor = model_and_processor
+    update_index(photos, model, processor)
+    assert len(staged) == 1 and staged[0].endswith(f".{os.getpid()}.tmp")
+    assert not os.path.exists(staged[0]) and default_index_path(photos).exists()
+
+
 def test_an_image_that_became_unreadable_leaves_the_index_and_is_never_served(photos, model_and_processor):
     """Issue 29: the index is rewritten when an indexed image becomes unreadable, and a search (even without an
     update) never returns an entry whose file is gone, changed or unreadable."""

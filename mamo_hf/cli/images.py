@@ -77,8 +77,10 @@ def index(args: argparse.Namespace) -> None:
     index_path = Path(args.index) if args.index else default_index_path(args.folder)
     try:
         update = update_index(args.folder, model, processor, index_path, batch_size=args.batch_size)
-    except (ValueError, OSError) as error:  # OSError: an index that cannot be written
+    except ValueError as error:
         raise SystemExit(f"mamo-hf index: error: {first_line(error)}") from None
+    except OSError as error:  # an index that cannot be written
+        raise SystemExit(f"mamo-hf index: error: {first_line(error)} Or give --index a path elsewhere.") from None
     print(update.summary(index_path))
 
 
@@ -100,8 +102,10 @@ def search(args: argparse.Namespace) -> None:
         if update and (update.added or update.updated or update.removed or update.unreadable):
             print(update.summary(index_path))
         hits = search_index(args.folder, args.text, model, processor, index_path, args.top_k, args.rerank)
-    except (ValueError, OSError) as error:  # OSError: an index that cannot be written
+    except ValueError as error:
         raise SystemExit(f"mamo-hf search: error: {first_line(error)}") from None
+    except OSError as error:  # an index that cannot be written
+        raise SystemExit(f"mamo-hf search: error: {first_line(error)} Or give --index a path elsewhere.") from None
     if not hits:
         reason = f"{len(update.unreadable)} unreadable" if update else "run without --no-update to index them again"
         raise SystemExit(f"mamo-hf search: error: {args.folder}: no indexed image can be read ({reason}).")
@@ -154,7 +158,7 @@ def app(args: argparse.Namespace) -> None:
     model, processor = _retrieval_model("app", args.model)
     try:
         demo = build_app(model, processor, image_folder=args.images, title=f"MAMO: {Path(args.model).name}")
-    except ValueError as error:  # an image folder without images
+    except (ValueError, OSError) as error:  # an image folder without images, or whose index cannot be written
         raise SystemExit(f"mamo-hf app: error: --images {first_line(error)}") from None
     try:
         demo.launch(server_name=args.host, server_port=args.port, share=False)

@@ -55,6 +55,11 @@ def test_an_index_that_cannot_be_written_is_one_line(photos, saved_model, monkey
         with pytest.raises(SystemExit, match=f"mamo-hf {command[0]}: error: .*could not write the index") as raised:
             main([*command, "--model", str(saved_model)])
         assert "Read-only file system" in str(raised.value) and len(str(raised.value).splitlines()) == 1
+        assert str(raised.value).endswith("Or give --index a path elsewhere.")
+    pytest.importorskip("gradio", reason="the app needs the app extra")
+    with pytest.raises(SystemExit, match="mamo-hf app: error: --images .*could not write the index") as raised:
+        main(["app", str(saved_model), "--images", str(photos)])  # before it serves anything
+    assert "--index" not in str(raised.value)  # the app has no such flag
 
 
 @pytest.mark.parametrize("content", [b"", b"\xff\xfe{", b"[1, 2]", b'{"model_type": "mamo"'])
