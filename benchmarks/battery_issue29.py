@@ -1,8 +1,9 @@
 # ruff: noqa: E501  (the cases are shell command lines and one-line checks, kept whole to read as a table)
 """Issue 29's adversarial battery: signals, disk, concurrent runs, odd files, Python API.
 
-Run:  cd /tmp/battery29 && /work/main/.venv/bin/python battery.py [--only SUBSTRING] [--repo /work/wt/battery]
-One case at a time; each records its command, exit status, last lines of output and a verdict in results.md.
+Run:  python benchmarks/battery_issue29.py [--only SUBSTRING] [--ids 3,4] [--output results.md]
+(its working folder is $MAMO_BATTERY_DIR, /tmp/battery29 by default; the disk cases mount tmpfs folders, so they need
+root). One case at a time; each records its command, exit status, last lines of output and a verdict in results.md.
 A case FAILs on a traceback, a hang (timeout), or its own check (silent loss, wrong result, corrupt checkpoint).
 """
 
@@ -12,16 +13,17 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HERE = Path("/tmp/battery29")
+HERE = Path(os.environ.get("MAMO_BATTERY_DIR", "/tmp/battery29"))
 FIX = HERE / "fix"
 CASES_DIR = HERE / "cases"
-PY = "/work/main/.venv/bin/python"
-REPO = Path("/work/wt/battery")
+PY = sys.executable
+REPO = Path(__file__).resolve().parents[1]
 CLI = f"{PY} {REPO}/mamo_hf_cli.py"
 TINY = "--image-size 32 --demo-pairs 64 --eval-pairs 8 --batch-size 4 --num-workers 0 --report-to csv"
 
@@ -1769,7 +1771,7 @@ def write_table(rows, output):
     lines = [
         "# Issue 29 adversarial battery",
         "",
-        f"`cd /tmp/battery29 && {PY} battery.py` (repository {REPO}, "
+        f"`python benchmarks/battery_issue29.py` (repository {REPO}, "
         f"{time.strftime('%Y-%m-%d %H:%M')} UTC; one case at a time).",
         "",
         "| category | cases | ok | FAIL |",
