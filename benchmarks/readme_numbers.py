@@ -36,7 +36,9 @@ def mean_std(values: list[float], digits: int = 1) -> str:
 def demo_retrieval() -> str:
     """The first screen's table: zero-shot R@1 of `mamo-hf demo` over its seeds, with the range a reader's run should
     fall in."""
-    runs = [row for row in rows("demo_recipe.jsonl") if row["variant"] == "mp50_full"]
+    runs = sorted(
+        (row for row in rows("demo_recipe.jsonl") if row["variant"] == "mp50_full"), key=lambda row: row["seed"]
+    )
     seconds = [row["train_seconds"] for row in runs]
     seeds = " ".join(str(row["seed"]) for row in runs)
 
@@ -50,8 +52,9 @@ def demo_retrieval() -> str:
         "| ranking | text retrieval R@1 | image retrieval R@1 |\n|---|---|---|\n"
         f"| ITC | {cell('itc_tr_r1')} | {cell('itc_ir_r1')} |\n"
         f"| ITM re-ranking of the top 16 | {cell('itm_tr_r1')} | {cell('itm_ir_r1')} |\n\n"
-        f"Training took {min(seconds) / 60:.0f}–{max(seconds) / 60:.0f} minutes a seed on one thread (two runs side "
-        "by side on this project's 2-core machine). From `benchmarks/results/demo_recipe.jsonl`, made by `python "
+        f"Training took {statistics.median(seconds) / 60:.0f} minutes a seed (median; "
+        f"{min(seconds) / 60:.0f}–{max(seconds) / 60:.0f}) on one thread, two runs side by side on this project's "
+        "2-core machine, beside other jobs. From `benchmarks/results/demo_recipe.jsonl`, made by `python "
         f"benchmarks/ablation.py run --variants mp50_full --seeds {seeds} --results "
         "benchmarks/results/demo_recipe.jsonl` (`mamo_hf.training.pretrain` with the demo's settings).\n"
     )
