@@ -791,3 +791,15 @@ def images(folder):
 def has_colour(image: Image.Image, colour, position=(0, 0)) -> bool:
     """Whether a pixel is `colour`, up to JPEG's rounding."""
     return max(abs(a - b) for a, b in zip(image.convert("RGB").getpixel(position), colour)) <= 8
+
+
+def assert_bad_files_are_named(cases) -> None:
+    """For each (reader, file, content, message): write `content` (text, or JSON of an object) into `file`, and check
+    that reading raises one line of `ValueError` that matches `message` and names the file."""
+    import pytest
+
+    for read, file, content, message in cases:
+        file.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+        with pytest.raises(ValueError, match=message) as caught:
+            read()
+        assert str(file) in str(caught.value) and "\n" not in str(caught.value)

@@ -2,12 +2,11 @@
 tiny ones in the published formats (`helpers`): the same file names, keys, nesting and value types, with a few
 records and generated images."""
 
-import json
 from pathlib import Path
 
 import pytest
 from helpers import STANDARD_COLOURS as COLOURS
-from helpers import coco_captions, has_colour, karpathy_coco, karpathy_flickr
+from helpers import assert_bad_files_are_named, coco_captions, has_colour, karpathy_coco, karpathy_flickr
 from PIL import Image
 
 from mamo_hf.data.captions import CaptionDataset
@@ -117,10 +116,6 @@ def _bad_files(tmp_path: Path) -> list[tuple]:
 
 
 def test_bad_files_raise_a_value_error_naming_the_file(tmp_path):
-    for read, file, content, message in _bad_files(tmp_path):
-        file.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
-        with pytest.raises(ValueError, match=message) as caught:
-            read()
-        assert str(file) in str(caught.value) and "\n" not in str(caught.value)
+    assert_bad_files_are_named(_bad_files(tmp_path))
     with pytest.raises(ValueError, match="Unknown Karpathy split 'testing'"):
         karpathy_images(tmp_path / "karpathy" / "dataset_coco.json", ["testing"])
