@@ -293,6 +293,16 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_one_and_leaves_nothing_p
     assert sorted(path.name for path in folder.iterdir() if "checkpoint" in path.name) == ["checkpoint-2"]
 
 
+def assert_the_final_save_fails_in_one_line(capsys, output_dir: Path) -> None:
+    """A 2-step demo pre-training into `output_dir` whose final save finds the disk full: status 1 and one line."""
+    code, stderr = run_main(
+        capsys, "pretrain", "--output-dir", str(output_dir), "--image-size", "32", "--demo-pairs", "64",
+        "--batch-size", "8", "--max-steps", "2", "--eval-pairs", "0", "--num-workers", "0", "--report-to", "csv",
+    )  # fmt: skip
+    assert code == 1
+    one_line_error(None, stderr, "could not write the final model (No space left on device)")
+
+
 def test_a_full_disk_during_the_final_save_leaves_no_config_without_weights(tmp_path, monkeypatch, capsys):
     from mamo_hf import MamoForPreTraining
 
@@ -302,12 +312,7 @@ def test_a_full_disk_during_the_final_save_leaves_no_config_without_weights(tmp_
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(MamoForPreTraining, "save_pretrained", config_then_full)
-    code, stderr = run_main(
-        capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--image-size", "32", "--demo-pairs", "64",
-        "--batch-size", "8", "--max-steps", "2", "--eval-pairs", "0", "--num-workers", "0", "--report-to", "csv",
-    )  # fmt: skip
-    assert code == 1
-    one_line_error(None, stderr, "could not write the final model (No space left on device)")
+    assert_the_final_save_fails_in_one_line(capsys, tmp_path / "run")
     assert not (tmp_path / "run" / "config.json").exists()
     assert not any(path.name.endswith(".tmp") for path in (tmp_path / "run").iterdir())
 
@@ -390,9 +395,4 @@ def test_a_full_disk_in_safetensors_during_the_final_save_is_one_line(tmp_path, 
         raise SafetensorError(message)
 
     monkeypatch.setattr(MamoForPreTraining, "save_pretrained", full)
-    code, stderr = run_main(
-        capsys, "pretrain", "--output-dir", str(tmp_path / "run"), "--image-size", "32", "--demo-pairs", "64",
-        "--batch-size", "8", "--max-steps", "2", "--eval-pairs", "0", "--num-workers", "0", "--report-to", "csv",
-    )  # fmt: skip
-    assert code == 1
-    one_line_error(None, stderr, "could not write the final model (No space left on device)")
+    assert_the_final_save_fails_in_one_line(capsys, tmp_path / "run")
